@@ -1,0 +1,30 @@
+"""Shared pytest fixtures.
+
+The shared data (reference checkpoints, datasets) lives beside the repository, at ../shared; tests
+that need it take the `shared_dir` / `reference_dir` fixtures and are skipped when it is absent.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+SHARED_DIR = Path(__file__).resolve().parents[1].parent / "shared"
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    """`../shared` (relative to the repository root); skips the test when it is absent."""
+    if not SHARED_DIR.is_dir():
+        pytest.skip(f"shared data not found at {SHARED_DIR}")
+    return SHARED_DIR
+
+
+@pytest.fixture(scope="session")
+def reference_dir(shared_dir: Path) -> Path:
+    """`../shared/reference`: reference-layout checkpoints and vectors.pt; skips when absent."""
+    path = shared_dir / "reference"
+    if not (path / "vectors.pt").is_file():
+        pytest.skip(f"reference vectors not found at {path}")
+    return path

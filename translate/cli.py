@@ -1,0 +1,278 @@
+"""The `translate` command line: a thin typer layer over the library's plain functions.
+
+Only this module prints; the library reports through `logging`.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+app = typer.Typer(
+    name="translate",
+    help="Image-to-image translation: train CycleGAN / pix2pix, import reference checkpoints, convert folders.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+
+
+def _fail(message: str) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code=2)
+
+
+@app.callback()
+def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug messages.")) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+
+
+# --- models / import-reference (owner: models) -------------------------------------------------
+
+@app.command("models")
+def models_command() -> None:
+    """List the registered generators and discriminators."""
+    from translate.models import list_models
+
+    infos = list_models()
+    width = max(len(info.name) for info in infos)
+    typer.echo(f"{'name':<{width}}  {'kind':<13}  {'params':>7}  description")
+    for info in infos:
+        typer.echo(f"{info.name:<{width}}  {info.kind:<13}  {info.num_params / 1e6:6.2f}M  {info.description}")
+    typer.echo("(parameter counts at the default config: 3 channels, ngf/ndf 64, instance norm)")
+
+
+@app.command("import-reference")
+def import_reference_command(
+    ckpt: Path = typer.Argument(..., help="Reference .pth state_dict, e.g. latest_net_G.pth."),
+    out_dir: Path = typer.Argument(..., help="Weights folder to write (config.json + model.safetensors)."),
+    netG: Optional[str] = typer.Option(None, "--netG", help="Generator: resnet_9blocks | resnet_6blocks | unet_256 | unet_128."),
+    netD: Optional[str] = typer.Option(None, "--netD", help="Discriminator: basic | n_layers | pixel."),
+    ngf: Optional[int] = typer.Option(None, "--ngf", help="Generator filters in the first layer [64]."),
+    ndf: Optional[int] = typer.Option(None, "--ndf", help="Discriminator filters in the first layer [64]."),
+    n_layers_D: Optional[int] = typer.Option(None, "--n-layers-D", help="Layers of --netD n_layers [3]."),
+    norm: str = typer.Option("instance", "--norm", help="instance | batch | none."),
+    dropout: Optional[bool] = typer.Option(None, "--dropout/--no-dropout", help="Generator trained with dropout [no]."),
+    input_nc: int = typer.Option(3, "--input-nc", help="Input channels."),
+    output_nc: Optional[int] = typer.Option(None, "--output-nc", help="Generator output channels [3]."),
+    direction: Optional[str] = typer.Option(None, "--direction", help="AtoB | BtoA: which way the generator translates."),
+) -> None:
+    """Convert a checkpoint of the original CycleGAN/pix2pix code into a weights folder.
+
+    State the options the checkpoint was trained with, as for the reference's test.py.
+    """
+    from translate.models import DiscriminatorConfig, GeneratorConfig
+    from translate.reference import import_reference
+
+    if (netG is None) == (netD is None):
+        _fail("pass exactly one of --netG (a generator) or --netD (a discriminator)")
+    try:
+        if netG is not None:
+            if ndf is not None or n_layers_D is not None:
+                _fail("--ndf and --n-layers-D apply to discriminators; with --netG use --ngf")
+            architecture = GeneratorConfig(
+                name=netG, input_nc=input_nc, output_nc=3 if output_nc is None else output_nc,
+                ngf=64 if ngf is None else ngf, norm=norm, dropout=bool(dropout))
+        else:
+            if ngf is not None or dropout is not None or output_nc is not None or direction is not None:
+                _fail("--ngf, --dropout, --output-nc and --direction apply to generators; "
+                      "with --netD use --ndf and --n-layers-D")
+            architecture = DiscriminatorConfig(
+                name=netD, input_nc=input_nc, ndf=64 if ndf is None else ndf,
+                n_layers=3 if n_layers_D is None else n_layers_D, norm=norm)
+        written = import_reference(ckpt, out_dir, architecture, direction=direction)
+    except (ValueError, TypeError, OSError) as err:
+        _fail(str(err))
+    typer.echo(f"wrote {written} ({architecture.name}); load it with translate.load({str(written)!r})")
+
+
+# --- train (owner: training) -------------------------------------------------------------------
+
+def _progress_printer():
+    """A rich progress bar with it/s, ETA and the latest losses; returns (callback, close)."""
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                               TimeRemainingColumn)
+
+    bar = Progress(TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
+                   TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("ETA"),
+                   TimeRemainingColumn(), TextColumn("{task.fields[losses]}"))
+    state: dict = {"task": None, "t0": None, "s0": 0}
+
+    def update(event) -> None:
+        import time
+
+        if state["task"] is None:
+            bar.start()
+            state["task"] = bar.add_task("train", total=event.total_steps, completed=event.step - 1,
+                                         epoch="", rate="", losses="")
+            state["t0"], state["s0"] = time.time(), event.step - 1
+        rate = (event.step - state["s0"]) / max(time.time() - state["t0"], 1e-9)
+        losses = " ".join(f"{k} {v:.3f}" for k, v in list(event.losses.items())[:6])
+        bar.update(state["task"], completed=event.step, epoch=f"{event.epoch + 1}/{event.total_epochs}",
+                   rate=f"{rate:.2f} it/s", losses=losses)
+
+    return update, bar.stop
+
+
+@app.command()
+def train(
+    task: Optional[str] = typer.Argument(None, help="cyclegan | pix2pix (omit with --resume)."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Data root (see docs/data.md)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Run directory to create."),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this directory."),
+    config: Optional[Path] = typer.Option(None, "--config", help="YAML file of options; flags override it."),
+    netG: Optional[str] = typer.Option(None, "--netG", help="resnet_9blocks | resnet_6blocks | unet_256 | unet_128."),
+    netD: Optional[str] = typer.Option(None, "--netD", help="basic | n_layers | pixel."),
+    ngf: Optional[int] = typer.Option(None, "--ngf", help="Generator filters in the first layer [64]."),
+    ndf: Optional[int] = typer.Option(None, "--ndf", help="Discriminator filters in the first layer [64]."),
+    n_layers_D: Optional[int] = typer.Option(None, "--n-layers-D", help="Layers of netD n_layers [3]."),
+    norm: Optional[str] = typer.Option(None, "--norm", help="instance | batch | none."),
+    dropout: Optional[bool] = typer.Option(None, "--dropout/--no-dropout", help="Dropout in the generator."),
+    init_type: Optional[str] = typer.Option(None, "--init-type", help="normal | xavier | kaiming | orthogonal."),
+    init_gain: Optional[float] = typer.Option(None, "--init-gain"),
+    input_nc: Optional[int] = typer.Option(None, "--input-nc", help="Channels of the source domain [3]."),
+    output_nc: Optional[int] = typer.Option(None, "--output-nc", help="Channels of the target domain [3]."),
+    direction: Optional[str] = typer.Option(None, "--direction", help="AtoB | BtoA."),
+    preprocess: Optional[str] = typer.Option(
+        None, "--preprocess", help="resize_and_crop | crop | scale_width | scale_width_and_crop | none."),
+    load_size: Optional[int] = typer.Option(None, "--load-size", help="Resize to this first [286]."),
+    crop_size: Optional[int] = typer.Option(None, "--crop-size", help="Then crop to this [256]."),
+    flip: Optional[bool] = typer.Option(None, "--flip/--no-flip", help="Random horizontal flips [on]."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size"),
+    workers: Optional[int] = typer.Option(None, "--workers", help="Data loading processes [2]."),
+    name_a: Optional[str] = typer.Option(None, "--name-a", help="Display name of domain A."),
+    name_b: Optional[str] = typer.Option(None, "--name-b", help="Display name of domain B."),
+    gan_mode: Optional[str] = typer.Option(None, "--gan-mode", help="lsgan | vanilla | wgangp | hinge."),
+    lambda_A: Optional[float] = typer.Option(None, "--lambda-A", help="Cycle loss weight A->B->A [10]."),
+    lambda_B: Optional[float] = typer.Option(None, "--lambda-B", help="Cycle loss weight B->A->B [10]."),
+    lambda_identity: Optional[float] = typer.Option(None, "--lambda-identity", help="Identity loss weight [0.5]."),
+    lambda_L1: Optional[float] = typer.Option(None, "--lambda-L1", help="pix2pix L1 weight [100]."),
+    pool_size: Optional[int] = typer.Option(None, "--pool-size", help="Fake image history size [50; pix2pix 0]."),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Adam learning rate [2e-4]."),
+    beta1: Optional[float] = typer.Option(None, "--beta1", help="Adam beta1 [0.5]."),
+    lr_policy: Optional[str] = typer.Option(None, "--lr-policy", help="linear | cosine | constant."),
+    n_epochs: Optional[int] = typer.Option(None, "--n-epochs", help="Epochs at the initial LR [100]."),
+    n_epochs_decay: Optional[int] = typer.Option(None, "--n-epochs-decay", help="Epochs of linear decay [100]."),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Stop after this many steps in all."),
+    seed: Optional[int] = typer.Option(None, "--seed"),
+    device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | cuda | mps."),
+    amp: Optional[bool] = typer.Option(None, "--amp/--no-amp", help="Mixed precision (bf16, or fp16 with loss scaling)."),
+    log_every: Optional[int] = typer.Option(None, "--log-every", help="Log losses every K steps [50]."),
+    sample_every: Optional[int] = typer.Option(None, "--sample-every", help="Sample grid every K steps [500]."),
+    save_epoch_freq: Optional[int] = typer.Option(None, "--save-epoch-freq", help="Keep a checkpoint every K epochs [5]."),
+) -> None:
+    """Train a CycleGAN (unpaired) or pix2pix (paired) model, or --resume a run."""
+    import os
+
+    from translate.training import NonFiniteLossError, load_yaml_config, make_config, read_checkpoint
+    from translate.training import train as run_training
+
+    overrides = {k: v for k, v in locals().items()
+                 if k not in {"task", "resume", "config", "os", "NonFiniteLossError", "load_yaml_config",
+                              "make_config", "read_checkpoint", "run_training"}}
+    overrides = {k: (str(v) if isinstance(v, Path) else v) for k, v in overrides.items()}
+    try:
+        resume_state = None
+        if resume is not None:
+            resume_state = read_checkpoint(resume)
+            base = dict(resume_state["config"])
+            if task is not None and task != base["task"]:
+                _fail(f"the run in {resume} trains {base['task']!r}, not {task!r}")
+            overrides["out"] = str(resume)
+            cfg = make_config(base["task"], base=base, overrides=overrides)
+        else:
+            if task is None:
+                _fail("name a task (cyclegan or pix2pix), or pass --resume RUN_DIR")
+            base = load_yaml_config(config) if config is not None else None
+            cfg = make_config(task, base=base, overrides=overrides)
+            if not cfg.data or not cfg.out:
+                _fail("--data DIR and --out RUN_DIR are required")
+            if (Path(cfg.out) / "checkpoints" / "latest.pt").exists():
+                _fail(f"{cfg.out} already holds a run; continue it with --resume {cfg.out} or pick another --out")
+    except (ValueError, FileNotFoundError) as error:
+        _fail(str(error))
+    main_process = os.environ.get("RANK", "0") == "0"
+    update, close = _progress_printer() if main_process else (None, lambda: None)
+    try:
+        result = run_training(cfg, resume_state=resume_state, on_progress=update)
+    except NonFiniteLossError as error:
+        close()
+        typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(code=3)
+    except (ValueError, FileNotFoundError) as error:
+        close()
+        _fail(str(error))
+    close()
+    if main_process:
+        typer.echo(f"done: {result.step} steps, epoch {result.epoch}, {result.seconds:.1f} s; run in {result.run_dir}")
+        if result.skipped_files:
+            typer.echo(f"skipped {len(result.skipped_files)} unreadable file(s); see {result.run_dir / 'log.jsonl'}")
+        for direction, path in result.weights.items():
+            typer.echo(f"weights {direction}: {path}")
+
+
+# --- convert (owner: inference) ----------------------------------------------------------------
+
+@app.command()
+def convert(
+    input_dir: Path = typer.Argument(..., help="Folder of images (searched recursively)."),
+    output_dir: Path = typer.Argument(..., help="Where the translated images go (same relative paths)."),
+    model: Path = typer.Option(..., "--model", help="Weights folder, run directory or checkpoint."),
+    direction: Optional[str] = typer.Option(None, "--direction", help="AtoB | BtoA (CycleGAN runs)."),
+    batch_size: int = typer.Option(4, "--batch-size"),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | mps."),
+    fmt: str = typer.Option("png", "--format", help="png | jpg | webp."),
+    quality: int = typer.Option(95, "--quality", help="jpg / webp quality."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Redo outputs that already exist."),
+) -> None:
+    """Translate every image of a folder at its own resolution (PyTorch backend)."""
+    from rich.progress import Progress
+
+    from translate.inference import convert_folder
+
+    with Progress(transient=True) as bar:
+        task_id = bar.add_task("convert", total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task_id, completed=done, total=total)
+
+        try:
+            summary = convert_folder(input_dir, output_dir, model, direction=direction,
+                                     batch_size=batch_size, device=device, fmt=fmt,
+                                     quality=quality, overwrite=overwrite, on_progress=update)
+        except (ValueError, FileNotFoundError) as error:
+            bar.stop()
+            _fail(str(error))
+    typer.echo(f"converted {len(summary.converted)}, skipped {len(summary.skipped)} (already done), "
+               f"failed {len(summary.failed)}; output in {output_dir}")
+    for path, reason in summary.failed:
+        typer.secho(f"failed: {path}: {reason}", fg=typer.colors.YELLOW, err=True)
+    if summary.failed:
+        raise typer.Exit(code=1)
+
+
+@app.command()
+def demo(
+    out_dir: Path = typer.Argument(Path("demo"), help="Where the demo writes its data, run and outputs."),
+    steps: int = typer.Option(300, "--steps", help="Training steps."),
+) -> None:
+    """Generate a small paired data set, train a tiny pix2pix on it, convert its test images."""
+    from translate.demo import run_demo
+
+    update, close = _progress_printer()
+    try:
+        paths = run_demo(out_dir, steps=steps, on_progress=update)
+    finally:
+        close()
+    typer.echo(f"run: {paths['run']}\nconverted images: {paths['converted']}\n"
+               f"contact sheet (input | output): {paths['contact_sheet']}")
+
+
+if __name__ == "__main__":
+    app()

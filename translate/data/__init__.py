@@ -1,0 +1,54 @@
+"""Data pipeline: image decoding, datasets (unpaired / paired), preprocessing, resumable sampling.
+
+Split of the work: DataLoader workers decode and resize each image on the CPU to a uint8 tensor
+(:class:`UnpairedDataset`, :class:`PairedDataset`, :func:`collate_images`); the training loop
+moves the batch to its device and calls :func:`augment_batch` (random crop / flip, scale to
+[-1, 1]) or :func:`eval_transform`, with a seeded ``torch.Generator``.
+"""
+
+from translate.data.datasets import PAIRED_LAYOUTS, PairedDataset, UnpairedDataset, collate_images
+from translate.data.images import (
+    IMAGE_EXTENSIONS,
+    ImageReadError,
+    convert_channels,
+    decode_image,
+    is_image_file,
+    list_images,
+    load_image,
+    to_uint8_tensor,
+)
+from translate.data.sampler import ResumableSampler
+from translate.data.transforms import (
+    CROP_MODES,
+    PREPROCESS_MODES,
+    PreprocessConfig,
+    augment_batch,
+    augment_pair,
+    eval_transform,
+    prepare_image,
+    resize_for_batching,
+)
+
+__all__ = [
+    "CROP_MODES",
+    "IMAGE_EXTENSIONS",
+    "PAIRED_LAYOUTS",
+    "PREPROCESS_MODES",
+    "ImageReadError",
+    "PairedDataset",
+    "PreprocessConfig",
+    "ResumableSampler",
+    "UnpairedDataset",
+    "augment_batch",
+    "augment_pair",
+    "collate_images",
+    "convert_channels",
+    "decode_image",
+    "eval_transform",
+    "is_image_file",
+    "list_images",
+    "load_image",
+    "prepare_image",
+    "resize_for_batching",
+    "to_uint8_tensor",
+]

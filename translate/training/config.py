@@ -1,0 +1,194 @@
+"""Training configuration: one dataclass, reference defaults per task, YAML files and overrides.
+
+Resolution order (later wins): the task's reference defaults, a YAML file (``--config``), the
+flags given on the command line. A resumed run starts from the run's saved config instead of the
+defaults, so flags given with ``--resume`` extend or override what the run was started with.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+TASKS = ("cyclegan", "pix2pix")
+GAN_MODES = ("lsgan", "vanilla", "wgangp", "hinge")
+DIRECTIONS = ("AtoB", "BtoA")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+LR_POLICIES = ("linear", "cosine", "constant")
+
+
+@dataclass
+class TrainConfig:
+    """Every option of a training run. Field names follow the reference implementation's options."""
+
+    task: str = "cyclegan"
+    data: str = ""
+    out: str = ""
+    # networks
+    netG: str = "resnet_9blocks"  # noqa: N815 - the reference's option names, which users know
+    netD: str = "basic"  # noqa: N815
+    ngf: int = 64
+    ndf: int = 64
+    n_layers_D: int = 3  # noqa: N815
+    norm: str = "instance"
+    dropout: bool = False
+    init_type: str = "normal"
+    init_gain: float = 0.02
+    input_nc: int = 3
+    output_nc: int = 3
+    # data
+    direction: str = "AtoB"
+    preprocess: str = "resize_and_crop"
+    load_size: int = 286
+    crop_size: int = 256
+    flip: bool = True
+    batch_size: int = 1
+    workers: int = 2
+    name_a: str = "A"
+    name_b: str = "B"
+    # objective
+    gan_mode: str = "lsgan"
+    lambda_A: float = 10.0  # noqa: N815
+    lambda_B: float = 10.0  # noqa: N815
+    lambda_identity: float = 0.5
+    lambda_L1: float = 100.0  # noqa: N815
+    lambda_gp: float = 10.0
+    pool_size: int = 50
+    # optimisation and schedule
+    lr: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    lr_policy: str = "linear"
+    n_epochs: int = 100
+    n_epochs_decay: int = 100
+    max_steps: int | None = None
+    # runtime
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = False
+    # bookkeeping
+    log_every: int = 50
+    sample_every: int = 500
+    save_epoch_freq: int = 5
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _check_choice("task", self.task, TASKS)
+        _check_choice("gan_mode", self.gan_mode, GAN_MODES)
+        _check_choice("direction", self.direction, DIRECTIONS)
+        _check_choice("device", self.device, DEVICES)
+        _check_choice("lr_policy", self.lr_policy, LR_POLICIES)
+        for name in ("ngf", "ndf", "n_layers_D", "input_nc", "output_nc", "load_size", "crop_size",
+                     "batch_size", "log_every", "sample_every", "save_epoch_freq"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{_flag(name)} must be a positive integer, got {value!r}")
+        for name in ("n_epochs", "n_epochs_decay", "workers", "pool_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 0:
+                raise ValueError(f"{_flag(name)} must be an integer >= 0, got {value!r}")
+        if self.n_epochs + self.n_epochs_decay < 1:
+            raise ValueError("--n-epochs plus --n-epochs-decay must be at least 1, got 0")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError(f"--max-steps must be a positive integer, got {self.max_steps!r}")
+        for name in ("lr", "init_gain"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{_flag(name)} must be > 0, got {getattr(self, name)!r}")
+        for name in ("lambda_A", "lambda_B", "lambda_identity", "lambda_L1", "lambda_gp"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{_flag(name)} must be >= 0, got {getattr(self, name)!r}")
+        if not 0.0 <= self.beta1 < 1.0:
+            raise ValueError(f"--beta1 must be in [0, 1), got {self.beta1!r}")
+        if (self.task == "cyclegan" and self.lambda_identity > 0
+                and self.input_nc != self.output_nc):
+            raise ValueError(
+                f"the identity loss needs --input-nc equal to --output-nc (got {self.input_nc} and "
+                f"{self.output_nc}); pass --lambda-identity 0")
+
+    @property
+    def total_epochs(self) -> int:
+        return self.n_epochs + self.n_epochs_decay
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# The reference implementation's per-model defaults (its models' modify_commandline_options).
+TASK_DEFAULTS: dict[str, dict[str, Any]] = {
+    "cyclegan": {
+        "netG": "resnet_9blocks", "netD": "basic", "norm": "instance", "dropout": False,
+        "gan_mode": "lsgan", "pool_size": 50, "lambda_identity": 0.5, "batch_size": 1,
+    },
+    "pix2pix": {
+        "netG": "unet_256", "netD": "basic", "norm": "batch", "dropout": True,
+        "gan_mode": "vanilla", "pool_size": 0, "lambda_identity": 0.0, "lambda_L1": 100.0,
+        "batch_size": 1,
+    },
+}
+
+FIELD_NAMES = frozenset(f.name for f in dataclasses.fields(TrainConfig))
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _check_choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ValueError(f"{_flag(name)}: {value!r} is not one of {', '.join(allowed)}")
+
+
+def _normalise_keys(values: dict[str, Any], source: str) -> dict[str, Any]:
+    """Accept kebab-case keys (as on the command line) and reject unknown ones."""
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        name = str(key).replace("-", "_")
+        if name not in FIELD_NAMES:
+            close = [f for f in FIELD_NAMES if f.lower() == name.lower()]
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(f"{source}: unknown option {key!r}{hint}")
+        out[name] = value
+    return out
+
+
+def load_yaml_config(path: str | Path) -> dict[str, Any]:
+    """Read a YAML option file: a mapping of option names (snake or kebab case) to values."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {str(path)!r} does not exist")
+    with path.open() as handle:
+        values = yaml.safe_load(handle) or {}
+    if not isinstance(values, dict):
+        raise ValueError(f"config file {str(path)!r} must hold a mapping of options, got {type(values).__name__}")
+    return _normalise_keys(values, f"config file {str(path)!r}")
+
+
+def make_config(task: str | None, *, base: dict[str, Any] | None = None,
+                overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """Resolve a config: `base` (a saved run's config) or the task defaults, then `overrides`.
+
+    Args:
+        task: "cyclegan" or "pix2pix"; may be None when `base` names it.
+        base: a complete saved config (resume) or a partial YAML mapping.
+        overrides: options given explicitly (None values are ignored).
+    """
+    values: dict[str, Any] = {}
+    base = _normalise_keys(base or {}, "config")
+    overrides = _normalise_keys({k: v for k, v in (overrides or {}).items() if v is not None}, "option")
+    task = task or overrides.get("task") or base.get("task")
+    if task not in TASK_DEFAULTS:
+        raise ValueError(f"task {task!r} is not one of {', '.join(TASKS)}")
+    values.update(TASK_DEFAULTS[task])
+    values.update(base)
+    values.update(overrides)
+    values["task"] = task
+    return TrainConfig(**values)
+
+
+def save_config(config: TrainConfig, path: Path) -> None:
+    with path.open("w") as handle:
+        yaml.safe_dump(config.to_dict(), handle, sort_keys=False)

@@ -1,0 +1,61 @@
+"""Adversarial objectives and the WGAN-GP gradient penalty."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from translate.training.config import GAN_MODES
+
+
+class GANLoss(nn.Module):
+    """The adversarial loss of the reference implementation, by mode.
+
+    - lsgan: mean squared error to 1 (real) / 0 (fake) (LSGAN).
+    - vanilla: binary cross-entropy on logits (the original GAN).
+    - wgangp: -mean(prediction) for real, +mean for fake (use with `gradient_penalty`).
+    - hinge: for the discriminator relu(1 - D(real)) and relu(1 + D(fake)); for the generator -D(fake).
+
+    `forward(prediction, target_is_real, for_discriminator=True)` takes the discriminator's raw
+    output of any shape, e.g. `(B, 1, h, w)` patch logits, and returns a scalar.
+    """
+
+    def __init__(self, gan_mode: str) -> None:
+        super().__init__()
+        if gan_mode not in GAN_MODES:
+            raise ValueError(f"gan_mode {gan_mode!r} is not one of {', '.join(GAN_MODES)}")
+        self.gan_mode = gan_mode
+
+    def forward(self, prediction: Tensor, target_is_real: bool, for_discriminator: bool = True) -> Tensor:
+        # Losses are computed in float32 even under autocast: their reductions lose accuracy in 16 bit.
+        prediction = prediction.float()
+        if self.gan_mode == "lsgan":
+            target = torch.ones_like(prediction) if target_is_real else torch.zeros_like(prediction)
+            return F.mse_loss(prediction, target)
+        if self.gan_mode == "vanilla":
+            target = torch.ones_like(prediction) if target_is_real else torch.zeros_like(prediction)
+            return F.binary_cross_entropy_with_logits(prediction, target)
+        if self.gan_mode == "wgangp":
+            return -prediction.mean() if target_is_real else prediction.mean()
+        # hinge
+        if not for_discriminator:
+            return -prediction.mean()
+        return F.relu(1.0 - prediction).mean() if target_is_real else F.relu(1.0 + prediction).mean()
+
+
+def gradient_penalty(discriminator: nn.Module, real: Tensor, fake: Tensor,
+                     generator: torch.Generator | None = None) -> Tensor:
+    """WGAN-GP penalty E[(||grad D(x_hat)||_2 - 1)^2] on random interpolates of real and fake.
+
+    Args:
+        real, fake: `(B, C, H, W)` in [-1, 1]; `fake` is detached here.
+    """
+    alpha = torch.rand(real.shape[0], 1, 1, 1, generator=generator).to(real.device, real.dtype)
+    interpolates = (alpha * real + (1 - alpha) * fake.detach()).requires_grad_(True)
+    prediction = discriminator(interpolates)
+    gradients = torch.autograd.grad(
+        outputs=prediction, inputs=interpolates, grad_outputs=torch.ones_like(prediction),
+        create_graph=True, retain_graph=True)[0]
+    gradients = gradients.reshape(real.shape[0], -1).float()
+    return ((gradients.norm(2, dim=1) - 1.0) ** 2).mean()

@@ -1,0 +1,425 @@
+"""Weights folders (config.json + model.safetensors) and `load()`, which reads every saved model form.
+
+A weights folder is the deployable form of one network: the architecture and preprocessing in
+config.json, the tensors in model.safetensors (no pickle, so loading never runs code). `load()`
+also accepts a training checkpoint file or a run directory, and always returns a network ready
+for inference: eval mode, gradients off.
+
+    g = translate.load("runs/horse2zebra")          # run dir -> weights/AtoB/ or checkpoints/latest.pt
+    fake_b = g(real_a)                              # (B, C, H, W) in [-1, 1]
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import pickle
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+
+from translate import __version__
+from translate.models import (
+    DiscriminatorConfig,
+    GeneratorConfig,
+    build_discriminator,
+    build_generator,
+    config_from_dict,
+    config_to_dict,
+    generator_config_from_dict,
+    size_multiple,
+)
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "CONFIG_FILE",
+    "WEIGHTS_FILE",
+    "StateDictDiff",
+    "StateDictMismatchError",
+    "state_dict_diff",
+    "load_state_dict_strict",
+    "build_model",
+    "save_weights",
+    "read_model_config",
+    "load",
+    "load_with_config",
+]
+
+FORMAT = "translate.weights"
+FORMAT_VERSION = 1
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+CHECKPOINT_FORMAT = "translate.checkpoint"
+CHECKPOINT_FORMAT_VERSION = 1
+TASKS = ("cyclegan", "pix2pix")
+DIRECTIONS = ("AtoB", "BtoA")
+_DTYPES = {torch.float32: "float32", torch.float16: "float16", torch.bfloat16: "bfloat16"}
+_ACCEPTED = ("a weights folder (config.json + model.safetensors), a training checkpoint file written by "
+             "`translate train`, or a run directory (weights/<direction>/ or checkpoints/latest.pt)")
+
+Architecture = GeneratorConfig | DiscriminatorConfig
+
+
+# --- strict state-dict loading --------------------------------------------------------------
+
+
+@dataclass
+class StateDictDiff:
+    """How a state dict differs from the one a model expects."""
+
+    missing: list[str] = field(default_factory=list)  # the model has them, the state dict does not
+    unexpected: list[str] = field(default_factory=list)  # the state dict has them, the model does not
+    shape_mismatches: list[tuple[str, tuple[int, ...], tuple[int, ...]]] = field(default_factory=list)
+    # (key, shape in the state dict, shape in the model)
+
+    def __bool__(self) -> bool:
+        return bool(self.missing or self.unexpected or self.shape_mismatches)
+
+    def summary(self, limit: int = 10) -> str:
+        """Multi-line description listing the first `limit` keys of each kind, with counts."""
+
+        def listing(items: list[str]) -> str:
+            more = f", ... (+{len(items) - limit} more)" if len(items) > limit else ""
+            return ", ".join(items[:limit]) + more
+
+        lines = []
+        if self.missing:
+            lines.append(f"  missing keys ({len(self.missing)}): {listing(self.missing)}")
+        if self.unexpected:
+            lines.append(f"  unexpected keys ({len(self.unexpected)}): {listing(self.unexpected)}")
+        if self.shape_mismatches:
+            shapes = [f"{k}: file {tuple(a)} vs model {tuple(b)}" for k, a, b in self.shape_mismatches]
+            lines.append(f"  shape mismatches ({len(shapes)}): {listing(shapes)}")
+        return "\n".join(lines)
+
+
+class StateDictMismatchError(ValueError):
+    """A state dict does not fit its architecture (missing / unexpected keys or shapes)."""
+
+    def __init__(self, message: str, diff: StateDictDiff) -> None:
+        super().__init__(message)
+        self.diff = diff
+
+
+def state_dict_diff(expected: Mapping[str, Tensor], got: Mapping[str, Tensor]) -> StateDictDiff:
+    """Compare `got` against `expected` (e.g. `model.state_dict()`), keeping `expected`'s key order."""
+    diff = StateDictDiff(
+        missing=[k for k in expected if k not in got],
+        unexpected=[k for k in got if k not in expected],
+    )
+    for key, tensor in expected.items():
+        if key in got and tuple(got[key].shape) != tuple(tensor.shape):
+            diff.shape_mismatches.append((key, tuple(got[key].shape), tuple(tensor.shape)))
+    return diff
+
+
+def load_state_dict_strict(module: nn.Module, state_dict: Mapping[str, Tensor], *, what: str) -> None:
+    """`module.load_state_dict(state_dict, strict=True)` with a readable error naming `what`."""
+    diff = state_dict_diff(module.state_dict(), state_dict)
+    if diff:
+        raise StateDictMismatchError(
+            f"the weights in {what} do not fit the {type(module).__name__} they are loaded into:\n"
+            f"{diff.summary()}", diff)
+    module.load_state_dict(state_dict, strict=True)
+
+
+def build_model(architecture: Architecture, init: bool = False) -> nn.Module:
+    """The (uninitialised unless `init`) network for a generator or discriminator config."""
+    if isinstance(architecture, GeneratorConfig):
+        return build_generator(architecture, init=init)
+    if isinstance(architecture, DiscriminatorConfig):
+        return build_discriminator(architecture, init=init)
+    raise TypeError(f"architecture must be a GeneratorConfig or DiscriminatorConfig, "
+                    f"got {type(architecture).__name__}")
+
+
+# --- config.json ----------------------------------------------------------------------------
+
+
+def _check_optional_choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
+    if value is not None and value not in allowed:
+        raise ValueError(f"unknown {name} {value!r}; expected one of {', '.join(allowed)} or None")
+
+
+def _default_domains(kind: str, direction: str | None) -> dict[str, str] | None:
+    if kind != "generator":
+        return None
+    return {"source": "B", "target": "A"} if direction == "BtoA" else {"source": "A", "target": "B"}
+
+
+def _model_config(architecture: Architecture, *, task: str | None, direction: str | None,
+                  domains: Mapping[str, str] | None, source: Mapping[str, Any] | None,
+                  dtype: str = "float32", toolkit_version: str = __version__) -> dict[str, Any]:
+    kind = "generator" if isinstance(architecture, GeneratorConfig) else "discriminator"
+    _check_optional_choice("task", task, TASKS)
+    _check_optional_choice("direction", direction, DIRECTIONS)
+    if domains is None:
+        domains = _default_domains(kind, direction)
+    elif not (isinstance(domains, Mapping) and set(domains) == {"source", "target"}
+              and all(isinstance(v, str) for v in domains.values())):
+        raise ValueError(f"domains must be {{'source': str, 'target': str}}, got {domains!r}")
+    channels = architecture.input_nc
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "toolkit_version": toolkit_version,
+        "kind": kind,
+        "architecture": config_to_dict(architecture),
+        "task": task,
+        "direction": direction,
+        "domains": dict(domains) if domains is not None else None,
+        # Images enter as (x - mean) / std of [0, 1] values, i.e. [-1, 1]; outputs leave in [-1, 1].
+        "normalization": {"range": [-1.0, 1.0], "mean": [0.5] * channels, "std": [0.5] * channels},
+        "size_multiple": size_multiple(architecture.name),
+        "dtype": dtype,
+        "source": dict(source) if source else {},
+    }
+
+
+def _read_folder_config(folder: Path) -> dict[str, Any]:
+    path = folder / CONFIG_FILE
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"no {CONFIG_FILE} in {str(folder)!r}: a weights folder holds "
+                                f"{CONFIG_FILE} and {WEIGHTS_FILE} (written by save_weights)") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{str(path)!r} is not valid JSON ({err}); re-export the weights folder") from None
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        found = config.get("format") if isinstance(config, dict) else type(config).__name__
+        raise ValueError(f"{str(path)!r} is not a translate weights config (format {found!r}, "
+                         f"expected {FORMAT!r})")
+    version = config.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise ValueError(f"{str(path)!r} has format_version {version!r}, this translate "
+                         f"({__version__}) reads up to {FORMAT_VERSION}; upgrade translate")
+    if config.get("kind") not in ("generator", "discriminator"):
+        raise ValueError(f"{str(path)!r} has kind {config.get('kind')!r}; expected 'generator' or "
+                         f"'discriminator'")
+    if not isinstance(config.get("architecture"), dict):
+        raise ValueError(f"{str(path)!r} has no 'architecture' object")
+    return config
+
+
+# --- saving ---------------------------------------------------------------------------------
+
+
+def _atomic_write(final: Path, write: Callable[[Path], None]) -> None:
+    # A temporary file in the same folder, renamed over the target: readers never see half a file.
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp_name))
+        os.replace(tmp_name, final)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+
+
+def save_weights(module: nn.Module, out_dir: str | Path, architecture: Architecture, *,
+                 task: str | None = None, direction: str | None = None,
+                 domains: Mapping[str, str] | None = None, source: Mapping[str, Any] | None = None,
+                 dtype: torch.dtype = torch.float32) -> Path:
+    """Write `module` as a weights folder `out_dir/{config.json, model.safetensors}`; return out_dir.
+
+    `architecture` must describe `module` exactly (checked against its state dict). Floating
+    tensors are stored contiguous in `dtype` (float32, or float16 / bfloat16 to halve the size);
+    BatchNorm's integer counters keep their dtype. `domains` defaults to A->B (B->A for "BtoA").
+    """
+    if not isinstance(module, nn.Module):
+        raise TypeError(f"save_weights expects an nn.Module, got {type(module).__name__}")
+    if dtype not in _DTYPES:
+        raise ValueError(f"unsupported dtype {dtype}; expected one of {', '.join(map(str, _DTYPES))}")
+    config = _model_config(architecture, task=task, direction=direction, domains=domains, source=source,
+                           dtype=_DTYPES[dtype])
+    state = module.state_dict()
+    with torch.device("meta"):
+        expected = build_model(architecture).state_dict()
+    diff = state_dict_diff(expected, state)
+    if diff:
+        raise StateDictMismatchError(
+            f"the module does not match the architecture {config['architecture']}; "
+            f"saving it would write a weights folder that cannot be loaded:\n{diff.summary()}", diff)
+
+    tensors = {}
+    for key, tensor in state.items():
+        tensor = tensor.detach().to("cpu")
+        if tensor.is_floating_point():
+            tensor = tensor.to(dtype)
+        tensors[key] = tensor.contiguous()
+
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise FileExistsError(f"cannot write a weights folder at {str(out_dir)!r}: it is a file")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    # Weights first: a folder whose config.json exists is complete.
+    _atomic_write(out_dir / WEIGHTS_FILE,
+                  lambda tmp: save_file(tensors, str(tmp), metadata={"format": "pt"}))
+    _atomic_write(out_dir / CONFIG_FILE,
+                  lambda tmp: tmp.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8"))
+    logger.info("saved %s %s to %s", config["kind"], architecture.name, out_dir)
+    return out_dir
+
+
+# --- locating and reading any model form ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Located:
+    kind: str  # "folder" | "checkpoint"
+    path: Path
+
+
+def _pick_direction(direction: str | None, available: list[str], where: str) -> str:
+    if direction is None:
+        if "AtoB" in available:
+            return "AtoB"
+        if len(available) == 1:
+            return available[0]
+        raise ValueError(f"{where} holds several directions ({', '.join(available)}); pick one with direction=")
+    if direction not in available:
+        raise ValueError(f"direction {direction!r} is not in {where}; available: {', '.join(available)}")
+    return direction
+
+
+def _locate(path: Path, direction: str | None) -> _Located:
+    if path.is_file():
+        if path.name in (CONFIG_FILE, WEIGHTS_FILE):
+            return _Located("folder", path.parent)
+        if path.suffix == ".safetensors":
+            raise ValueError(f"{str(path)!r} is a bare safetensors file with no architecture; load the "
+                             f"weights folder holding it and its {CONFIG_FILE}")
+        return _Located("checkpoint", path)
+    if path.is_dir():
+        if (path / CONFIG_FILE).is_file():
+            return _Located("folder", path)
+        weights_root = path / "weights"
+        available = sorted(d.name for d in weights_root.glob("*") if (d / CONFIG_FILE).is_file())
+        checkpoint = path / "checkpoints" / "latest.pt"
+        # Prefer the exported folders; the checkpoint serves a direction they lack.
+        use_checkpoint = checkpoint.is_file() and (not available or direction not in (None, *available))
+        if use_checkpoint:
+            return _Located("checkpoint", checkpoint)
+        if available:
+            return _Located("folder", weights_root / _pick_direction(direction, available, str(weights_root)))
+        raise ValueError(f"{str(path)!r} is a directory without {CONFIG_FILE}, weights/<direction>/ or "
+                         f"checkpoints/latest.pt; load accepts {_ACCEPTED}")
+    raise FileNotFoundError(f"no model at {str(path)!r}; load accepts {_ACCEPTED}")
+
+
+def _read_checkpoint(path: Path) -> dict[str, Any]:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise ValueError(f"{str(path)!r} cannot be read safely (weights_only=True refused it: {err}); "
+                         f"load accepts {_ACCEPTED}") from None
+    except (RuntimeError, EOFError, OSError) as err:
+        raise ValueError(f"{str(path)!r} is not a readable torch checkpoint ({err}); "
+                         f"load accepts {_ACCEPTED}") from None
+    if isinstance(state, dict) and state.get("format") == CHECKPOINT_FORMAT:
+        version = state.get("format_version")
+        if not isinstance(version, int) or version > CHECKPOINT_FORMAT_VERSION:
+            raise ValueError(f"{str(path)!r} has checkpoint format_version {version!r}, this translate "
+                             f"({__version__}) reads up to {CHECKPOINT_FORMAT_VERSION}; upgrade translate")
+        return state
+    if isinstance(state, dict) and state and all(isinstance(v, Tensor) for v in state.values()):
+        raise ValueError(f"{str(path)!r} is a plain state_dict (such as a reference CycleGAN/pix2pix "
+                         f"checkpoint), which does not record its architecture; convert it first with "
+                         f"`translate import-reference` (translate.reference.import_reference)")
+    found = state.get("format") if isinstance(state, dict) else type(state).__name__
+    raise ValueError(f"{str(path)!r} is not a translate training checkpoint (format {found!r}); "
+                     f"load accepts {_ACCEPTED}")
+
+
+def _checkpoint_generator(state: dict[str, Any], path: Path, direction: str | None
+                          ) -> tuple[dict[str, Any], dict[str, Tensor]]:
+    """config.json-style dict and state dict of one generator in a training checkpoint."""
+    generators = state.get("generators")
+    if not isinstance(generators, dict) or not generators:
+        raise ValueError(f"checkpoint {str(path)!r} lists no generators")
+    chosen = _pick_direction(direction, sorted(generators), f"checkpoint {str(path)!r}")
+    spec = generators[chosen]
+    try:
+        model_key, architecture = spec["model"], generator_config_from_dict(spec["architecture"])
+        state_dict = state["models"][model_key]
+    except (KeyError, TypeError) as err:
+        raise ValueError(f"checkpoint {str(path)!r} is incomplete: no {err} for direction {chosen!r}") from None
+    names = state.get("domains") or {}
+    source_domain, target_domain = ("A", "B") if chosen == "AtoB" else ("B", "A")
+    domains = {"source": str(names.get(source_domain, source_domain)),
+               "target": str(names.get(target_domain, target_domain))}
+    task = state.get("task") if state.get("task") in TASKS else None
+    provenance = {"checkpoint": str(path), "model": model_key, "epoch": state.get("epoch"),
+                  "step": state.get("step")}
+    config = _model_config(architecture, task=task, direction=chosen, domains=domains, source=provenance,
+                           toolkit_version=str(state.get("toolkit_version", "unknown")))
+    return config, state_dict
+
+
+def read_model_config(path: str | Path, direction: str | None = None) -> dict[str, Any]:
+    """The config.json dict of any model form `load` accepts (built on the fly for checkpoints)."""
+    located = _locate(Path(path), direction)
+    if located.kind == "folder":
+        return _check_folder_direction(_read_folder_config(located.path), located.path, direction)
+    config, _ = _checkpoint_generator(_read_checkpoint(located.path), located.path, direction)
+    return config
+
+
+def _check_folder_direction(config: dict[str, Any], folder: Path, direction: str | None) -> dict[str, Any]:
+    _check_optional_choice("direction", direction, DIRECTIONS)
+    stored = config.get("direction")
+    if direction is not None and stored is not None and direction != stored:
+        raise ValueError(f"weights folder {str(folder)!r} holds the {stored} generator, not {direction!r}; "
+                         f"pass direction={stored!r} or load the other folder")
+    return config
+
+
+def load_with_config(path: str | Path, direction: str | None = None, device: str | torch.device = "cpu"
+                     ) -> tuple[nn.Module, dict[str, Any]]:
+    """Like `load`, also returning the model's config.json-style dict (architecture, normalization,
+    size_multiple, domains...)."""
+    _check_optional_choice("direction", direction, DIRECTIONS)
+    located = _locate(Path(path), direction)
+    if located.kind == "folder":
+        config = _check_folder_direction(_read_folder_config(located.path), located.path, direction)
+        weights_path = located.path / WEIGHTS_FILE
+        if not weights_path.is_file():
+            raise FileNotFoundError(f"no {WEIGHTS_FILE} in weights folder {str(located.path)!r}; "
+                                    f"the export is incomplete, re-export it")
+        try:
+            state_dict = load_file(str(weights_path), device="cpu")
+        except (SafetensorError, OSError) as err:
+            raise ValueError(f"{str(weights_path)!r} is not a readable safetensors file ({err})") from None
+        what = str(weights_path)
+    else:
+        config, state_dict = _checkpoint_generator(_read_checkpoint(located.path), located.path, direction)
+        what = f"checkpoint {str(located.path)!r} ({config['source']['model']})"
+
+    network = build_model(config_from_dict(config["kind"], config["architecture"]), init=False)
+    load_state_dict_strict(network, state_dict, what=what)
+    network.to(device).eval().requires_grad_(False)
+    logger.debug("loaded %s %s from %s", config["kind"], config["architecture"]["name"], located.path)
+    return network, config
+
+
+def load(path: str | Path, direction: str | None = None, device: str | torch.device = "cpu") -> nn.Module:
+    """A ready network (eval mode, requires_grad False) from any saved form.
+
+    path: a weights folder; a training checkpoint file; or a run directory (its
+    weights/<direction>/ folder when present, else checkpoints/latest.pt). direction: "AtoB" or
+    "BtoA" for files holding both generators; None picks "AtoB", or the only one.
+    A generator maps `(B, input_nc, H, W)` in [-1, 1] to `(B, output_nc, H, W)` in [-1, 1] with H, W
+    multiples of its config's size_multiple.
+    """
+    network, _ = load_with_config(path, direction=direction, device=device)
+    return network
