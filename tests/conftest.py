@@ -28,3 +28,18 @@ def reference_dir(shared_dir: Path) -> Path:
     if not (path / "vectors.pt").is_file():
         pytest.skip(f"reference vectors not found at {path}")
     return path
+
+
+@pytest.fixture(scope="module")
+def single_thread():
+    """Run the module's tests on one intra-op thread, restoring the count afterwards.
+
+    Tiny test networks gain nothing from threads, and on a busy 2-core machine OpenMP's
+    spin-waiting makes them 10-30x slower. Use with `pytestmark = pytest.mark.usefixtures(...)`.
+    """
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

@@ -58,7 +58,7 @@ def import_reference_command(
     ndf: Optional[int] = typer.Option(None, "--ndf", help="Discriminator filters in the first layer [64]."),
     n_layers_D: Optional[int] = typer.Option(None, "--n-layers-D", help="Layers of --netD n_layers [3]."),
     norm: str = typer.Option("instance", "--norm", help="instance | batch | none."),
-    dropout: Optional[bool] = typer.Option(None, "--dropout/--no-dropout", help="Generator trained with dropout [no]."),
+    dropout: Optional[bool] = typer.Option(None, "--dropout/--no-dropout", help="Generator trained with dropout (default: no)."),
     input_nc: int = typer.Option(3, "--input-nc", help="Input channels."),
     output_nc: Optional[int] = typer.Option(None, "--output-nc", help="Generator output channels [3]."),
     direction: Optional[str] = typer.Option(None, "--direction", help="AtoB | BtoA: which way the generator translates."),

@@ -81,7 +81,7 @@ def contact_sheet(pairs: list[tuple[Path, Path]], out: Path, height: int = 128) 
     return out
 
 
-def run_demo(out_dir: str | Path, steps: int = 300, size: int = 64, seed: int = 0,
+def run_demo(out_dir: str | Path, steps: int = 300, size: int = 48, seed: int = 0,
              on_progress=None) -> dict[str, Path]:
     """Generate data, train a tiny pix2pix for `steps` steps, convert the test inputs.
 
@@ -100,7 +100,8 @@ def run_demo(out_dir: str | Path, steps: int = 300, size: int = 64, seed: int = 
         pair = Image.open(path)
         pair.crop((0, 0, pair.width // 2, pair.height)).save(inputs / path.name)
     config = make_config("pix2pix", overrides={
-        "data": str(data), "out": str(out_dir / "run"), "netG": "resnet_6blocks", "norm": "instance",
+        "data": str(data), "out": str(out_dir / "run"), "netG": "resnet_6blocks", "norm": "batch",
+        "gan_mode": "lsgan",
         "dropout": False, "ngf": 16, "ndf": 16, "preprocess": "none", "load_size": size,
         "crop_size": size, "batch_size": 4, "workers": 0, "n_epochs": 1000, "n_epochs_decay": 0,
         "max_steps": steps, "seed": seed, "device": "cpu", "sample_every": steps, "log_every": 50,

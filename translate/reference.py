@@ -15,16 +15,15 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
-import pickle
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import torch
 from torch import Tensor, nn
 
 from translate.models import DiscriminatorConfig, GeneratorConfig, generator_names
-from translate.weights import StateDictDiff, build_model, save_weights, state_dict_diff
+from translate.weights import StateDictDiff, build_model, save_weights, state_dict_diff, torch_load_safely
 
 logger = logging.getLogger(__name__)
 
@@ -59,13 +58,7 @@ def read_reference_state_dict(path: str | Path) -> dict[str, Tensor]:
     if not path.is_file():
         raise FileNotFoundError(f"no reference checkpoint at {str(path)!r}: expected a .pth state_dict "
                                 f"such as latest_net_G.pth")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        raise ValueError(f"{str(path)!r} holds pickled objects other than tensors and plain containers, "
-                         f"which are not loaded (weights_only=True): {err}") from None
-    except (RuntimeError, EOFError, OSError) as err:
-        raise ValueError(f"{str(path)!r} is not a readable torch checkpoint ({err})") from None
+    obj = torch_load_safely(path, "a reference .pth state_dict")
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
         obj = obj["state_dict"]
     if isinstance(obj, dict) and obj.get("format") == "translate.checkpoint":

@@ -16,9 +16,10 @@ import logging
 import os
 import pickle
 import tempfile
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import torch
 from safetensors import SafetensorError
@@ -53,6 +54,7 @@ __all__ = [
     "read_model_config",
     "load",
     "load_with_config",
+    "torch_load_safely",
 ]
 
 FORMAT = "translate.weights"
@@ -238,6 +240,9 @@ def save_weights(module: nn.Module, out_dir: str | Path, architecture: Architect
     """
     if not isinstance(module, nn.Module):
         raise TypeError(f"save_weights expects an nn.Module, got {type(module).__name__}")
+    if not isinstance(architecture, (GeneratorConfig, DiscriminatorConfig)):
+        raise TypeError(f"architecture must be a GeneratorConfig or DiscriminatorConfig, "
+                        f"got {type(architecture).__name__}")
     if dtype not in _DTYPES:
         raise ValueError(f"unsupported dtype {dtype}; expected one of {', '.join(map(str, _DTYPES))}")
     config = _model_config(architecture, task=task, direction=direction, domains=domains, source=source,
@@ -317,15 +322,27 @@ def _locate(path: Path, direction: str | None) -> _Located:
     raise FileNotFoundError(f"no model at {str(path)!r}; load accepts {_ACCEPTED}")
 
 
-def _read_checkpoint(path: Path) -> dict[str, Any]:
+def torch_load_safely(path: Path, accepted: str) -> Any:
+    """`torch.load(path, weights_only=True)` on the CPU, with a short error naming `path`.
+
+    weights_only refuses both garbage and files that would unpickle arbitrary objects (code).
+    """
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        raise ValueError(f"{str(path)!r} cannot be read safely (weights_only=True refused it: {err}); "
-                         f"load accepts {_ACCEPTED}") from None
+        # torch's message is a page long (and suggests allowlisting globals, which we never do);
+        # its informative first sentence follows this marker.
+        reason = str(err).partition("WeightsUnpickler error:")[2].strip().split("\n")[0].split(". ")[0]
+        reason = reason or str(err).split("\n")[0]
+        raise ValueError(f"{str(path)!r} could not be loaded with weights_only=True ({reason}): it is not "
+                         f"a plain file of tensors and containers, and pickled objects are never loaded; "
+                         f"expected {accepted}") from None
     except (RuntimeError, EOFError, OSError) as err:
-        raise ValueError(f"{str(path)!r} is not a readable torch checkpoint ({err}); "
-                         f"load accepts {_ACCEPTED}") from None
+        raise ValueError(f"{str(path)!r} is not a readable torch file ({err}); expected {accepted}") from None
+
+
+def _read_checkpoint(path: Path) -> dict[str, Any]:
+    state = torch_load_safely(path, _ACCEPTED)
     if isinstance(state, dict) and state.get("format") == CHECKPOINT_FORMAT:
         version = state.get("format_version")
         if not isinstance(version, int) or version > CHECKPOINT_FORMAT_VERSION:

@@ -14,6 +14,7 @@ Discriminators return raw logits (no sigmoid), one per patch.
 from __future__ import annotations
 
 import math
+
 import torch
 from torch import Tensor, nn
 

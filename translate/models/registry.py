@@ -12,8 +12,9 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, TypeVar
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
@@ -249,7 +250,7 @@ def size_multiple(name: str) -> int:
                      f"{', '.join(generator_names() + discriminator_names())}")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _default_num_params(kind: str, name: str) -> int:
     # On the meta device the modules get shapes but no memory: counting unet_256 stays instant.
     with torch.device("meta"):
