@@ -94,10 +94,37 @@ def import_reference_command(
 
 # --- train (owner: training) -------------------------------------------------------------------
 
+def _plain_progress(every_s: float = 30.0):
+    """Progress as one line every `every_s` seconds, for logs and pipes where a bar cannot redraw."""
+    import time
+
+    state = {"t0": None, "s0": 0, "last": 0.0}
+
+    def update(event) -> None:
+        now = time.time()
+        if state["t0"] is None:
+            state["t0"], state["s0"], state["last"] = now, event.step - 1, now
+        if now - state["last"] < every_s and event.step != event.total_steps:
+            return
+        state["last"] = now
+        rate = (event.step - state["s0"]) / max(now - state["t0"], 1e-9)
+        eta = (event.total_steps - event.step) / max(rate, 1e-9)
+        losses = " ".join(f"{k} {v:.3f}" for k, v in list(event.losses.items())[:6])
+        typer.echo(f"step {event.step}/{event.total_steps} epoch {event.epoch + 1}/{event.total_epochs} "
+                   f"{rate:.2f} it/s ETA {eta / 60:.1f} min | {losses}")
+
+    return update, lambda: None
+
+
 def _progress_printer():
     """A rich progress bar with it/s, ETA and the latest losses; returns (callback, close)."""
+    import sys
+
     from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
                                TimeRemainingColumn)
+
+    if not sys.stdout.isatty():
+        return _plain_progress()
 
     bar = Progress(TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
                    TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("ETA"),

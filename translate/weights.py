@@ -341,7 +341,8 @@ def torch_load_safely(path: Path, accepted: str) -> Any:
         raise ValueError(f"{str(path)!r} is not a readable torch file ({err}); expected {accepted}") from None
 
 
-def _read_checkpoint(path: Path) -> dict[str, Any]:
+def read_training_checkpoint(path: Path) -> dict[str, Any]:
+    """A `translate train` checkpoint file as a dict, read with weights_only=True; clear errors otherwise."""
     state = torch_load_safely(path, _ACCEPTED)
     if isinstance(state, dict) and state.get("format") == CHECKPOINT_FORMAT:
         version = state.get("format_version")
@@ -388,7 +389,7 @@ def read_model_config(path: str | Path, direction: str | None = None) -> dict[st
     located = _locate(Path(path), direction)
     if located.kind == "folder":
         return _check_folder_direction(_read_folder_config(located.path), located.path, direction)
-    config, _ = _checkpoint_generator(_read_checkpoint(located.path), located.path, direction)
+    config, _ = _checkpoint_generator(read_training_checkpoint(located.path), located.path, direction)
     return config
 
 
@@ -419,7 +420,7 @@ def load_with_config(path: str | Path, direction: str | None = None, device: str
             raise ValueError(f"{str(weights_path)!r} is not a readable safetensors file ({err})") from None
         what = str(weights_path)
     else:
-        config, state_dict = _checkpoint_generator(_read_checkpoint(located.path), located.path, direction)
+        config, state_dict = _checkpoint_generator(read_training_checkpoint(located.path), located.path, direction)
         what = f"checkpoint {str(located.path)!r} ({config['source']['model']})"
 
     network = build_model(config_from_dict(config["kind"], config["architecture"]), init=False)

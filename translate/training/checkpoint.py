@@ -16,11 +16,10 @@ from typing import Any
 import torch
 
 from translate import __version__
+from translate.weights import CHECKPOINT_FORMAT, CHECKPOINT_FORMAT_VERSION, read_training_checkpoint
 
 logger = logging.getLogger(__name__)
 
-FORMAT = "translate.checkpoint"
-FORMAT_VERSION = 1
 
 
 def atomic_save(payload: dict[str, Any], path: Path) -> None:
@@ -66,8 +65,8 @@ def make_checkpoint(*, config: dict[str, Any], task_state: dict[str, Any],
                     step: int, epoch: int, samples_in_epoch: int,
                     skipped_files: list[str]) -> dict[str, Any]:
     return {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
+        "format": CHECKPOINT_FORMAT,
+        "format_version": CHECKPOINT_FORMAT_VERSION,
         "toolkit_version": __version__,
         "task": config["task"],
         "domains": {"A": config["name_a"], "B": config["name_b"]},
@@ -92,8 +91,4 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         raise FileNotFoundError(
             f"no checkpoint at {str(path)!r}: expected a run directory holding checkpoints/latest.pt "
             "(written by `translate train`) or a checkpoint file")
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise ValueError(f"{str(path)!r} is not a translate training checkpoint "
-                         f"(format {state.get('format') if isinstance(state, dict) else type(state).__name__!r})")
-    return state
+    return read_training_checkpoint(path)

@@ -19,7 +19,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from translate.data import (PairedDataset, PreprocessConfig, ResumableSampler, UnpairedDataset,
-                            augment_batch, collate_images)
+                            augment_batch, augment_pair, collate_images)
 from translate.training.checkpoint import atomic_save, make_checkpoint, set_rng_state
 from translate.training.config import TrainConfig, save_config
 from translate.training.distributed import (DistInfo, barrier, cleanup, ddp_wrapper,
@@ -71,31 +71,31 @@ def lr_factor(config: TrainConfig) -> Callable[[int], float]:
     return lambda epoch: 1.0
 
 
+def preprocess_config(config: TrainConfig) -> PreprocessConfig:
+    return PreprocessConfig(preprocess=config.preprocess, load_size=config.load_size,
+                            crop_size=config.crop_size, flip=config.flip)
+
+
 def build_dataset(config: TrainConfig) -> UnpairedDataset | PairedDataset:
-    preprocess = PreprocessConfig(preprocess=config.preprocess, load_size=config.load_size,
-                                  crop_size=config.crop_size, flip=config.flip)
     # input_nc / output_nc describe source and target, so they follow --direction like the reference.
     nc_a, nc_b = ((config.input_nc, config.output_nc) if config.direction == "AtoB"
                   else (config.output_nc, config.input_nc))
     if config.task == "cyclegan":
         return UnpairedDataset(config.data, phase="train", channels_a=nc_a, channels_b=nc_b,
-                               preprocess=preprocess, seed=config.seed)
+                               preprocess=preprocess_config(config), seed=config.seed)
     return PairedDataset(config.data, phase="train", channels_a=nc_a, channels_b=nc_b,
-                         preprocess=preprocess)
+                         preprocess=preprocess_config(config))
 
 
-def augment_pair(batch: dict[str, Any], config: TrainConfig, step: int, rank: int,
+def device_batch(batch: dict[str, Any], config: TrainConfig, step: int, rank: int,
                  device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """Move a uint8 batch to the device and augment it there; returns (source, target) in [-1, 1]."""
-    preprocess = PreprocessConfig(preprocess=config.preprocess, load_size=config.load_size,
-                                  crop_size=config.crop_size, flip=config.flip)
+    preprocess = preprocess_config(config)
     generator = torch.Generator().manual_seed((config.seed * 1_000_003 + step * 7919 + rank) % 2**63)
     a = batch["a"].to(device, non_blocking=True)
     b = batch["b"].to(device, non_blocking=True)
     if config.task == "pix2pix":
-        # One call on the channel-stacked pair: both halves get the same crop and flip.
-        both = augment_batch(torch.cat([a, b], 1), preprocess, generator)
-        a, b = both[:, : a.shape[1]], both[:, a.shape[1]:]
+        a, b = augment_pair(a, b, preprocess, generator)  # aligned: the same crop and flip
     else:
         a = augment_batch(a, preprocess, generator)
         b = augment_batch(b, preprocess, generator)
@@ -208,7 +208,7 @@ def train(config: TrainConfig, resume_state: dict[str, Any] | None = None,
                         log.event("skipped_file", path=path, reason=reason)
                 if "a" not in batch:
                     continue
-                real_a, real_b = augment_pair(batch, config, step, info.rank, info.device)
+                real_a, real_b = device_batch(batch, config, step, info.rank, info.device)
                 step_losses = task.train_step(real_a, real_b)
                 values = torch.stack([v.float() for v in step_losses.values()])
                 if not bool(torch.isfinite(values).all()):
