@@ -66,6 +66,19 @@ def test_bad_values_fail_with_the_allowed_values(option, value, needle):
     assert repr(value) in str(info.value) or str(value) in str(info.value)
 
 
+@pytest.mark.parametrize("option, value", [("netG", "resnet_12blocks"), ("netD", "huge"), ("norm", "layer"),
+                                           ("init_type", "zeros"), ("preprocess", "zoom")])
+def test_network_and_data_choices_are_checked_before_any_work(option, value):
+    with pytest.raises(ValueError, match=f"'{value}' is not one of"):
+        make_config("cyclegan", overrides={option: value})
+
+
+def test_crop_size_must_fit_the_generator():
+    with pytest.raises(ValueError, match="multiples of 256.*--netG unet_128"):
+        make_config("pix2pix", overrides={"crop_size": 128})
+    assert make_config("pix2pix", overrides={"crop_size": 128, "netG": "unet_128"}).crop_size == 128
+
+
 def test_unknown_task_and_option_are_rejected():
     with pytest.raises(ValueError, match="cyclegan, pix2pix"):
         make_config("stargan")

@@ -94,55 +94,62 @@ def import_reference_command(
 
 # --- train (owner: training) -------------------------------------------------------------------
 
-def _plain_progress(every_s: float = 30.0):
-    """Progress as one line every `every_s` seconds, for logs and pipes where a bar cannot redraw."""
-    import time
+class _StepRate:
+    """it/s since the first event seen (a resumed run starts counting at its resume step)."""
 
-    state = {"t0": None, "s0": 0, "last": 0.0}
+    def __init__(self) -> None:
+        import time
 
-    def update(event) -> None:
-        now = time.time()
-        if state["t0"] is None:
-            state["t0"], state["s0"], state["last"] = now, event.step - 1, now
-        if now - state["last"] < every_s and event.step != event.total_steps:
-            return
-        state["last"] = now
-        rate = (event.step - state["s0"]) / max(now - state["t0"], 1e-9)
-        eta = (event.total_steps - event.step) / max(rate, 1e-9)
-        losses = " ".join(f"{k} {v:.3f}" for k, v in list(event.losses.items())[:6])
-        typer.echo(f"step {event.step}/{event.total_steps} epoch {event.epoch + 1}/{event.total_epochs} "
-                   f"{rate:.2f} it/s ETA {eta / 60:.1f} min | {losses}")
+        self.clock = time.time
+        self.t0: float | None = None
+        self.s0 = 0
 
-    return update, lambda: None
+    def __call__(self, step: int) -> float:
+        if self.t0 is None:
+            self.t0, self.s0 = self.clock(), step - 1
+        return (step - self.s0) / max(self.clock() - self.t0, 1e-9)
 
 
-def _progress_printer():
-    """A rich progress bar with it/s, ETA and the latest losses; returns (callback, close)."""
+def _format_losses(losses: dict, limit: int = 6) -> str:
+    return " ".join(f"{k} {v:.3f}" for k, v in list(losses.items())[:limit])
+
+
+def _progress_printer(every_s: float = 30.0):
+    """Training progress: a rich bar with it/s, ETA and the latest losses on a terminal; one plain
+    line every `every_s` seconds in logs and pipes, where a bar cannot redraw. Returns
+    (callback, close)."""
     import sys
 
     from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
                                TimeRemainingColumn)
 
+    rate = _StepRate()
     if not sys.stdout.isatty():
-        return _plain_progress()
+        last = {"time": 0.0}
+
+        def print_line(event) -> None:
+            speed = rate(event.step)
+            if rate.clock() - last["time"] < every_s and event.step != event.total_steps:
+                return
+            last["time"] = rate.clock()
+            eta = (event.total_steps - event.step) / max(speed, 1e-9)
+            typer.echo(f"step {event.step}/{event.total_steps} epoch {event.epoch + 1}/{event.total_epochs} "
+                       f"{speed:.2f} it/s ETA {eta / 60:.1f} min | {_format_losses(event.losses)}")
+
+        return print_line, lambda: None
 
     bar = Progress(TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
                    TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("ETA"),
                    TimeRemainingColumn(), TextColumn("{task.fields[losses]}"))
-    state: dict = {"task": None, "t0": None, "s0": 0}
+    task_ids: list = []
 
     def update(event) -> None:
-        import time
-
-        if state["task"] is None:
+        if not task_ids:
             bar.start()
-            state["task"] = bar.add_task("train", total=event.total_steps, completed=event.step - 1,
-                                         epoch="", rate="", losses="")
-            state["t0"], state["s0"] = time.time(), event.step - 1
-        rate = (event.step - state["s0"]) / max(time.time() - state["t0"], 1e-9)
-        losses = " ".join(f"{k} {v:.3f}" for k, v in list(event.losses.items())[:6])
-        bar.update(state["task"], completed=event.step, epoch=f"{event.epoch + 1}/{event.total_epochs}",
-                   rate=f"{rate:.2f} it/s", losses=losses)
+            task_ids.append(bar.add_task("train", total=event.total_steps, completed=event.step - 1,
+                                         epoch="", rate="", losses=""))
+        bar.update(task_ids[0], completed=event.step, epoch=f"{event.epoch + 1}/{event.total_epochs}",
+                   rate=f"{rate(event.step):.2f} it/s", losses=_format_losses(event.losses))
 
     return update, bar.stop
 

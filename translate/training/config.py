@@ -14,6 +14,9 @@ from typing import Any
 
 import yaml
 
+from translate.data.transforms import PREPROCESS_MODES
+from translate.models import INIT_TYPES, NORMS, discriminator_names, generator_names, size_multiple
+
 TASKS = ("cyclegan", "pix2pix")
 GAN_MODES = ("lsgan", "vanilla", "wgangp", "hinge")
 DIRECTIONS = ("AtoB", "BtoA")
@@ -82,6 +85,18 @@ class TrainConfig:
         _check_choice("direction", self.direction, DIRECTIONS)
         _check_choice("device", self.device, DEVICES)
         _check_choice("lr_policy", self.lr_policy, LR_POLICIES)
+        # Checked here too (the builders check again) so a typo fails before any data is read.
+        _check_choice("netG", self.netG, tuple(generator_names()))
+        _check_choice("netD", self.netD, tuple(discriminator_names()))
+        _check_choice("norm", self.norm, NORMS)
+        _check_choice("init_type", self.init_type, INIT_TYPES)
+        _check_choice("preprocess", self.preprocess, PREPROCESS_MODES)
+        multiple = size_multiple(self.netG)
+        if "crop" in self.preprocess and self.crop_size % multiple:
+            raise ValueError(
+                f"--netG {self.netG} needs image sides that are multiples of {multiple}, but --crop-size "
+                f"is {self.crop_size}; use --crop-size {max(multiple, self.crop_size // multiple * multiple)}"
+                + (" or --netG unet_128" if self.netG == "unet_256" and self.crop_size % 128 == 0 else ""))
         for name in ("ngf", "ndf", "n_layers_D", "input_nc", "output_nc", "load_size", "crop_size",
                      "batch_size", "log_every", "sample_every", "save_epoch_freq"):
             value = getattr(self, name)
