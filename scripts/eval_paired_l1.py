@@ -16,6 +16,7 @@ import argparse
 import json
 
 import torch
+from torchvision.utils import save_image
 
 from translate import load
 from translate.data import PairedDataset, PreprocessConfig, eval_transform
@@ -31,6 +32,8 @@ def main() -> None:
     parser.add_argument("--crop-size", type=int, default=128)
     parser.add_argument("--direction", default="AtoB", choices=["AtoB", "BtoA"])
     parser.add_argument("--json")
+    parser.add_argument("--grid", help="also save input | output | ground truth rows of the first --grid-rows pairs")
+    parser.add_argument("--grid-rows", type=int, default=4)
     args = parser.parse_args()
 
     preprocess = PreprocessConfig(preprocess="resize_and_crop", load_size=args.load_size,
@@ -39,6 +42,7 @@ def main() -> None:
     model = load(args.model)
     n = min(args.n, len(dataset))
     l1_model, l1_input = [], []
+    rows: list[torch.Tensor] = []
     for index in range(n):
         item = dataset[index]
         a = eval_transform(item["a"][None], preprocess)
@@ -48,6 +52,8 @@ def main() -> None:
             fake = model(source)
         l1_model.append((fake - target).abs().mean().item())
         l1_input.append((source - target).abs().mean().item())
+        if len(rows) < 3 * args.grid_rows:
+            rows += [source[0], fake[0], target[0]]
     result = {
         "model": args.model, "data": args.data, "phase": args.phase, "images": n,
         "size": args.crop_size, "direction": args.direction,
@@ -57,6 +63,8 @@ def main() -> None:
           f"L1 model {result['l1_model']:.4f} ({result['l1_model'] * 127.5:.1f} levels), "
           f"untranslated input {result['l1_untranslated_input']:.4f} "
           f"({result['l1_untranslated_input'] * 127.5:.1f} levels)")
+    if args.grid:
+        save_image(torch.stack(rows), args.grid, nrow=3, normalize=True, value_range=(-1, 1), padding=2)
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(result, handle, indent=2)

@@ -8,7 +8,7 @@ defaults, so flags given with ``--resume`` extend or override what the run was s
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -77,7 +77,6 @@ class TrainConfig:
     log_every: int = 50
     sample_every: int = 500
     save_epoch_freq: int = 5
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         _check_choice("task", self.task, TASKS)
