@@ -6,8 +6,9 @@ Usage:
 
 Each pair is resized to --load-size and center-cropped to --crop-size (the evaluation twin of the
 training preprocessing). L1 is the mean absolute difference on [-1, 1] (x 127.5 gives 0..255 levels).
-The "untranslated" line compares the input itself to the target: a model that learned nothing
-useful scores about that.
+"untranslated input" compares the input itself to the target; "best input-independent image" is
+the per-pixel median of the targets (a cheat that sees them): a model scoring near it has learned
+the average map but little of each image's structure.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ def main() -> None:
     n = min(args.n, len(dataset))
     l1_model, l1_input = [], []
     rows: list[torch.Tensor] = []
+    targets: list[torch.Tensor] = []
     for index in range(n):
         item = dataset[index]
         a = eval_transform(item["a"][None], preprocess)
@@ -52,17 +54,24 @@ def main() -> None:
             fake = model(source)
         l1_model.append((fake - target).abs().mean().item())
         l1_input.append((source - target).abs().mean().item())
+        targets.append(target)
         if len(rows) < 3 * args.grid_rows:
             rows += [source[0], fake[0], target[0]]
+    # A model that ignores its input can at best output one fixed image: the per-pixel median of the
+    # targets minimises L1 among those. Scoring near it means the model learned no structure.
+    targets_all = torch.cat(targets)
+    l1_fixed = (targets_all - targets_all.median(dim=0, keepdim=True).values).abs().mean().item()
     result = {
         "model": args.model, "data": args.data, "phase": args.phase, "images": n,
         "size": args.crop_size, "direction": args.direction,
         "l1_model": sum(l1_model) / n, "l1_untranslated_input": sum(l1_input) / n,
+        "l1_best_fixed_image": l1_fixed,
     }
     print(f"{n} {args.phase} pairs at {args.crop_size}px, {args.direction}: "
           f"L1 model {result['l1_model']:.4f} ({result['l1_model'] * 127.5:.1f} levels), "
           f"untranslated input {result['l1_untranslated_input']:.4f} "
-          f"({result['l1_untranslated_input'] * 127.5:.1f} levels)")
+          f"({result['l1_untranslated_input'] * 127.5:.1f} levels), best input-independent image "
+          f"{l1_fixed:.4f} ({l1_fixed * 127.5:.1f} levels)")
     if args.grid:
         save_image(torch.stack(rows), args.grid, nrow=3, normalize=True, value_range=(-1, 1), padding=2)
     if args.json:

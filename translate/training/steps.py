@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 from itertools import chain
 from typing import Any, Callable
 
@@ -29,6 +30,7 @@ from translate.training.losses import GANLoss, gradient_penalty
 from translate.training.pool import ImagePool
 
 Wrap = Callable[[nn.Module], nn.Module]
+logger = logging.getLogger(__name__)
 
 
 def unwrap(module: nn.Module) -> nn.Module:
@@ -41,6 +43,12 @@ def set_requires_grad(modules: list[nn.Module], flag: bool) -> None:
     for module in modules:
         for parameter in module.parameters():
             parameter.requires_grad_(flag)
+
+
+def cpu_has_native_bf16() -> bool:
+    """AVX-512 BF16 or AMX: without them oneDNN emulates bfloat16 and autocast is slower than float32."""
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
 
 
 def amp_dtype(device: torch.device) -> torch.dtype:
@@ -64,6 +72,9 @@ class TaskStep:
         self.criterion_gan = GANLoss(config.gan_mode)
         self.use_amp = config.amp
         self.amp_dtype = amp_dtype(device)
+        if config.amp and device.type == "cpu" and not cpu_has_native_bf16():
+            logger.warning("--amp on a CPU without AVX-512 BF16 or AMX: bfloat16 is emulated there and "
+                           "measured 2.5x slower than float32 (docs/benchmarks.md); consider --no-amp")
         # float16 gradients underflow without loss scaling; bfloat16 has float32's range.
         self.scaler = torch.amp.GradScaler(
             device.type, enabled=config.amp and self.amp_dtype == torch.float16)
