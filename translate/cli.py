@@ -125,10 +125,12 @@ def _progress_printer(every_s: float = 30.0):
 
     rate = _StepRate()
     if not sys.stdout.isatty():
-        last = {"time": 0.0}
+        last = {"time": None}
 
         def print_line(event) -> None:
             speed = rate(event.step)
+            if last["time"] is None:  # the first step only starts the clock: no rate to show yet
+                last["time"] = rate.clock()
             if rate.clock() - last["time"] < every_s and event.step != event.total_steps:
                 return
             last["time"] = rate.clock()
@@ -306,6 +308,61 @@ def demo(
         close()
     typer.echo(f"run: {paths['run']}\nconverted images: {paths['converted']}\n"
                f"contact sheet (input | output): {paths['contact_sheet']}")
+
+
+# --- export / info (owner: export) -------------------------------------------------------------
+
+@app.command("export")
+def export_command(
+    model: Path = typer.Argument(..., help="Weights folder, run directory or checkpoint."),
+    out: Path = typer.Argument(..., help="The .onnx file to write."),
+    direction: Optional[str] = typer.Option(None, "--direction", help="AtoB | BtoA (CycleGAN runs)."),
+    half: bool = typer.Option(False, "--half", help="float16 weights and compute (io stays as --io)."),
+    io: str = typer.Option("float", "--io", help="float: NCHW float32 in [-1, 1] | uint8: NHWC uint8 images."),
+    opset: Optional[int] = typer.Option(None, "--opset", help="ONNX opset, 17-20 [20]."),
+) -> None:
+    """Export one generator to ONNX (dynamic batch/height/width), then check it against PyTorch."""
+    from translate.export import DEFAULT_OPSET, ExportParityError, export_onnx
+
+    try:
+        report = export_onnx(model, out, direction=direction, half=half, io=io,
+                             opset=DEFAULT_OPSET if opset is None else opset)
+    except ExportParityError as error:
+        for case in error.report.cases:
+            typer.echo(f"batch {case.batch} {case.height}x{case.width}: max abs error {case.max_abs_error:.3g}")
+        typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(code=1)
+    except (ValueError, FileNotFoundError) as error:
+        _fail(str(error))
+    unit = " levels" if report.io == "uint8" else ""
+    for case in report.cases:
+        typer.echo(f"batch {case.batch} {case.height}x{case.width}: max abs error {case.max_abs_error:.3g}{unit}")
+    typer.echo(f"wrote {report.path} ({report.precision}, io {report.io}, opset {report.opset}); "
+               f"max abs error {report.max_abs_error:.3g}{unit} (bound {report.tolerance:g}{unit})")
+
+
+@app.command("info")
+def info_command(
+    model: Path = typer.Argument(..., help="Weights folder, run directory, checkpoint or .onnx file."),
+    direction: Optional[str] = typer.Option(None, "--direction", help="AtoB | BtoA (CycleGAN runs)."),
+) -> None:
+    """Print the configuration / metadata of any model form."""
+    import json
+
+    from translate.export import read_onnx_metadata
+    from translate.weights import read_model_config
+
+    try:
+        if model.suffix.lower() == ".onnx":
+            info = read_onnx_metadata(model)
+        else:
+            info = read_model_config(model, direction=direction)
+    except (ValueError, FileNotFoundError) as error:
+        _fail(str(error))
+    width = max((len(key) for key in info), default=0)
+    for key, value in info.items():
+        text = json.dumps(value) if isinstance(value, (dict, list)) else str(value)
+        typer.echo(f"{key:<{width}}  {text}")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ command and by the tests as generated training data.
 from __future__ import annotations
 
 import logging
+import math
 import shutil
 from pathlib import Path
 
@@ -15,6 +16,8 @@ import numpy as np
 from PIL import Image
 
 logger = logging.getLogger(__name__)
+
+DEMO_PAIRS = 32  # training pairs the demo generates
 
 
 def blob_image(rng: np.random.Generator, size: int) -> np.ndarray:
@@ -93,7 +96,7 @@ def run_demo(out_dir: str | Path, steps: int = 300, size: int = 48, seed: int = 
     out_dir = Path(out_dir)
     if (out_dir / "run").exists():  # a previous demo: start it afresh
         shutil.rmtree(out_dir / "run")
-    data = make_paired_dataset(out_dir / "data", size=size, seed=seed)
+    data = make_paired_dataset(out_dir / "data", n_train=DEMO_PAIRS, size=size, seed=seed)
     inputs = out_dir / "inputs"
     inputs.mkdir(parents=True, exist_ok=True)
     for path in sorted((data / "test").glob("*.png")):
@@ -103,7 +106,7 @@ def run_demo(out_dir: str | Path, steps: int = 300, size: int = 48, seed: int = 
         "data": str(data), "out": str(out_dir / "run"), "netG": "resnet_6blocks", "norm": "batch",
         "gan_mode": "lsgan",
         "dropout": False, "ngf": 16, "ndf": 16, "preprocess": "none", "load_size": size,
-        "crop_size": size, "batch_size": 4, "workers": 0, "n_epochs": 1000, "n_epochs_decay": 0,
+        "crop_size": size, "batch_size": 4, "workers": 0, "n_epochs": math.ceil(steps / math.ceil(DEMO_PAIRS / 4)), "n_epochs_decay": 0,
         "max_steps": steps, "seed": seed, "device": "cpu", "sample_every": steps, "log_every": 50,
         "lr": 1e-3, "name_a": "blobs", "name_b": "recoloured"})
     result = train(config, on_progress=on_progress)

@@ -322,6 +322,12 @@ def _locate(path: Path, direction: str | None) -> _Located:
     raise FileNotFoundError(f"no model at {str(path)!r}; load accepts {_ACCEPTED}")
 
 
+def source_file(path: str | Path, direction: str | None = None) -> Path:
+    """The file whose bytes a model's weights come from: its model.safetensors or its checkpoint."""
+    located = _locate(Path(path), direction)
+    return located.path / WEIGHTS_FILE if located.kind == "folder" else located.path
+
+
 def torch_load_safely(path: Path, accepted: str) -> Any:
     """`torch.load(path, weights_only=True)` on the CPU, with a short error naming `path`.
 
