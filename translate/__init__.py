@@ -4,7 +4,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "load"]
+__all__ = ["Translator", "__version__", "load"]
 
 
 def __getattr__(name: str):
@@ -13,4 +13,8 @@ def __getattr__(name: str):
         from translate.weights import load
 
         return load
+    if name == "Translator":
+        from translate.translator import Translator
+
+        return Translator
     raise AttributeError(f"module 'translate' has no attribute {name!r}")

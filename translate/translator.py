@@ -1,0 +1,154 @@
+"""`Translator`: translate PIL images, numpy arrays or tensors with any model form.
+
+    from translate import Translator
+    t = Translator("runs/h2z")                 # weights folder, run dir, checkpoint, .onnx, or a name in weights/
+    zebra = t(Image.open("horse.jpg"))         # PIL in, PIL out (same size)
+    batch = t(np.stack([a, b]))                # (N, H, W, C) uint8 in, (N, H, W, C_out) uint8 out
+    y = t(torch.rand(2, 3, 100, 90) * 2 - 1)   # (B, C, H, W) in [-1, 1] in, same layout out
+
+Every input keeps its size: it is padded by reflection to the model's size multiple and cropped
+back. PyTorch checkpoints run on PyTorch; `.onnx` files on ONNX Runtime (CPU here, CUDA where
+onnxruntime-gpu finds a GPU), so a service needs no PyTorch model code for them.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Union
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+
+from translate.data.images import convert_channels
+from translate.inference import pad_to_multiple, to_pil
+
+logger = logging.getLogger(__name__)
+
+ImageInput = Union[Image.Image, np.ndarray, Tensor, list]
+BUNDLED_DIR = Path(__file__).resolve().parents[1] / "weights"
+
+
+def resolve_model(model: str | Path) -> Path:
+    """A path as given when it exists, else the bundled model of that name in weights/."""
+    path = Path(model)
+    if path.exists():
+        return path
+    bundled = BUNDLED_DIR / str(model)
+    if bundled.exists():
+        return bundled
+    names = sorted(p.name for p in BUNDLED_DIR.iterdir() if (p / "config.json").is_file()) if BUNDLED_DIR.is_dir() else []
+    raise FileNotFoundError(f"no model at {str(model)!r} and no bundled model of that name; bundled: "
+                            f"{', '.join(names) or 'none'}")
+
+
+class _OnnxRunner:
+    """Runs an exported generator on ONNX Runtime with float `(B, C, H, W)` in [-1, 1] in and out."""
+
+    def __init__(self, path: Path, providers: list[str] | None) -> None:
+        import onnxruntime as ort
+
+        from translate.export import read_onnx_metadata
+
+        self.metadata = read_onnx_metadata(path)
+        available = ort.get_available_providers()
+        wanted = providers or [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+        self.session = ort.InferenceSession(str(path), providers=wanted)
+        self.input_name = self.session.get_inputs()[0].name
+        self.uint8_io = self.metadata.get("io") == "uint8"
+
+    def __call__(self, x: Tensor) -> Tensor:
+        if self.uint8_io:
+            feed = ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+            out = torch.from_numpy(self.session.run(None, {self.input_name: feed})[0])
+            return out.permute(0, 3, 1, 2).float() / 127.5 - 1
+        return torch.from_numpy(self.session.run(None, {self.input_name: x.float().numpy()})[0])
+
+
+class Translator:
+    """Load a model once, translate many inputs.
+
+    Args:
+        model: a weights folder, run directory, training checkpoint, `.onnx` file, or the name of a
+            bundled model in weights/.
+        direction: AtoB | BtoA for files that hold both CycleGAN generators.
+        device: auto | cpu | cuda | mps (PyTorch models).
+        providers: ONNX Runtime execution providers, e.g. ["CPUExecutionProvider"] (ONNX models).
+    """
+
+    def __init__(self, model: str | Path, *, direction: str | None = None, device: str = "auto",
+                 providers: list[str] | None = None) -> None:
+        path = resolve_model(model)
+        if path.suffix.lower() == ".onnx":
+            runner = _OnnxRunner(path, providers)
+            self.config: dict[str, Any] = runner.metadata
+            self.backend = "onnxruntime"
+            self.device = torch.device("cpu")  # ORT takes host arrays; CUDA providers copy themselves
+            self._run = runner
+            self.input_channels = int(self.config["input_channels"])
+            self.output_channels = int(self.config["output_channels"])
+        else:
+            from translate.training.distributed import pick_device
+            from translate.weights import load_with_config
+
+            self.device = pick_device(device)
+            network, self.config = load_with_config(path, direction=direction, device=self.device)
+            self.backend = "torch"
+            self._run = network
+            self.input_channels = int(self.config["architecture"]["input_nc"])
+            self.output_channels = int(self.config["architecture"]["output_nc"])
+        self.size_multiple = int(self.config["size_multiple"])
+
+    def translate_tensor(self, x: Tensor) -> Tensor:
+        """`(B, C_in, H, W)` in [-1, 1], any H and W -> `(B, C_out, H, W)` in [-1, 1]."""
+        if x.ndim != 4 or x.shape[1] != self.input_channels:
+            raise ValueError(f"expected a (B, {self.input_channels}, H, W) tensor in [-1, 1], got shape "
+                             f"{tuple(x.shape)}")
+        padded, (height, width) = pad_to_multiple(x.to(self.device, torch.float32), self.size_multiple)
+        with torch.inference_mode():
+            out = self._run(padded)
+        return out[..., :height, :width]
+
+    def __call__(self, images: ImageInput) -> ImageInput:
+        """Translate one input or a batch; the output has the input's kind, layout and size.
+
+        - PIL image -> PIL image; a list of PIL images -> a list (sizes may differ).
+        - numpy uint8 `(H, W)`, `(H, W, C)` or `(N, H, W, C)` -> numpy uint8 `(..., H, W, C_out)`
+          (a batch of grayscale images is `(N, H, W, 1)`).
+        - torch `(C, H, W)` or `(B, C, H, W)` float in [-1, 1] -> the same layout in [-1, 1].
+        """
+        if isinstance(images, Image.Image):
+            return to_pil(self.translate_tensor(self._from_pil(images))[0])
+        if isinstance(images, list):
+            return [self(image) for image in images]
+        if isinstance(images, np.ndarray):
+            return self._translate_array(images)
+        if isinstance(images, Tensor):
+            if images.ndim == 3:
+                return self.translate_tensor(images[None])[0]
+            return self.translate_tensor(images)
+        raise TypeError(f"cannot translate a {type(images).__name__}; pass a PIL image, a numpy uint8 array "
+                        "(H, W[, C]) or (N, H, W, C), a torch tensor (B, C, H, W) in [-1, 1], or a list of these")
+
+    def _from_pil(self, image: Image.Image) -> Tensor:
+        array = np.asarray(convert_channels(image, self.input_channels))
+        array = array[..., None] if array.ndim == 2 else array
+        return torch.from_numpy(array.copy()).permute(2, 0, 1)[None].float() / 127.5 - 1
+
+    def _translate_array(self, array: np.ndarray) -> np.ndarray:
+        if array.dtype != np.uint8:
+            raise ValueError(f"numpy input must be uint8 images in 0..255, got dtype {array.dtype}; "
+                             "pass a float tensor in [-1, 1] for other ranges")
+        single = array.ndim in (2, 3)
+        batch = array[None] if single else array
+        if batch.ndim == 3:  # a single grayscale (H, W), now (1, H, W); batches need (N, H, W, 1)
+            batch = batch[..., None]
+        if batch.ndim != 4 or batch.shape[-1] != self.input_channels:
+            raise ValueError(f"expected uint8 arrays (H, W, {self.input_channels}) or (N, H, W, "
+                             f"{self.input_channels}), got shape {array.shape}")
+        x = torch.from_numpy(np.array(batch)).permute(0, 3, 1, 2).float() / 127.5 - 1  # a writable copy
+        out = ((self.translate_tensor(x).clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+        result = out.permute(0, 2, 3, 1).cpu().numpy()
+        return result[0] if single else result
