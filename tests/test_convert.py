@@ -149,3 +149,15 @@ def test_output_inside_input_and_missing_input_are_refused(model_dir, tmp_path):
         convert_folder(tmp_path / "in", tmp_path / "in", model_dir, device="cpu")
     with pytest.raises(FileNotFoundError, match="does not exist"):
         convert_folder(tmp_path / "nope", tmp_path / "out", model_dir, device="cpu")
+
+
+def test_convert_with_an_onnx_model_matches_pytorch(model_dir, tmp_path):
+    from translate.export import export_onnx
+
+    onnx_path = export_onnx(model_dir, tmp_path / "m.onnx").path
+    _write(tmp_path / "in" / "x.png", (30, 22))
+    convert_folder(tmp_path / "in", tmp_path / "torch", model_dir, device="cpu")
+    convert_folder(tmp_path / "in", tmp_path / "onnx", onnx_path, device="cpu")
+    a = np.array(Image.open(tmp_path / "torch" / "x.png"), dtype=int)
+    b = np.array(Image.open(tmp_path / "onnx" / "x.png"), dtype=int)
+    assert a.shape == b.shape == (22, 30, 3) and np.abs(a - b).max() <= 1

@@ -259,7 +259,7 @@ def train(
 def convert(
     input_dir: Path = typer.Argument(..., help="Folder of images (searched recursively)."),
     output_dir: Path = typer.Argument(..., help="Where the translated images go (same relative paths)."),
-    model: Path = typer.Option(..., "--model", help="Weights folder, run directory or checkpoint."),
+    model: Path = typer.Option(..., "--model", help="Weights folder, run directory, checkpoint, .onnx file or bundled model name."),
     direction: Optional[str] = typer.Option(None, "--direction", help="AtoB | BtoA (CycleGAN runs)."),
     batch_size: int = typer.Option(4, "--batch-size"),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | mps."),

@@ -17,7 +17,7 @@ from typing import Callable, Iterator
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from torch import Tensor, nn
+from torch import Tensor
 
 from translate.data.images import ImageReadError, list_images, load_image, to_uint8_tensor
 
@@ -47,8 +47,9 @@ def pad_to_multiple(x: Tensor, multiple: int) -> tuple[Tensor, tuple[int, int]]:
     return F.pad(x, (0, pad_w, 0, pad_h), mode=mode), (height, width)
 
 
-def translate_tensor(model: nn.Module, x: Tensor, multiple: int) -> Tensor:
-    """Run `model` on `(B, C, H, W)` in [-1, 1] of any size; returns `(B, C_out, H, W)` in [-1, 1]."""
+def translate_tensor(model: Callable[[Tensor], Tensor], x: Tensor, multiple: int) -> Tensor:
+    """Run `model` (a generator, or any callable on padded tensors) on `(B, C, H, W)` in [-1, 1] of
+    any size; returns `(B, C_out, H, W)` in [-1, 1]."""
     padded, (height, width) = pad_to_multiple(x, multiple)
     with torch.inference_mode():
         out = model(padded)
@@ -118,14 +119,14 @@ def convert_folder(input_dir: str | Path, output_dir: str | Path, model: str | P
     """Translate every image under `input_dir` (recursively) into `output_dir`, same relative paths.
 
     Args:
-        model: a weights folder, a run directory or a training checkpoint.
+        model: a weights folder, a run directory, a training checkpoint, an exported `.onnx` file
+            (run on ONNX Runtime) or the name of a bundled model in weights/.
         direction: AtoB | BtoA for models holding both generators (CycleGAN runs).
         fmt: png | jpg | webp (the output's extension).
         overwrite: redo outputs that already exist (otherwise they are skipped).
         on_progress: called with (done, total) after each image.
     """
-    from translate.training.distributed import pick_device
-    from translate.weights import load_with_config
+    from translate.translator import Translator
 
     input_dir, output_dir = Path(input_dir).resolve(), Path(output_dir).resolve()
     if fmt not in OUTPUT_FORMATS:
@@ -137,10 +138,8 @@ def convert_folder(input_dir: str | Path, output_dir: str | Path, model: str | P
     if output_dir == input_dir or input_dir in output_dir.parents:
         raise ValueError(f"output folder {str(output_dir)!r} is inside the input folder "
                          f"{str(input_dir)!r}; choose a folder outside it")
-    target = pick_device(device)
-    net, config = load_with_config(model, direction=direction, device=str(target))
-    multiple = int(config["size_multiple"])
-    channels = int(config["architecture"]["input_nc"])
+    translator = Translator(model, direction=direction, device=device)
+    channels = translator.input_channels
 
     sources = list_images(input_dir, recursive=True)
     if not sources:
@@ -155,8 +154,8 @@ def convert_folder(input_dir: str | Path, output_dir: str | Path, model: str | P
             todo.append(source)
 
     for batch in _batches(_read_images(todo, channels, summary), batch_size):
-        x = torch.stack([image for _, image in batch]).to(target).float() / 127.5 - 1.0
-        out = translate_tensor(net, x, multiple)
+        x = torch.stack([image for _, image in batch]).float() / 127.5 - 1.0
+        out = translator.translate_tensor(x)
         for (source, _), result in zip(batch, out):
             save_image_atomic(to_pil(result), targets[source], fmt, quality)
             summary.converted.append(source)

@@ -23,7 +23,7 @@ from PIL import Image
 from torch import Tensor
 
 from translate.data.images import convert_channels
-from translate.inference import pad_to_multiple, to_pil
+from translate.inference import to_pil, translate_tensor
 
 logger = logging.getLogger(__name__)
 
@@ -106,10 +106,7 @@ class Translator:
         if x.ndim != 4 or x.shape[1] != self.input_channels:
             raise ValueError(f"expected a (B, {self.input_channels}, H, W) tensor in [-1, 1], got shape "
                              f"{tuple(x.shape)}")
-        padded, (height, width) = pad_to_multiple(x.to(self.device, torch.float32), self.size_multiple)
-        with torch.inference_mode():
-            out = self._run(padded)
-        return out[..., :height, :width]
+        return translate_tensor(self._run, x.to(self.device, torch.float32), self.size_multiple)
 
     def __call__(self, images: ImageInput) -> ImageInput:
         """Translate one input or a batch; the output has the input's kind, layout and size.
