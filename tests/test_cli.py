@@ -105,7 +105,7 @@ def test_convert_exits_1_when_a_file_fails(unpaired, tmp_path):
 
 
 def test_demo_runs_end_to_end(tmp_path):
-    result = runner.invoke(app, ["demo", str(tmp_path / "demo"), "--steps", "4"])
+    result = runner.invoke(app, ["demo", str(tmp_path / "demo"), "--train", "--steps", "4"])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "demo" / "contact_sheet.png").is_file()
     assert len(list((tmp_path / "demo" / "converted").glob("*.png"))) == 8

@@ -295,19 +295,32 @@ def convert(
 
 @app.command()
 def demo(
-    out_dir: Path = typer.Argument(Path("demo"), help="Where the demo writes its data, run and outputs."),
-    steps: int = typer.Option(300, "--steps", help="Training steps."),
+    out_dir: Path = typer.Argument(Path("demo"), help="Where the demo writes its outputs."),
+    train: bool = typer.Option(False, "--train", help="Instead: train a tiny pix2pix on generated data."),
+    steps: int = typer.Option(300, "--steps", help="Training steps (with --train)."),
 ) -> None:
-    """Generate a small paired data set, train a tiny pix2pix on it, convert its test images."""
-    from translate.demo import run_demo
+    """Export the bundled model to ONNX, convert its sample images, write a contact sheet
+    (with --train: generate data, train a tiny pix2pix, convert its test images)."""
+    from translate.demo import DEFAULT_BUNDLED_MODEL, run_bundled_demo, run_demo
+    from translate.translator import BUNDLED_DIR
 
-    update, close = _progress_printer()
-    try:
-        paths = run_demo(out_dir, steps=steps, on_progress=update)
-    finally:
-        close()
-    typer.echo(f"run: {paths['run']}\nconverted images: {paths['converted']}\n"
-               f"contact sheet (input | output): {paths['contact_sheet']}")
+    if not train and not (BUNDLED_DIR / DEFAULT_BUNDLED_MODEL / "config.json").is_file():
+        typer.echo(f"no bundled model {DEFAULT_BUNDLED_MODEL!r} in {BUNDLED_DIR}; running the training demo")
+        train = True
+    if train:
+        update, close = _progress_printer()
+        try:
+            paths = run_demo(out_dir, steps=steps, on_progress=update)
+        finally:
+            close()
+        typer.echo(f"run: {paths['run']}")
+    else:
+        try:
+            paths = run_bundled_demo(out_dir)
+        except (ValueError, FileNotFoundError) as error:
+            _fail(str(error))
+        typer.echo(f"onnx model: {paths['onnx']}")
+    typer.echo(f"converted images: {paths['converted']}\ncontact sheet (input | output): {paths['contact_sheet']}")
 
 
 # --- export / info (owner: export) -------------------------------------------------------------

@@ -116,3 +116,32 @@ def run_demo(out_dir: str | Path, steps: int = 300, size: int = 48, seed: int = 
     sheet = contact_sheet([(s, converted / s.name) for s in sources], out_dir / "contact_sheet.png")
     logger.info("demo done: contact sheet %s", sheet)
     return {"run": result.run_dir, "converted": converted, "contact_sheet": sheet}
+
+
+DEFAULT_BUNDLED_MODEL = "maps_aerial2map"
+
+
+def run_bundled_demo(out_dir: str | Path, model: str = DEFAULT_BUNDLED_MODEL) -> dict[str, Path]:
+    """The deployment path on a bundled model: export it to ONNX (parity-checked), convert its
+    sample inputs on ONNX Runtime at full resolution, and write an input | output contact sheet.
+
+    Returns the paths of the .onnx file, the converted folder and the contact sheet.
+    """
+    from translate.export import export_onnx
+    from translate.inference import convert_folder
+    from translate.translator import resolve_model
+
+    folder = resolve_model(model)
+    samples = folder / "samples"
+    if not samples.is_dir():
+        raise FileNotFoundError(f"bundled model {model!r} has no samples/ folder at {samples}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    report = export_onnx(folder, out_dir / f"{folder.name}.onnx")
+    logger.info("exported %s (max abs error vs PyTorch %.2g)", report.path, report.max_abs_error)
+    converted = out_dir / "converted"
+    convert_folder(samples, converted, report.path, overwrite=True)
+    sources = sorted(p for p in samples.iterdir() if p.is_file())
+    sheet = contact_sheet([(s, converted / (s.stem + ".png")) for s in sources], out_dir / "contact_sheet.png",
+                          height=256)
+    return {"onnx": report.path, "converted": converted, "contact_sheet": sheet}
