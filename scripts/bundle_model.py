@@ -1,0 +1,61 @@
+"""Turn a training checkpoint into a bundled weights folder (float16 by default) and measure what
+the conversion costs: PSNR of the float16 model's outputs against the float32 model's.
+
+Usage:
+    python scripts/bundle_model.py --checkpoint runs/maps_resnet9_ngf32/checkpoints/epoch_0005.pt \
+        --out weights/maps_aerial2map --data ../shared/datasets/maps --phase val --n 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import math
+from pathlib import Path
+
+import torch
+
+from translate.data import PairedDataset, PreprocessConfig, eval_transform
+from translate.models import config_from_dict
+from translate.weights import load_with_config, save_weights
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--direction", default=None)
+    parser.add_argument("--dtype", default="float16", choices=["float16", "float32"])
+    parser.add_argument("--data", help="paired data for the float16-vs-float32 PSNR check")
+    parser.add_argument("--phase", default="val")
+    parser.add_argument("--n", type=int, default=20)
+    args = parser.parse_args()
+
+    network, config = load_with_config(args.checkpoint, direction=args.direction)
+    checkpoint = Path(args.checkpoint)
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    source = {"checkpoint": checkpoint.name, "sha256": hashlib.sha256(checkpoint.read_bytes()).hexdigest(),
+              "step": int(state["step"]), "epoch": int(state["epoch"])}
+    out = save_weights(network, args.out, config_from_dict("generator", config["architecture"]),
+                       task=config.get("task"), direction=config.get("direction"), domains=config.get("domains"),
+                       source=source, dtype=getattr(torch, args.dtype))
+    size = sum(p.stat().st_size for p in out.iterdir() if p.is_file())
+    print(f"wrote {out} ({size / 1e6:.2f} MB, {args.dtype}), from step {source['step']} epoch {source['epoch']}")
+
+    if args.data:
+        bundled, _ = load_with_config(out)
+        preprocess = PreprocessConfig(preprocess="resize_and_crop", load_size=286, crop_size=284, flip=False)
+        dataset = PairedDataset(args.data, phase=args.phase, preprocess=preprocess)
+        worst = math.inf
+        for index in range(min(args.n, len(dataset))):
+            x = eval_transform(dataset[index]["a"][None], preprocess)
+            with torch.inference_mode():
+                reference, converted = network(x), bundled(x.to(next(bundled.parameters()).dtype)).float()
+            mse = ((reference - converted) ** 2).mean().item() / 4  # on [0, 1]
+            worst = min(worst, 10 * math.log10(1 / max(mse, 1e-20)))
+        print(f"{args.dtype} vs float32 outputs on {min(args.n, len(dataset))} {args.phase} images: "
+              f"worst PSNR {worst:.1f} dB")
+
+
+if __name__ == "__main__":
+    main()
