@@ -222,6 +222,10 @@ def _atomic_write(final: Path, write: Callable[[Path], None]) -> None:
     os.close(fd)
     try:
         write(Path(tmp_name))
+        # mkstemp makes the file private (0600); give it the permissions a plain open() would.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp_name, 0o666 & ~umask)
         os.replace(tmp_name, final)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)

@@ -1,0 +1,42 @@
+"""The bundled default model: loads by name, and the README's main job (translate demo) runs on it."""
+
+from __future__ import annotations
+
+import json
+
+from PIL import Image
+from typer.testing import CliRunner
+
+from translate import Translator
+from translate.cli import app
+from translate.translator import BUNDLED_DIR
+
+MODEL = BUNDLED_DIR / "maps_aerial2map"
+
+
+def test_bundled_model_is_a_small_float16_weights_folder_with_a_card():
+    config = json.loads((MODEL / "config.json").read_text())
+    assert config["dtype"] == "float16" and config["domains"] == {"source": "aerial", "target": "map"}
+    assert (MODEL / "model.safetensors").stat().st_size < 20e6
+    card = (MODEL / "README.md").read_text()
+    for needle in ("steps", "L1", "licence"):
+        assert needle in card
+
+
+def test_bundled_model_loads_by_name_and_keeps_image_size():
+    t = Translator("maps_aerial2map", device="cpu")
+    sample = sorted((MODEL / "samples").glob("*.jpg"))[0]
+    out = t(Image.open(sample))
+    assert out.size == Image.open(sample).size
+
+
+def test_demo_exports_converts_the_samples_and_writes_a_contact_sheet(tmp_path):
+    result = CliRunner().invoke(app, ["demo", str(tmp_path / "demo")])
+    assert result.exit_code == 0, result.output
+    samples = sorted((MODEL / "samples").glob("*.jpg"))
+    converted = sorted((tmp_path / "demo" / "converted").glob("*.png"))
+    assert [p.stem for p in converted] == [p.stem for p in samples]
+    assert all(Image.open(c).size == Image.open(s).size for c, s in zip(converted, samples))
+    assert (tmp_path / "demo" / "maps_aerial2map.onnx").is_file()
+    sheet = Image.open(tmp_path / "demo" / "contact_sheet.png")
+    assert sheet.height > 256 * len(samples)
