@@ -54,7 +54,10 @@ class _OnnxRunner:
 
         self.metadata = read_onnx_metadata(path)
         available = ort.get_available_providers()
-        wanted = providers or [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+        # onnxruntime-gpu lists CUDA even on machines without a GPU, then warns at session start.
+        preferred = ("CUDAExecutionProvider", "CPUExecutionProvider") if torch.cuda.is_available() else (
+            "CPUExecutionProvider",)
+        wanted = providers or [p for p in preferred if p in available]
         self.session = ort.InferenceSession(str(path), providers=wanted)
         self.input_name = self.session.get_inputs()[0].name
         self.uint8_io = self.metadata.get("io") == "uint8"
