@@ -87,10 +87,9 @@ def build_dataset(config: TrainConfig) -> UnpairedDataset | PairedDataset:
                          preprocess=preprocess_config(config))
 
 
-def device_batch(batch: dict[str, Any], config: TrainConfig, step: int, rank: int,
-                 device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def device_batch(batch: dict[str, Any], config: TrainConfig, preprocess: PreprocessConfig, step: int,
+                 rank: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """Move a uint8 batch to the device and augment it there; returns (source, target) in [-1, 1]."""
-    preprocess = preprocess_config(config)
     generator = torch.Generator().manual_seed((config.seed * 1_000_003 + step * 7919 + rank) % 2**63)
     a = batch["a"].to(device, non_blocking=True)
     b = batch["b"].to(device, non_blocking=True)
@@ -208,7 +207,7 @@ def train(config: TrainConfig, resume_state: dict[str, Any] | None = None,
                         log.event("skipped_file", path=path, reason=reason)
                 if "a" not in batch:
                     continue
-                real_a, real_b = device_batch(batch, config, step, info.rank, info.device)
+                real_a, real_b = device_batch(batch, config, dataset.preprocess, step, info.rank, info.device)
                 step_losses = task.train_step(real_a, real_b)
                 values = torch.stack([v.float() for v in step_losses.values()])
                 if not bool(torch.isfinite(values).all()):
