@@ -43,3 +43,18 @@ def single_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def onnx_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Keep ONNX copies exported by `convert` out of the user's ~/.cache during the tests."""
+    import os
+
+    path = tmp_path_factory.mktemp("translate-cache")
+    previous = os.environ.get("TRANSLATE_CACHE")
+    os.environ["TRANSLATE_CACHE"] = str(path)
+    yield path
+    if previous is None:
+        os.environ.pop("TRANSLATE_CACHE", None)
+    else:
+        os.environ["TRANSLATE_CACHE"] = previous

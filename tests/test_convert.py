@@ -1,4 +1,4 @@
-"""Folder conversion on the PyTorch backend."""
+"""Folder conversion: the pipeline, its backends and its edge cases."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
-from translate.inference import convert_folder, pad_to_multiple, translate_tensor
+from translate.convert import convert_folder
+from translate.inference import pad_to_multiple, translate_tensor
 from translate.models import GeneratorConfig, build_generator
 from translate.weights import save_weights
 
@@ -68,7 +69,8 @@ def test_convert_folder_keeps_tree_sizes_and_matches_the_model(model_dir, tmp_pa
     outputs = {p.relative_to(tmp_path / "out").as_posix(): Image.open(p) for p in (tmp_path / "out").rglob("*.png")}
     assert set(outputs) == {"a.png", "sub/deeper/b.png", "c.png", "gray.png"}
     assert outputs["a.png"].size == (40, 30) and outputs["sub/deeper/b.png"].size == (33, 21)
-    assert all(im.mode == "RGB" for im in outputs.values())
+    assert {name: im.mode for name, im in outputs.items()} == {
+        "a.png": "RGB", "sub/deeper/b.png": "RGB", "c.png": "RGBA", "gray.png": "RGB"}  # alpha carried over
     # The saved file equals the model applied to the (padded) image, to 8-bit rounding.
     image = torch.from_numpy(np.array(Image.open(source / "sub" / "deeper" / "b.png").convert("RGB")))
     x = image.permute(2, 0, 1)[None].float() / 127.5 - 1
@@ -99,7 +101,7 @@ def test_bad_files_are_reported_and_the_rest_converted(model_dir, tmp_path):
     summary = convert_folder(source, tmp_path / "out", model_dir, device="cpu")
     assert [p.name for p in summary.converted] == ["good.png"]
     assert sorted(p.name for p, _ in summary.failed) == ["empty.png", "text.jpg", "truncated.png"]
-    assert not list((tmp_path / "out").glob(".*tmp"))
+    assert not list((tmp_path / "out").glob(".*partial"))
 
 
 def test_existing_outputs_are_skipped_unless_overwrite(model_dir, tmp_path):
@@ -119,7 +121,7 @@ def test_colliding_stems_keep_their_extension(model_dir, tmp_path):
     _write(source / "a.png", (16, 16))
     _write(source / "a.jpg", (16, 16))
     convert_folder(source, tmp_path / "out", model_dir, device="cpu", fmt="jpg")
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a_jpg.jpg", "a_png.jpg"]
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.jpg")) == ["a_jpg.jpg", "a_png.jpg"]
 
 
 def test_unet_model_and_channel_counts(tmp_path):
@@ -133,7 +135,7 @@ def test_unet_model_and_channel_counts(tmp_path):
 
 @pytest.mark.parametrize("kwargs, error, needle", [
     ({"fmt": "gif"}, ValueError, "png, jpg, webp"),
-    ({"batch_size": 0}, ValueError, "batch size"),
+    ({"batch_size": 0}, ValueError, "--batch-size"),
 ])
 def test_bad_arguments(model_dir, tmp_path, kwargs, error, needle):
     _write(tmp_path / "in" / "x.png", (16, 16))
@@ -143,9 +145,9 @@ def test_bad_arguments(model_dir, tmp_path, kwargs, error, needle):
 
 def test_output_inside_input_and_missing_input_are_refused(model_dir, tmp_path):
     _write(tmp_path / "in" / "x.png", (16, 16))
-    with pytest.raises(ValueError, match="inside the input folder"):
+    with pytest.raises(ValueError, match="input folder or inside it"):
         convert_folder(tmp_path / "in", tmp_path / "in" / "out", model_dir, device="cpu")
-    with pytest.raises(ValueError, match="inside the input folder"):
+    with pytest.raises(ValueError, match="input folder or inside it"):
         convert_folder(tmp_path / "in", tmp_path / "in", model_dir, device="cpu")
     with pytest.raises(FileNotFoundError, match="does not exist"):
         convert_folder(tmp_path / "nope", tmp_path / "out", model_dir, device="cpu")

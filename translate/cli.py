@@ -255,41 +255,89 @@ def train(
 
 # --- convert (owner: inference) ----------------------------------------------------------------
 
+def _convert_progress(every_s: float = 10.0):
+    """A rich bar with images/s on a terminal; a plain line every `every_s` seconds elsewhere.
+    Returns (callback, close). Called from the writer threads; both outputs lock internally."""
+    import sys
+    import threading
+    import time
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
+        TimeRemainingColumn
+
+    if not sys.stdout.isatty():
+        last = {"time": time.monotonic()}
+        lock = threading.Lock()
+
+        def print_line(event) -> None:
+            with lock:
+                if time.monotonic() - last["time"] < every_s and event.done != event.total:
+                    return
+                last["time"] = time.monotonic()
+            typer.echo(f"{event.done}/{event.total} images, {event.images_per_s:.2f} images/s, "
+                       f"{event.failed} failed")
+
+        return print_line, lambda: None
+
+    bar = Progress(TextColumn("convert"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
+                   TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.fields[failed]}"))
+    task_ids: list = []
+
+    def update(event) -> None:
+        if not task_ids:
+            bar.start()
+            task_ids.append(bar.add_task("convert", total=event.total, rate="", failed=""))
+        bar.update(task_ids[0], completed=event.done, rate=f"{event.images_per_s:.2f} images/s",
+                   failed=f"{event.failed} failed" if event.failed else "")
+
+    return update, bar.stop
+
+
 @app.command()
 def convert(
     input_dir: Path = typer.Argument(..., help="Folder of images (searched recursively)."),
-    output_dir: Path = typer.Argument(..., help="Where the translated images go (same relative paths)."),
+    output_dir: Path = typer.Argument(..., help="Where the translated images go (same relative paths); not inside INPUT_DIR."),
     model: Path = typer.Option(..., "--model", help="Weights folder, run directory, checkpoint, .onnx file or bundled model name."),
     direction: Optional[str] = typer.Option(None, "--direction", help="AtoB | BtoA (CycleGAN runs)."),
-    batch_size: int = typer.Option(4, "--batch-size"),
+    backend: str = typer.Option("auto", "--backend", help="auto | onnxruntime | torch. auto: onnxruntime, or torch where the precision is bf16."),
+    precision: str = typer.Option("auto", "--precision", help="auto | fp32 | fp16 | bf16. auto: fp16 on a GPU, bf16 on CPUs with native bf16, else fp32."),
+    provider: Optional[str] = typer.Option(None, "--provider", help="Force an ONNX Runtime provider: tensorrt | cuda | cpu (default: the best available)."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | mps."),
+    batch_size: int = typer.Option(4, "--batch-size", help="Images per model call (images of one size)."),
+    workers: Optional[int] = typer.Option(None, "--workers", help="Decode/encode threads (default: CPU count, at most 8)."),
     fmt: str = typer.Option("png", "--format", help="png | jpg | webp."),
-    quality: int = typer.Option(95, "--quality", help="jpg / webp quality."),
+    quality: int = typer.Option(95, "--quality", help="jpg / webp quality (1-100)."),
+    resize: Optional[str] = typer.Option(None, "--resize", help="N (shorter side to N, aspect kept) or WxH; default: full resolution."),
+    tile: Optional[int] = typer.Option(None, "--tile", help="Run large images in SIZE x SIZE tiles with blended seams."),
+    overlap: int = typer.Option(32, "--overlap", help="Pixels shared by neighbouring tiles (with --tile)."),
+    max_pixels: int = typer.Option(100_000_000, "--max-pixels", help="Images with more pixels are reported as failed."),
+    shard: Optional[str] = typer.Option(None, "--shard", help="I/N: convert shard I (from 0) of N; default RANK/WORLD_SIZE under torchrun."),
+    report: Optional[Path] = typer.Option(None, "--report", help="JSON report path (default OUTPUT_DIR/convert_report.json)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Redo outputs that already exist."),
 ) -> None:
-    """Translate every image of a folder at its own resolution (PyTorch backend)."""
-    from rich.progress import Progress
+    """Translate every image of a folder at full resolution: decoding, inference and encoding overlap.
 
-    from translate.inference import convert_folder
+    Exit status: 0 all converted (or already done), 1 some files failed (listed in the report), 2 bad arguments."""
+    from translate.convert import convert_folder
 
-    with Progress(transient=True) as bar:
-        task_id = bar.add_task("convert", total=None)
-
-        def update(done: int, total: int) -> None:
-            bar.update(task_id, completed=done, total=total)
-
-        try:
-            summary = convert_folder(input_dir, output_dir, model, direction=direction,
-                                     batch_size=batch_size, device=device, fmt=fmt,
-                                     quality=quality, overwrite=overwrite, on_progress=update)
-        except (ValueError, FileNotFoundError) as error:
-            bar.stop()
-            _fail(str(error))
+    update, close = _convert_progress()
+    try:
+        summary = convert_folder(input_dir, output_dir, model, direction=direction, backend=backend,
+                                 precision=precision, device=device, provider=provider, batch_size=batch_size,
+                                 workers=workers, fmt=fmt, quality=quality, overwrite=overwrite, resize=resize,
+                                 tile=tile, overlap=overlap, max_pixels=max_pixels, shard=shard,
+                                 report=report, on_progress=update)
+    except (ValueError, FileNotFoundError) as error:
+        close()
+        _fail(str(error))
+    close()
     typer.echo(f"converted {len(summary.converted)}, skipped {len(summary.skipped)} (already done), "
-               f"failed {len(summary.failed)}; output in {output_dir}")
+               f"failed {len(summary.failed)} in {summary.seconds:.1f} s ({summary.images_per_s:.2f} images/s) "
+               f"with {summary.backend}; output in {output_dir}")
     for path, reason in summary.failed:
         typer.secho(f"failed: {path}: {reason}", fg=typer.colors.YELLOW, err=True)
     if summary.failed:
+        typer.echo(f"failures listed in {summary.report}")
         raise typer.Exit(code=1)
 
 

@@ -90,7 +90,7 @@ def run_demo(out_dir: str | Path, steps: int = 300, size: int = 48, seed: int = 
 
     Returns the paths of the run, the converted folder and the contact sheet.
     """
-    from translate.inference import convert_folder
+    from translate.convert import convert_folder
     from translate.training import make_config, train
 
     out_dir = Path(out_dir)
@@ -111,7 +111,8 @@ def run_demo(out_dir: str | Path, steps: int = 300, size: int = 48, seed: int = 
         "lr": 1e-3, "name_a": "blobs", "name_b": "recoloured"})
     result = train(config, on_progress=on_progress)
     converted = out_dir / "converted"
-    convert_folder(inputs, converted, result.run_dir, device="cpu", overwrite=True)
+    convert_folder(inputs, converted, result.run_dir, backend="torch", precision="fp32", device="cpu",
+                   overwrite=True)
     sources = sorted(inputs.glob("*.png"))
     sheet = contact_sheet([(s, converted / s.name) for s in sources], out_dir / "contact_sheet.png")
     logger.info("demo done: contact sheet %s", sheet)
@@ -128,7 +129,7 @@ def run_bundled_demo(out_dir: str | Path, model: str = DEFAULT_BUNDLED_MODEL) ->
     Returns the paths of the .onnx file, the converted folder and the contact sheet.
     """
     from translate.export import export_onnx
-    from translate.inference import convert_folder
+    from translate.convert import convert_folder
     from translate.translator import resolve_model
 
     folder = resolve_model(model)

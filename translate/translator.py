@@ -44,32 +44,6 @@ def resolve_model(model: str | Path) -> Path:
                             f"{', '.join(names) or 'none'}")
 
 
-class _OnnxRunner:
-    """Runs an exported generator on ONNX Runtime with float `(B, C, H, W)` in [-1, 1] in and out."""
-
-    def __init__(self, path: Path, providers: list[str] | None) -> None:
-        import onnxruntime as ort
-
-        from translate.export import read_onnx_metadata
-
-        self.metadata = read_onnx_metadata(path)
-        available = ort.get_available_providers()
-        # onnxruntime-gpu lists CUDA even on machines without a GPU, then warns at session start.
-        preferred = ("CUDAExecutionProvider", "CPUExecutionProvider") if torch.cuda.is_available() else (
-            "CPUExecutionProvider",)
-        wanted = providers or [p for p in preferred if p in available]
-        self.session = ort.InferenceSession(str(path), providers=wanted)
-        self.input_name = self.session.get_inputs()[0].name
-        self.uint8_io = self.metadata.get("io") == "uint8"
-
-    def __call__(self, x: Tensor) -> Tensor:
-        if self.uint8_io:
-            feed = ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
-            out = torch.from_numpy(self.session.run(None, {self.input_name: feed})[0])
-            return out.permute(0, 3, 1, 2).float() / 127.5 - 1
-        return torch.from_numpy(self.session.run(None, {self.input_name: x.float().numpy()})[0])
-
-
 class Translator:
     """Load a model once, translate many inputs.
 
@@ -77,39 +51,35 @@ class Translator:
         model: a weights folder, run directory, training checkpoint, `.onnx` file, or the name of a
             bundled model in weights/.
         direction: AtoB | BtoA for files that hold both CycleGAN generators.
-        device: auto | cpu | cuda | mps (PyTorch models).
-        providers: ONNX Runtime execution providers, e.g. ["CPUExecutionProvider"] (ONNX models).
+        device: auto | cpu | cuda | mps.
+        backend: None runs the model in its own form (`.onnx` on ONNX Runtime, the rest on PyTorch);
+            "onnxruntime" exports a PyTorch model once (cached) and runs it there; "auto" picks the
+            fastest for `precision` (see `translate.backends`).
+        precision: fp32 (default: exact) | fp16 | bf16 | auto (fastest the device runs well).
+        provider: tensorrt | cuda | cpu to force an ONNX Runtime provider.
     """
 
     def __init__(self, model: str | Path, *, direction: str | None = None, device: str = "auto",
-                 providers: list[str] | None = None) -> None:
-        path = resolve_model(model)
-        if path.suffix.lower() == ".onnx":
-            runner = _OnnxRunner(path, providers)
-            self.config: dict[str, Any] = runner.metadata
-            self.backend = "onnxruntime"
-            self.device = torch.device("cpu")  # ORT takes host arrays; CUDA providers copy themselves
-            self._run = runner
-            self.input_channels = int(self.config["input_channels"])
-            self.output_channels = int(self.config["output_channels"])
-        else:
-            from translate.training.distributed import pick_device
-            from translate.weights import load_with_config
+                 backend: str | None = None, precision: str = "fp32", provider: str | None = None) -> None:
+        from translate.backends import make_backend
 
-            self.device = pick_device(device)
-            network, self.config = load_with_config(path, direction=direction, device=self.device)
-            self.backend = "torch"
-            self._run = network
-            self.input_channels = int(self.config["architecture"]["input_nc"])
-            self.output_channels = int(self.config["architecture"]["output_nc"])
-        self.size_multiple = int(self.config["size_multiple"])
+        self.runner = make_backend(model, backend=backend, precision=precision, device=device,
+                                   provider=provider, direction=direction)
+        self.config: dict[str, Any] = self.runner.config
+        self.backend = self.runner.name
+        self.precision = self.runner.precision
+        self.device = self.runner.device
+        self.input_channels = self.runner.input_channels
+        self.output_channels = self.runner.output_channels
+        self.size_multiple = self.runner.size_multiple
 
     def translate_tensor(self, x: Tensor) -> Tensor:
         """`(B, C_in, H, W)` in [-1, 1], any H and W -> `(B, C_out, H, W)` in [-1, 1]."""
         if x.ndim != 4 or x.shape[1] != self.input_channels:
             raise ValueError(f"expected a (B, {self.input_channels}, H, W) tensor in [-1, 1], got shape "
                              f"{tuple(x.shape)}")
-        return translate_tensor(self._run, x.to(self.device, torch.float32), self.size_multiple)
+        out = translate_tensor(self.runner, x.to(self.runner.device, torch.float32), self.size_multiple)
+        return out.to(x.device)
 
     def __call__(self, images: ImageInput) -> ImageInput:
         """Translate one input or a batch; the output has the input's kind, layout and size.

@@ -26,6 +26,7 @@ from torch import Tensor, nn
 
 from translate.models import DiscriminatorConfig, GeneratorConfig, build_discriminator, build_generator
 from translate.training.config import TrainConfig
+from translate.backends import cpu_has_native_bf16
 from translate.training.losses import GANLoss, gradient_penalty
 from translate.training.pool import ImagePool
 
@@ -43,12 +44,6 @@ def set_requires_grad(modules: list[nn.Module], flag: bool) -> None:
     for module in modules:
         for parameter in module.parameters():
             parameter.requires_grad_(flag)
-
-
-def cpu_has_native_bf16() -> bool:
-    """AVX-512 BF16 or AMX: without them oneDNN emulates bfloat16 and autocast is slower than float32."""
-    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
 
 
 def amp_dtype(device: torch.device) -> torch.dtype:

@@ -1,0 +1,303 @@
+"""Inference backends: one generator behind a call, on PyTorch or ONNX Runtime, at a chosen precision.
+
+    backend = make_backend("weights/maps_aerial2map", backend="onnxruntime", precision="auto")
+    backend.describe()                  # 'onnxruntime fp32 on CPUExecutionProvider'
+    y = backend(x)                      # (B, C_in, H, W) float32 in [-1, 1] on backend.device,
+                                        # H and W multiples of backend.size_multiple
+
+How "auto" resolves (the fastest path the hardware runs well, measured in docs/benchmarks.md):
+
+- device: CUDA if PyTorch sees a GPU, else Apple's MPS (PyTorch only), else the CPU.
+- precision: fp16 on a GPU; bf16 on a CPU with AVX-512 BF16 or AMX (native bfloat16: autocast
+  is ~1.9x there); fp32 on other CPUs (emulated bfloat16 is 2.5x *slower* than fp32).
+- backend: ONNX Runtime, except where the precision is bf16 (ONNX Runtime's CPU kernels have no
+  bfloat16 convolutions) or the device is MPS: PyTorch.
+- ONNX Runtime provider: TensorRT if its libraries are installed and a GPU exists, else CUDA,
+  else CPU. The provider that a session really got is reported, not the one asked for.
+
+A PyTorch model run on ONNX Runtime is exported once (with the parity check of
+`translate.export`) into a cache folder keyed by the weights' checksum and the precision:
+$TRANSLATE_CACHE, else $XDG_CACHE_HOME/translate, else ~/.cache/translate.
+"""
+
+from __future__ import annotations
+
+import ctypes.util
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+logger = logging.getLogger(__name__)
+
+BACKENDS = ("auto", "onnxruntime", "torch")
+PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+PROVIDERS = {"tensorrt": "TensorrtExecutionProvider", "cuda": "CUDAExecutionProvider",
+             "cpu": "CPUExecutionProvider"}
+_FILE_PRECISION = {"float32": "fp32", "float16": "fp16"}
+
+
+def cpu_has_native_bf16() -> bool:
+    """AVX-512 BF16 or AMX: without them oneDNN emulates bfloat16 and it is slower than float32."""
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
+
+
+def cache_dir() -> Path:
+    """Where exported ONNX copies of PyTorch models are kept (see the module docstring)."""
+    if os.environ.get("TRANSLATE_CACHE"):
+        return Path(os.environ["TRANSLATE_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "translate"
+
+
+def _check_choice(name: str, value: str | None, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ValueError(f"--{name} {value!r} is not one of {', '.join(allowed)}")
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """`auto` -> the fastest precision that `device` runs well; other values are returned as given."""
+    _check_choice("precision", precision, PRECISIONS)
+    if precision != "auto":
+        return precision
+    if device.type in ("cuda", "mps"):
+        return "fp16"
+    return "bf16" if cpu_has_native_bf16() else "fp32"
+
+
+def _tensorrt_installed() -> bool:
+    return ctypes.util.find_library("nvinfer") is not None
+
+
+def resolve_providers(provider: str | None, device: torch.device) -> list[str]:
+    """ONNX Runtime providers to try, best first; `provider` (tensorrt | cuda | cpu) forces one."""
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    if provider not in (None, "auto"):
+        _check_choice("provider", provider, tuple(PROVIDERS))
+        name = PROVIDERS[provider]
+        if name not in available:
+            raise ValueError(f"--provider {provider}: this onnxruntime build has no {name} (it has "
+                             f"{', '.join(available)}); install onnxruntime-gpu for cuda / tensorrt")
+        if provider != "cpu" and device.type != "cuda":
+            raise ValueError(f"--provider {provider} needs a CUDA GPU, and none is visible; use --provider cpu")
+        return [name] if provider == "cpu" else [name, "CPUExecutionProvider"]
+    # onnxruntime-gpu lists CUDA even on machines without a GPU and then warns at session start.
+    wanted: list[str] = []
+    if device.type == "cuda":
+        if _tensorrt_installed():
+            wanted.append(PROVIDERS["tensorrt"])
+        wanted.append(PROVIDERS["cuda"])
+    wanted.append(PROVIDERS["cpu"])
+    return [p for p in wanted if p in available]
+
+
+def choose_backend(backend: str | None, *, is_onnx: bool, precision: str, device: torch.device) -> str:
+    """`auto` -> onnxruntime, except bf16 or MPS (torch); `None` -> the model's own form."""
+    if backend is None:
+        return "onnxruntime" if is_onnx else "torch"
+    _check_choice("backend", backend, BACKENDS)
+    if backend == "auto":
+        if is_onnx:
+            return "onnxruntime"
+        return "torch" if precision == "bf16" or device.type == "mps" else "onnxruntime"
+    if backend == "torch" and is_onnx:
+        raise ValueError("--backend torch cannot run an .onnx file; pass the weights folder, run or "
+                         "checkpoint it was exported from, or use --backend onnxruntime")
+    if backend == "onnxruntime" and precision == "bf16":
+        raise ValueError("--precision bf16 runs on PyTorch only (ONNX Runtime has no bfloat16 convolution "
+                         "kernels); use --backend torch, or --precision fp32 / fp16 with onnxruntime")
+    return backend
+
+
+class Backend:
+    """A generator ready to run. Subclasses set the attributes below and implement `__call__`.
+
+    Attributes:
+        name: "torch" | "onnxruntime".
+        precision: the precision it computes in ("fp32" | "fp16" | "bf16").
+        device: where inputs must live (a CUDA device when ONNX Runtime binds GPU memory).
+        provider: the ONNX Runtime provider in use, or the PyTorch device type.
+        config: the model's config (weights config.json, or the ONNX file's metadata).
+    """
+
+    name: str
+    precision: str
+    device: torch.device
+    provider: str
+    config: dict[str, Any]
+    input_channels: int
+    output_channels: int
+    size_multiple: int
+
+    def __call__(self, x: Tensor) -> Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        return f"{self.name} {self.precision} on {self.provider}"
+
+
+class TorchBackend(Backend):
+    """PyTorch eager. fp16 casts the weights (GPU); bf16 runs under autocast (normalisation and
+    reductions stay float32). Output: float32."""
+
+    def __init__(self, model: Path, *, precision: str, device: torch.device, direction: str | None) -> None:
+        from translate.weights import load_with_config
+
+        self.name, self.precision, self.device, self.provider = "torch", precision, device, device.type
+        network, self.config = load_with_config(model, direction=direction, device=device)
+        network.float()  # bundled weights may be stored as float16
+        if precision == "fp16":
+            if device.type == "cpu":
+                logger.warning("float16 on the CPU is emulated by PyTorch and slow; use fp32 there")
+            network.half()
+        self.network = network.eval()
+        architecture = self.config["architecture"]
+        self.input_channels = int(architecture["input_nc"])
+        self.output_channels = int(architecture["output_nc"])
+        self.size_multiple = int(self.config["size_multiple"])
+
+    def __call__(self, x: Tensor) -> Tensor:
+        with torch.inference_mode():
+            if self.precision == "fp16":
+                return self.network(x.half()).float()
+            if self.precision == "bf16":
+                with torch.autocast(self.device.type, dtype=torch.bfloat16):
+                    return self.network(x).float()
+            return self.network(x.float())
+
+
+class OrtBackend(Backend):
+    """ONNX Runtime. On the CUDA / TensorRT providers with a CUDA build of PyTorch, inputs and
+    outputs stay in GPU memory (IO binding); elsewhere they pass through host arrays."""
+
+    def __init__(self, onnx_path: Path, *, providers: list[str], device: torch.device,
+                 threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        from translate.export import read_onnx_metadata
+
+        self.name, self.path = "onnxruntime", onnx_path
+        self.config = read_onnx_metadata(onnx_path)
+        self.precision = _FILE_PRECISION.get(self.config.get("precision", "float32"), "fp32")
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads:
+            options.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(str(onnx_path), sess_options=options, providers=providers)
+        self.provider = self.session.get_providers()[0]
+        if providers[0] != self.provider:
+            logger.warning("ONNX Runtime could not start %s; running on %s", providers[0], self.provider)
+        self.input_name = self.session.get_inputs()[0].name
+        self.output_name = self.session.get_outputs()[0].name
+        self.uint8_io = self.config.get("io") == "uint8"
+        on_gpu = self.provider != "CPUExecutionProvider" and device.type == "cuda"
+        self.io_binding = on_gpu and not self.uint8_io
+        self.device = device if self.io_binding else torch.device("cpu")
+        self.input_channels = int(self.config["input_channels"])
+        self.output_channels = int(self.config["output_channels"])
+        self.size_multiple = int(self.config["size_multiple"])
+
+    def __call__(self, x: Tensor) -> Tensor:
+        if self.io_binding:
+            return self._run_bound(x)
+        if self.uint8_io:
+            feed = ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+            out = torch.from_numpy(self.session.run(None, {self.input_name: feed})[0])
+            return out.permute(0, 3, 1, 2).float() / 127.5 - 1
+        feed = x.detach().float().cpu().contiguous().numpy()
+        return torch.from_numpy(self.session.run(None, {self.input_name: feed})[0])
+
+    def _run_bound(self, x: Tensor) -> Tensor:
+        x = x.to(self.device, torch.float32).contiguous()
+        out = torch.empty((x.shape[0], self.output_channels, *x.shape[2:]), dtype=torch.float32,
+                          device=self.device)
+        binding = self.session.io_binding()
+        index = self.device.index or 0
+        binding.bind_input(self.input_name, "cuda", index, np.float32, tuple(x.shape), x.data_ptr())
+        binding.bind_output(self.output_name, "cuda", index, np.float32, tuple(out.shape), out.data_ptr())
+        # ONNX Runtime computes on its own stream: the input must be complete before it starts.
+        torch.cuda.current_stream(self.device).synchronize()
+        self.session.run_with_iobinding(binding)
+        binding.synchronize_outputs()
+        return out
+
+
+def onnx_copy(model: Path, *, direction: str | None, precision: str) -> Path:
+    """Export `model` (weights folder / run / checkpoint) to ONNX once; later calls reuse the file."""
+    from translate import __version__
+    from translate.export import export_onnx, sha256_file
+    from translate.weights import source_file
+
+    digest = sha256_file(source_file(model, direction))[:16]
+    path = cache_dir() / "onnx" / f"{digest}-{direction or 'single'}-{precision}-v{__version__}.onnx"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        logger.info("exporting %s to %s (once; later runs reuse it)", model, path)
+        export_onnx(model, path, direction=direction, half=precision == "fp16")
+    return path
+
+
+def make_backend(model: str | Path, *, backend: str | None = "auto", precision: str = "auto",
+                 device: str = "auto", provider: str | None = None, direction: str | None = None,
+                 threads: int | None = None) -> Backend:
+    """Load `model` for inference.
+
+    Args:
+        model: a weights folder, run directory, training checkpoint, `.onnx` file or the name of a
+            bundled model in weights/.
+        backend: auto | onnxruntime | torch; None keeps the model's own form (`.onnx` on ONNX
+            Runtime, anything else on PyTorch).
+        precision: auto | fp32 | fp16 | bf16 (see the module docstring for auto). An `.onnx` file
+            runs at the precision it was exported with.
+        device: auto | cpu | cuda | mps.
+        provider: tensorrt | cuda | cpu to force an ONNX Runtime provider (default: best available).
+        direction: AtoB | BtoA for models that hold both CycleGAN generators.
+        threads: ONNX Runtime intra-op threads (default: its own choice, one per physical core).
+
+    Raises:
+        ValueError: a choice outside the lists above, or a combination that cannot run (bf16 on
+            ONNX Runtime, an .onnx file on PyTorch, a precision an .onnx file was not exported with).
+        FileNotFoundError: no model at `model`.
+    """
+    from translate.training.distributed import pick_device
+    from translate.translator import resolve_model
+
+    _check_choice("precision", precision, PRECISIONS)
+    _check_choice("device", device, ("auto", "cpu", "cuda", "mps"))
+    path = resolve_model(model)
+    is_onnx = path.suffix.lower() == ".onnx"
+    torch_device = pick_device(device)
+    wanted = resolve_precision(precision, torch_device)
+    name = choose_backend(backend, is_onnx=is_onnx, precision=wanted, device=torch_device)
+    if name == "torch":
+        if provider not in (None, "auto"):
+            raise ValueError(f"--provider {provider} applies to ONNX Runtime; drop it or use --backend onnxruntime")
+        return TorchBackend(path, precision=wanted, device=torch_device, direction=direction)
+
+    if torch_device.type == "mps":
+        torch_device = torch.device("cpu")  # ONNX Runtime has no MPS provider; CoreML is not wired here
+    providers = resolve_providers(provider, torch_device)
+    if providers[0] == PROVIDERS["cpu"] and torch_device.type == "cuda":
+        torch_device = torch.device("cpu")
+    if is_onnx:
+        from translate.export import read_onnx_metadata
+
+        file_precision = _FILE_PRECISION.get(read_onnx_metadata(path).get("precision", "float32"), "fp32")
+        if precision not in ("auto", file_precision):
+            raise ValueError(f"{path.name} was exported in {file_precision}; --precision {precision} needs a "
+                             f"new export (`translate export MODEL out.onnx{' --half' if precision == 'fp16' else ''}`)"
+                             f" or --precision {file_precision}")
+        onnx_path = path
+    else:
+        if wanted == "fp16" and torch_device.type == "cpu":
+            logger.warning("float16 on ONNX Runtime's CPU provider is converted back to float32 op by op and "
+                           "slow; fp32 is the fast CPU precision here")
+        onnx_path = onnx_copy(path, direction=direction, precision=wanted)
+    return OrtBackend(onnx_path, providers=providers, device=torch_device, threads=threads)
