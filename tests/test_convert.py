@@ -163,3 +163,178 @@ def test_convert_with_an_onnx_model_matches_pytorch(model_dir, tmp_path):
     a = np.array(Image.open(tmp_path / "torch" / "x.png"), dtype=int)
     b = np.array(Image.open(tmp_path / "onnx" / "x.png"), dtype=int)
     assert a.shape == b.shape == (22, 30, 3) and np.abs(a - b).max() <= 1
+
+
+# --- pipeline edge cases -------------------------------------------------------------------------
+
+
+def _torch(**kwargs):
+    return {"backend": "torch", "precision": "fp32", "device": "cpu", **kwargs}
+
+
+def test_too_many_pixels_is_reported_and_the_rest_converted(model_dir, tmp_path):
+    _write(tmp_path / "in" / "small.png", (16, 16))
+    _write(tmp_path / "in" / "big.png", (64, 48))
+    summary = convert_folder(tmp_path / "in", tmp_path / "out", model_dir, max_pixels=1000, **_torch())
+    assert [p.name for p in summary.converted] == ["small.png"]
+    [(path, reason)] = summary.failed
+    assert path.name == "big.png" and "3072 pixels" in reason and "--max-pixels 1000" in reason
+
+
+def test_alpha_is_carried_over_and_dropped_for_jpg(model_dir, tmp_path):
+    rgba = np.random.default_rng(0).integers(0, 256, (20, 24, 4), dtype=np.uint8)
+    (tmp_path / "in").mkdir()
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "in" / "x.png")
+    convert_folder(tmp_path / "in", tmp_path / "png", model_dir, **_torch())
+    out = Image.open(tmp_path / "png" / "x.png")
+    assert out.mode == "RGBA" and np.array_equal(np.array(out)[..., 3], rgba[..., 3])
+    convert_folder(tmp_path / "in", tmp_path / "jpg", model_dir, fmt="jpg", **_torch())
+    assert Image.open(tmp_path / "jpg" / "x.jpg").mode == "RGB"
+
+
+def test_exif_orientation_is_applied(model_dir, tmp_path):
+    (tmp_path / "in").mkdir()
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise on display
+    Image.new("RGB", (40, 24), (200, 10, 10)).save(tmp_path / "in" / "r.jpg", exif=exif)
+    convert_folder(tmp_path / "in", tmp_path / "out", model_dir, **_torch())
+    assert Image.open(tmp_path / "out" / "r.png").size == (24, 40)
+
+
+@pytest.mark.parametrize("resize, size", [("16", (24, 16)), ("20x12", (20, 12)), (16, (24, 16))])
+def test_resize(model_dir, tmp_path, resize, size):
+    _write(tmp_path / "in" / "x.png", (48, 32))
+    convert_folder(tmp_path / "in", tmp_path / "out", model_dir, resize=resize, **_torch())
+    assert Image.open(tmp_path / "out" / "x.png").size == size
+
+
+def test_tiled_conversion_keeps_the_size(model_dir, tmp_path):
+    _write(tmp_path / "in" / "x.png", (70, 50))
+    summary = convert_folder(tmp_path / "in", tmp_path / "out", model_dir, tile=32, overlap=8, **_torch())
+    assert not summary.failed and Image.open(tmp_path / "out" / "x.png").size == (70, 50)
+
+
+def test_shards_split_the_folder_deterministically(model_dir, tmp_path, monkeypatch):
+    for i in range(12):
+        _write(tmp_path / "in" / f"{i:02d}.png", (16, 16))
+    seen: list[set[str]] = []
+    for index in range(3):
+        summary = convert_folder(tmp_path / "in", tmp_path / "out", model_dir, shard=f"{index}/3", **_torch())
+        seen.append({p.name for p in summary.converted})
+        assert (tmp_path / "out" / f"convert_report.shard{index}of3.json").is_file()
+    assert set().union(*seen) == {f"{i:02d}.png" for i in range(12)}
+    assert sum(len(s) for s in seen) == 12 and all(seen)  # disjoint, none empty
+    monkeypatch.setenv("WORLD_SIZE", "3")
+    monkeypatch.setenv("RANK", "1")
+    summary = convert_folder(tmp_path / "in", tmp_path / "env", model_dir, **_torch())
+    assert {p.name for p in summary.converted} == seen[1]
+
+
+@pytest.mark.parametrize("shard", ["3/3", "1", "a/b", "-1/2"])
+def test_bad_shard_is_refused(model_dir, tmp_path, shard):
+    _write(tmp_path / "in" / "x.png", (16, 16))
+    with pytest.raises(ValueError, match="--shard"):
+        convert_folder(tmp_path / "in", tmp_path / "out", model_dir, shard=shard, **_torch())
+
+
+@pytest.mark.parametrize("kwargs, needle", [
+    ({"tile": 30, "overlap": 2}, "--tile 30 must be a positive multiple of the model's size multiple 4; use --tile 32"),
+    ({"tile": 32, "overlap": 16}, "--overlap 16"),
+    ({"resize": "big"}, "--resize 'big'"),
+    ({"quality": 0}, "--quality"),
+    ({"workers": 0}, "--workers"),
+    ({"max_pixels": 0}, "--max-pixels"),
+])
+def test_bad_pipeline_arguments(model_dir, tmp_path, kwargs, needle):
+    _write(tmp_path / "in" / "x.png", (16, 16))
+    with pytest.raises(ValueError, match=needle.replace("(", r"\(").replace(")", r"\)")):
+        convert_folder(tmp_path / "in", tmp_path / "out", model_dir, **_torch(**kwargs))
+
+
+def test_report_lists_failures(model_dir, tmp_path):
+    import json
+
+    _write(tmp_path / "in" / "good.png", (16, 16))
+    (tmp_path / "in" / "bad.png").write_bytes(b"\x89PNG not really")
+    summary = convert_folder(tmp_path / "in", tmp_path / "out", model_dir, **_torch())
+    report = json.loads(summary.report.read_text())
+    assert report["converted"] == 1 and report["failed"] == 1
+    assert report["failures"][0]["file"].endswith("bad.png") and report["failures"][0]["reason"]
+    assert report["backend"] == "torch fp32 on cpu"
+
+
+def test_stale_partial_files_are_removed_and_the_job_finished(model_dir, tmp_path):
+    _write(tmp_path / "in" / "a.png", (16, 16))
+    (tmp_path / "out").mkdir()
+    stale = tmp_path / "out" / ".a.png.translate-partial"
+    stale.write_bytes(b"half a png")
+    summary = convert_folder(tmp_path / "in", tmp_path / "out", model_dir, **_torch())
+    assert not stale.exists() and [p.name for p in summary.converted] == ["a.png"]
+
+
+def test_batcher_holds_a_bounded_number_of_images():
+    from translate.convert import _Batcher, _Decoded
+
+    batcher, emitted = _Batcher(batch_size=4, hold=8), []
+    for i in range(100):  # every image a new size: the worst case for grouping
+        item = _Decoded(Path(f"{i}.png"), torch.zeros(3, 8, 8 + i))
+        emitted.extend(batcher.add(item))
+        assert batcher.held <= 8
+    emitted.extend(batcher.rest())
+    assert sum(len(b) for b in emitted) == 100
+    same = _Batcher(batch_size=4, hold=16)
+    batches = [b for i in range(10) for b in same.add(_Decoded(Path(f"{i}"), torch.zeros(3, 8, 8)))]
+    assert [len(b) for b in batches] == [4, 4] and [len(b) for b in same.rest()] == [2]
+
+
+def test_progress_reports_images_per_second(model_dir, tmp_path):
+    for i in range(3):
+        _write(tmp_path / "in" / f"{i}.png", (16, 16))
+    events = []
+    convert_folder(tmp_path / "in", tmp_path / "out", model_dir, on_progress=events.append, **_torch())
+    assert [e.done for e in events] == [1, 2, 3] and events[-1].total == 3
+    assert all(e.images_per_s > 0 for e in events)
+
+
+def test_onnxruntime_backend_is_the_default_and_matches_torch(model_dir, tmp_path):
+    _write(tmp_path / "in" / "x.png", (30, 22))
+    torch_run = convert_folder(tmp_path / "in", tmp_path / "torch", model_dir, **_torch())
+    default = convert_folder(tmp_path / "in", tmp_path / "ort", model_dir, device="cpu")
+    assert default.backend.startswith("onnxruntime") and "CPUExecutionProvider" in default.backend
+    a = np.array(Image.open(tmp_path / "torch" / "x.png"), dtype=int)
+    b = np.array(Image.open(tmp_path / "ort" / "x.png"), dtype=int)
+    assert torch_run.backend == "torch fp32 on cpu" and np.abs(a - b).max() <= 1
+
+
+def test_killed_run_leaves_no_partial_file_and_a_rerun_finishes(model_dir, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    source = tmp_path / "in"
+    for i in range(40):
+        _write(source / f"{i:02d}.png", (192, 160))
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "translate", "convert", str(source), str(out), "--model", str(model_dir),
+               "--backend", "torch", "--precision", "fp32", "--device", "cpu", "--batch-size", "1", "--workers", "1"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None and len(list(out.glob("*.png"))) < 3:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    done_before = len(list(out.glob("*.png")))
+    assert done_before < 40, "the run finished before it could be killed; make the job longer"
+    for path in out.glob("*.png"):
+        Image.open(path).load()  # every finished output is complete
+    rerun = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    outputs = sorted(out.glob("*.png"))
+    assert len(outputs) == 40
+    for path in outputs:
+        Image.open(path).load()
+    assert not list(out.glob(".*")), "a temporary file remains"
+    assert f"skipped {done_before}" in rerun.stdout

@@ -309,7 +309,7 @@ def convert(
     quality: int = typer.Option(95, "--quality", help="jpg / webp quality (1-100)."),
     resize: Optional[str] = typer.Option(None, "--resize", help="N (shorter side to N, aspect kept) or WxH; default: full resolution."),
     tile: Optional[int] = typer.Option(None, "--tile", help="Run large images in SIZE x SIZE tiles with blended seams."),
-    overlap: int = typer.Option(32, "--overlap", help="Pixels shared by neighbouring tiles (with --tile)."),
+    overlap: Optional[int] = typer.Option(None, "--overlap", help="Pixels shared by neighbouring tiles (default: tile / 8)."),
     max_pixels: int = typer.Option(100_000_000, "--max-pixels", help="Images with more pixels are reported as failed."),
     shard: Optional[str] = typer.Option(None, "--shard", help="I/N: convert shard I (from 0) of N; default RANK/WORLD_SIZE under torchrun."),
     report: Optional[Path] = typer.Option(None, "--report", help="JSON report path (default OUTPUT_DIR/convert_report.json)."),

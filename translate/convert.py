@@ -252,7 +252,7 @@ def convert_folder(input_dir: str | Path, output_dir: str | Path, model: str | P
                    device: str = "auto", provider: str | None = None, batch_size: int = 4,
                    workers: int | None = None, fmt: str = "png", quality: int = 95,
                    overwrite: bool = False, resize: str | tuple[int, int] | int | None = None,
-                   tile: int | None = None, overlap: int = 32, max_pixels: int = DEFAULT_MAX_PIXELS,
+                   tile: int | None = None, overlap: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS,
                    shard: str | tuple[int, int] | None = None, report: str | Path | None = None,
                    on_progress: Callable[[ConvertProgress], None] | None = None) -> ConvertSummary:
     """Translate every image under `input_dir` (recursively) into `output_dir`, same relative paths.
@@ -267,7 +267,8 @@ def convert_folder(input_dir: str | Path, output_dir: str | Path, model: str | P
         fmt, quality: png | jpg | webp, and the jpg / webp quality.
         overwrite: redo outputs that already exist (otherwise they are skipped).
         resize: None (full resolution), N (shorter side to N, aspect kept) or (W, H) / "WxH".
-        tile, overlap: run images in `tile` x `tile` pieces overlapping by `overlap` pixels, blended.
+        tile, overlap: run images in `tile` x `tile` pieces overlapping by `overlap` pixels (default
+            tile // 8), blended across the overlap.
         max_pixels: larger images are reported as failed instead of exhausting memory.
         shard: "I/N" or (I, N): convert only shard I of N (default: RANK / WORLD_SIZE under torchrun).
         report: JSON report path (default: `output_dir/convert_report[.shardIofN].json`).
@@ -286,6 +287,7 @@ def convert_folder(input_dir: str | Path, output_dir: str | Path, model: str | P
     resize_to = parse_resize(resize) if isinstance(resize, str) else resize
     shard_ix = parse_shard(shard) if isinstance(shard, str) else shard if shard is not None else shard_from_environment()
     if tile is not None:
+        overlap = tile // 8 if overlap is None else overlap
         _check_tile(tile, overlap, 1)
 
     all_sources = list_images(input_dir, recursive=True)
