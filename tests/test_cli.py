@@ -102,6 +102,25 @@ def test_convert_exits_1_when_a_file_fails(unpaired, tmp_path):
     result = runner.invoke(app, ["convert", str(source), str(tmp_path / "out"), "--model", str(run), "--device", "cpu"])
     assert result.exit_code == 1
     assert "converted 1" in result.output and "failed 1" in result.output and "broken.png" in result.output
+    assert "convert_report.json" in result.output and "images/s" in result.output
+    assert "onnxruntime fp32 on CPUExecutionProvider" in result.output  # the path it took is reported
+
+
+@pytest.mark.parametrize("flags, needle", [
+    (["--backend", "onnxruntime", "--precision", "bf16"], "bf16 runs on PyTorch only"),
+    (["--provider", "cuda", "--device", "cpu"], "--provider cuda"),
+    (["--provider", "warp"], "--provider 'warp'"),
+    (["--precision", "int4"], "--precision 'int4'"),
+    (["--shard", "2/2"], "--shard '2/2'"),
+])
+def test_convert_refuses_bad_choices_with_exit_2(unpaired, tmp_path, flags, needle):
+    run = tmp_path / "run"
+    assert runner.invoke(app, ["train", "cyclegan", "--data", str(unpaired), "--out", str(run),
+                               "--max-steps", "1", *TINY_FLAGS]).exit_code == 0
+    result = runner.invoke(app, ["convert", str(unpaired / "testA"), str(tmp_path / "out"), "--model", str(run),
+                                 "--direction", "AtoB", *flags])
+    assert result.exit_code == 2, result.output
+    assert needle in result.output
 
 
 def test_demo_runs_end_to_end(tmp_path):
