@@ -106,3 +106,21 @@ def test_an_onnx_file_runs_at_its_own_precision(model_dir, tmp_path):
         make_backend(path, precision="fp16", device="cpu")
     with pytest.raises(ValueError, match="--provider tensorrt applies to ONNX Runtime"):
         make_backend(model_dir, backend="torch", provider="tensorrt", device="cpu")
+
+
+def _cuda_provider_usable() -> bool:
+    import onnxruntime as ort
+
+    return torch.cuda.is_available() and "CUDAExecutionProvider" in ort.get_available_providers()
+
+
+@pytest.mark.skipif(not _cuda_provider_usable(), reason="needs a GPU and onnxruntime-gpu")
+@pytest.mark.parametrize("precision, tolerance", [("fp32", 1e-3), ("fp16", 3e-2)])
+def test_cuda_io_binding_keeps_tensors_on_the_gpu_and_agrees(model_dir, precision, tolerance):
+    reference = make_backend(model_dir, backend="torch", precision="fp32", device="cpu")
+    runner = make_backend(model_dir, backend="onnxruntime", precision=precision, device="cuda")
+    assert runner.provider in ("CUDAExecutionProvider", "TensorrtExecutionProvider") and runner.io_binding
+    x = torch.rand(3, 3, 64, 96) * 2 - 1
+    got = runner(x.cuda())
+    assert got.is_cuda and got.shape == (3, 3, 64, 96)
+    assert (got.cpu() - reference(x)).abs().max().item() <= tolerance  # TF32 convolutions on the GPU

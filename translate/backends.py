@@ -179,6 +179,7 @@ class OrtBackend(Backend):
 
     def __init__(self, onnx_path: Path, *, providers: list[str], device: torch.device,
                  threads: int | None = None) -> None:
+        """`providers`: names, best first (see `resolve_providers`); `device`: where inputs live."""
         import onnxruntime as ort
 
         from translate.export import read_onnx_metadata
@@ -190,7 +191,8 @@ class OrtBackend(Backend):
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if threads:
             options.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(str(onnx_path), sess_options=options, providers=providers)
+        self.session = ort.InferenceSession(str(onnx_path), sess_options=options,
+                                            providers=[_provider_entry(p, device, self.precision) for p in providers])
         self.provider = self.session.get_providers()[0]
         if providers[0] != self.provider:
             logger.warning("ONNX Runtime could not start %s; running on %s", providers[0], self.provider)
@@ -227,6 +229,17 @@ class OrtBackend(Backend):
         self.session.run_with_iobinding(binding)
         binding.synchronize_outputs()
         return out
+
+
+def _provider_entry(name: str, device: torch.device, precision: str) -> str | tuple[str, dict[str, Any]]:
+    if name == PROVIDERS["tensorrt"]:
+        # TensorRT builds an engine per input shape (minutes): keep them across runs.
+        return name, {"device_id": device.index or 0, "trt_fp16_enable": precision == "fp16",
+                      "trt_engine_cache_enable": True,
+                      "trt_engine_cache_path": str(cache_dir() / "tensorrt")}
+    if name == PROVIDERS["cuda"]:
+        return name, {"device_id": device.index or 0}
+    return name
 
 
 def onnx_copy(model: Path, *, direction: str | None, precision: str) -> Path:
