@@ -99,7 +99,8 @@ def test_convert_exits_1_when_a_file_fails(unpaired, tmp_path):
     source.mkdir()
     (source / "broken.png").write_bytes(b"\x89PNG broken")
     (source / "ok.png").write_bytes((unpaired / "testA" / "a0000.png").read_bytes())
-    result = runner.invoke(app, ["convert", str(source), str(tmp_path / "out"), "--model", str(run), "--device", "cpu"])
+    result = runner.invoke(app, ["convert", str(source), str(tmp_path / "out"), "--model", str(run), "--device", "cpu",
+                                 "--precision", "fp32"])
     assert result.exit_code == 1
     assert "converted 1" in result.output and "failed 1" in result.output and "broken.png" in result.output
     assert "convert_report.json" in result.output and "images/s" in result.output

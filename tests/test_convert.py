@@ -64,7 +64,7 @@ def test_convert_folder_keeps_tree_sizes_and_matches_the_model(model_dir, tmp_pa
     _write(source / "sub" / "deeper" / "b.png", (33, 21))
     _write(source / "c.png", (40, 30), "RGBA")
     _write(source / "gray.png", (16, 16), "L")
-    summary = convert_folder(source, tmp_path / "out", model_dir, device="cpu", batch_size=2)
+    summary = convert_folder(source, tmp_path / "out", model_dir, precision="fp32", device="cpu", batch_size=2)
     assert len(summary.converted) == 4 and not summary.failed
     outputs = {p.relative_to(tmp_path / "out").as_posix(): Image.open(p) for p in (tmp_path / "out").rglob("*.png")}
     assert set(outputs) == {"a.png", "sub/deeper/b.png", "c.png", "gray.png"}
@@ -83,8 +83,8 @@ def test_batching_does_not_change_results(model_dir, tmp_path):
     source = tmp_path / "in"
     for i in range(5):
         _write(source / f"{i}.png", (24, 20))
-    convert_folder(source, tmp_path / "one", model_dir, device="cpu", batch_size=1)
-    convert_folder(source, tmp_path / "many", model_dir, device="cpu", batch_size=4)
+    convert_folder(source, tmp_path / "one", model_dir, precision="fp32", device="cpu", batch_size=1)
+    convert_folder(source, tmp_path / "many", model_dir, precision="fp32", device="cpu", batch_size=4)
     for i in range(5):
         a = np.array(Image.open(tmp_path / "one" / f"{i}.png"), dtype=int)
         b = np.array(Image.open(tmp_path / "many" / f"{i}.png"), dtype=int)
@@ -98,7 +98,7 @@ def test_bad_files_are_reported_and_the_rest_converted(model_dir, tmp_path):
     (source / "text.jpg").write_text("hello")
     good = (source / "good.png").read_bytes()
     (source / "truncated.png").write_bytes(good[: len(good) // 2])
-    summary = convert_folder(source, tmp_path / "out", model_dir, device="cpu")
+    summary = convert_folder(source, tmp_path / "out", model_dir, precision="fp32", device="cpu")
     assert [p.name for p in summary.converted] == ["good.png"]
     assert sorted(p.name for p, _ in summary.failed) == ["empty.png", "text.jpg", "truncated.png"]
     assert not list((tmp_path / "out").glob(".*partial"))
@@ -107,12 +107,12 @@ def test_bad_files_are_reported_and_the_rest_converted(model_dir, tmp_path):
 def test_existing_outputs_are_skipped_unless_overwrite(model_dir, tmp_path):
     source = tmp_path / "in"
     _write(source / "x.png", (16, 16))
-    convert_folder(source, tmp_path / "out", model_dir, device="cpu")
+    convert_folder(source, tmp_path / "out", model_dir, precision="fp32", device="cpu")
     (tmp_path / "out" / "x.png").write_bytes(b"marker")
-    summary = convert_folder(source, tmp_path / "out", model_dir, device="cpu")
+    summary = convert_folder(source, tmp_path / "out", model_dir, precision="fp32", device="cpu")
     assert [p.name for p in summary.skipped] == ["x.png"] and not summary.converted
     assert (tmp_path / "out" / "x.png").read_bytes() == b"marker"
-    convert_folder(source, tmp_path / "out", model_dir, device="cpu", overwrite=True)
+    convert_folder(source, tmp_path / "out", model_dir, precision="fp32", device="cpu", overwrite=True)
     assert Image.open(tmp_path / "out" / "x.png").size == (16, 16)
 
 
@@ -120,7 +120,7 @@ def test_colliding_stems_keep_their_extension(model_dir, tmp_path):
     source = tmp_path / "in"
     _write(source / "a.png", (16, 16))
     _write(source / "a.jpg", (16, 16))
-    convert_folder(source, tmp_path / "out", model_dir, device="cpu", fmt="jpg")
+    convert_folder(source, tmp_path / "out", model_dir, precision="fp32", device="cpu", fmt="jpg")
     assert sorted(p.name for p in (tmp_path / "out").glob("*.jpg")) == ["a_jpg.jpg", "a_png.jpg"]
 
 
@@ -128,7 +128,7 @@ def test_unet_model_and_channel_counts(tmp_path):
     model = _make_model(tmp_path, "unet_128", input_nc=1, output_nc=3)
     source = tmp_path / "in"
     _write(source / "x.png", (130, 70))  # RGB input, converted to the model's 1 channel
-    convert_folder(source, tmp_path / "out", model, device="cpu")
+    convert_folder(source, tmp_path / "out", model, precision="fp32", device="cpu")
     out = Image.open(tmp_path / "out" / "x.png")
     assert out.size == (130, 70) and out.mode == "RGB"
 
@@ -140,17 +140,17 @@ def test_unet_model_and_channel_counts(tmp_path):
 def test_bad_arguments(model_dir, tmp_path, kwargs, error, needle):
     _write(tmp_path / "in" / "x.png", (16, 16))
     with pytest.raises(error, match=needle):
-        convert_folder(tmp_path / "in", tmp_path / "out", model_dir, device="cpu", **kwargs)
+        convert_folder(tmp_path / "in", tmp_path / "out", model_dir, precision="fp32", device="cpu", **kwargs)
 
 
 def test_output_inside_input_and_missing_input_are_refused(model_dir, tmp_path):
     _write(tmp_path / "in" / "x.png", (16, 16))
     with pytest.raises(ValueError, match="input folder or inside it"):
-        convert_folder(tmp_path / "in", tmp_path / "in" / "out", model_dir, device="cpu")
+        convert_folder(tmp_path / "in", tmp_path / "in" / "out", model_dir, precision="fp32", device="cpu")
     with pytest.raises(ValueError, match="input folder or inside it"):
-        convert_folder(tmp_path / "in", tmp_path / "in", model_dir, device="cpu")
+        convert_folder(tmp_path / "in", tmp_path / "in", model_dir, precision="fp32", device="cpu")
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        convert_folder(tmp_path / "nope", tmp_path / "out", model_dir, device="cpu")
+        convert_folder(tmp_path / "nope", tmp_path / "out", model_dir, precision="fp32", device="cpu")
 
 
 def test_convert_with_an_onnx_model_matches_pytorch(model_dir, tmp_path):
@@ -158,8 +158,8 @@ def test_convert_with_an_onnx_model_matches_pytorch(model_dir, tmp_path):
 
     onnx_path = export_onnx(model_dir, tmp_path / "m.onnx").path
     _write(tmp_path / "in" / "x.png", (30, 22))
-    convert_folder(tmp_path / "in", tmp_path / "torch", model_dir, device="cpu")
-    convert_folder(tmp_path / "in", tmp_path / "onnx", onnx_path, device="cpu")
+    convert_folder(tmp_path / "in", tmp_path / "torch", model_dir, precision="fp32", device="cpu")
+    convert_folder(tmp_path / "in", tmp_path / "onnx", onnx_path, precision="fp32", device="cpu")
     a = np.array(Image.open(tmp_path / "torch" / "x.png"), dtype=int)
     b = np.array(Image.open(tmp_path / "onnx" / "x.png"), dtype=int)
     assert a.shape == b.shape == (22, 30, 3) and np.abs(a - b).max() <= 1
@@ -296,11 +296,11 @@ def test_progress_reports_images_per_second(model_dir, tmp_path):
     assert all(e.images_per_s > 0 for e in events)
 
 
-def test_onnxruntime_backend_is_the_default_and_matches_torch(model_dir, tmp_path):
+def test_onnxruntime_is_the_default_backend_and_matches_torch(model_dir, tmp_path):
     _write(tmp_path / "in" / "x.png", (30, 22))
     torch_run = convert_folder(tmp_path / "in", tmp_path / "torch", model_dir, **_torch())
-    default = convert_folder(tmp_path / "in", tmp_path / "ort", model_dir, device="cpu")
-    assert default.backend.startswith("onnxruntime") and "CPUExecutionProvider" in default.backend
+    default = convert_folder(tmp_path / "in", tmp_path / "ort", model_dir, precision="fp32", device="cpu")
+    assert default.backend == "onnxruntime fp32 on CPUExecutionProvider"
     a = np.array(Image.open(tmp_path / "torch" / "x.png"), dtype=int)
     b = np.array(Image.open(tmp_path / "ort" / "x.png"), dtype=int)
     assert torch_run.backend == "torch fp32 on cpu" and np.abs(a - b).max() <= 1

@@ -9,7 +9,10 @@ How "auto" resolves (the fastest path the hardware runs well, measured in docs/b
 
 - device: CUDA if PyTorch sees a GPU, else Apple's MPS (PyTorch only), else the CPU.
 - precision: fp16 on a GPU; bf16 on a CPU with AVX-512 BF16 or AMX (native bfloat16: autocast
-  is ~1.9x there); fp32 on other CPUs (emulated bfloat16 is 2.5x *slower* than fp32).
+  is ~1.9x there); int8 on other CPUs with VNNI when calibration images are at hand (`convert`
+  uses the folder's first images; the int8 copy is checked against float32 and float32 is used
+  instead below 35 dB PSNR, see `translate.quantize`); else fp32 (emulated bfloat16 is 2.5x
+  *slower* than fp32).
 - backend: ONNX Runtime, except where the precision is bf16 (ONNX Runtime's CPU kernels have no
   bfloat16 convolutions) or the device is MPS: PyTorch.
 - ONNX Runtime provider: TensorRT if its libraries are installed and a GPU exists, else CUDA,
@@ -25,6 +28,7 @@ from __future__ import annotations
 import ctypes.util
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,10 +39,10 @@ from torch import Tensor
 logger = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "onnxruntime", "torch")
-PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+PRECISIONS = ("auto", "fp32", "fp16", "bf16", "int8")
 PROVIDERS = {"tensorrt": "TensorrtExecutionProvider", "cuda": "CUDAExecutionProvider",
              "cpu": "CPUExecutionProvider"}
-_FILE_PRECISION = {"float32": "fp32", "float16": "fp16"}
+_FILE_PRECISION = {"float32": "fp32", "float16": "fp16", "int8": "int8"}
 
 
 def cpu_has_native_bf16() -> bool:
@@ -60,14 +64,19 @@ def _check_choice(name: str, value: str | None, allowed: tuple[str, ...]) -> Non
         raise ValueError(f"--{name} {value!r} is not one of {', '.join(allowed)}")
 
 
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """`auto` -> the fastest precision that `device` runs well; other values are returned as given."""
+def resolve_precision(precision: str, device: torch.device, *, int8_possible: bool = False) -> str:
+    """`auto` -> the fastest precision that `device` runs well; other values are returned as given.
+    `int8_possible`: calibration images exist and ONNX Runtime may be used."""
     _check_choice("precision", precision, PRECISIONS)
     if precision != "auto":
         return precision
     if device.type in ("cuda", "mps"):
         return "fp16"
-    return "bf16" if cpu_has_native_bf16() else "fp32"
+    if cpu_has_native_bf16():
+        return "bf16"
+    from translate.quantize import cpu_has_vnni
+
+    return "int8" if int8_possible and cpu_has_vnni() else "fp32"
 
 
 def _tensorrt_installed() -> bool:
@@ -110,6 +119,8 @@ def choose_backend(backend: str | None, *, is_onnx: bool, precision: str, device
     if backend == "torch" and is_onnx:
         raise ValueError("--backend torch cannot run an .onnx file; pass the weights folder, run or "
                          "checkpoint it was exported from, or use --backend onnxruntime")
+    if backend == "torch" and precision == "int8":
+        raise ValueError("--precision int8 runs on ONNX Runtime only; use --backend onnxruntime (or auto)")
     if backend == "onnxruntime" and precision == "bf16":
         raise ValueError("--precision bf16 runs on PyTorch only (ONNX Runtime has no bfloat16 convolution "
                          "kernels); use --backend torch, or --precision fp32 / fp16 with onnxruntime")
@@ -121,7 +132,8 @@ class Backend:
 
     Attributes:
         name: "torch" | "onnxruntime".
-        precision: the precision it computes in ("fp32" | "fp16" | "bf16").
+        precision: the precision it computes in ("fp32" | "fp16" | "bf16" | "int8").
+        note: what the precision costs in accuracy where it was measured (int8), else "".
         device: where inputs must live (a CUDA device when ONNX Runtime binds GPU memory).
         provider: the ONNX Runtime provider in use, or the PyTorch device type.
         config: the model's config (weights config.json, or the ONNX file's metadata).
@@ -135,12 +147,13 @@ class Backend:
     input_channels: int
     output_channels: int
     size_multiple: int
+    note: str = ""
 
     def __call__(self, x: Tensor) -> Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def describe(self) -> str:
-        return f"{self.name} {self.precision} on {self.provider}"
+        return f"{self.name} {self.precision} on {self.provider}" + (f" ({self.note})" if self.note else "")
 
 
 class TorchBackend(Backend):
@@ -191,6 +204,9 @@ class OrtBackend(Backend):
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if threads:
             options.intra_op_num_threads = threads
+        # Spinning threads take cores that the decode / encode threads need (measured: as fast or
+        # faster without on a busy 2-core CPU).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(onnx_path), sess_options=options,
                                             providers=[_provider_entry(p, device, self.precision) for p in providers])
         self.provider = self.session.get_providers()[0]
@@ -259,7 +275,7 @@ def onnx_copy(model: Path, *, direction: str | None, precision: str) -> Path:
 
 def make_backend(model: str | Path, *, backend: str | None = "auto", precision: str = "auto",
                  device: str = "auto", provider: str | None = None, direction: str | None = None,
-                 threads: int | None = None) -> Backend:
+                 threads: int | None = None, calibration: Sequence[Path] | None = None) -> Backend:
     """Load `model` for inference.
 
     Args:
@@ -273,6 +289,8 @@ def make_backend(model: str | Path, *, backend: str | None = "auto", precision: 
         provider: tensorrt | cuda | cpu to force an ONNX Runtime provider (default: best available).
         direction: AtoB | BtoA for models that hold both CycleGAN generators.
         threads: ONNX Runtime intra-op threads (default: its own choice, one per physical core).
+        calibration: images for int8 quantisation (needed for precision int8; with auto on a CPU
+            with VNNI they make int8 the choice).
 
     Raises:
         ValueError: a choice outside the lists above, or a combination that cannot run (bf16 on
@@ -287,7 +305,8 @@ def make_backend(model: str | Path, *, backend: str | None = "auto", precision: 
     path = resolve_model(model)
     is_onnx = path.suffix.lower() == ".onnx"
     torch_device = pick_device(device)
-    wanted = resolve_precision(precision, torch_device)
+    int8_possible = bool(calibration) and not is_onnx and backend in ("auto", "onnxruntime")
+    wanted = resolve_precision(precision, torch_device, int8_possible=int8_possible)
     name = choose_backend(backend, is_onnx=is_onnx, precision=wanted, device=torch_device)
     if name == "torch":
         if provider not in (None, "auto"):
@@ -298,7 +317,8 @@ def make_backend(model: str | Path, *, backend: str | None = "auto", precision: 
         torch_device = torch.device("cpu")  # ONNX Runtime has no MPS provider; CoreML is not wired here
     providers = resolve_providers(provider, torch_device)
     if providers[0] == PROVIDERS["cpu"] and torch_device.type == "cuda":
-        torch_device = torch.device("cpu")
+        torch_device = torch.device("cpu")  # an onnxruntime without CUDA: the CPU's best precision
+        wanted = resolve_precision(precision, torch_device, int8_possible=int8_possible)
     if is_onnx:
         from translate.export import read_onnx_metadata
 
@@ -312,5 +332,36 @@ def make_backend(model: str | Path, *, backend: str | None = "auto", precision: 
         if wanted == "fp16" and torch_device.type == "cpu":
             logger.warning("float16 on ONNX Runtime's CPU provider is converted back to float32 op by op and "
                            "slow; fp32 is the fast CPU precision here")
-        onnx_path = onnx_copy(path, direction=direction, precision=wanted)
+        note = ""
+        if wanted == "int8":
+            onnx_path, note = _int8_or_fallback(path, direction=direction, precision=precision,
+                                                device=torch_device, calibration=calibration)
+        else:
+            onnx_path = onnx_copy(path, direction=direction, precision=wanted)
+        runner = OrtBackend(onnx_path, providers=providers, device=torch_device, threads=threads)
+        runner.note = note
+        return runner
     return OrtBackend(onnx_path, providers=providers, device=torch_device, threads=threads)
+
+
+def _int8_or_fallback(path: Path, *, direction: str | None, precision: str, device: torch.device,
+                      calibration: Sequence[Path] | None) -> tuple[Path, str]:
+    """The checked int8 copy, or (precision auto only) the float32 copy when int8 is refused."""
+    from translate.quantize import Int8AccuracyError, int8_copy
+
+    if device.type != "cpu":
+        raise ValueError("--precision int8 is a CPU path (ONNX Runtime's CPU kernels); use fp16 on a GPU")
+    if not calibration:
+        raise ValueError("--precision int8 needs calibration images (convert uses the input folder's; "
+                         "Translator(..., calibration=[paths]))")
+    from translate.weights import read_model_config
+
+    channels = int(read_model_config(path, direction)["architecture"]["input_nc"])
+    try:
+        int8_path, worst = int8_copy(path, direction=direction, images=calibration, channels=channels)
+    except Int8AccuracyError as error:
+        if precision != "auto":
+            raise
+        logger.warning("%s; using fp32", error)
+        return onnx_copy(path, direction=direction, precision="fp32"), f"int8 refused: {error}"
+    return int8_path, f"worst PSNR {worst:.1f} dB vs fp32"

@@ -300,13 +300,14 @@ def convert(
     model: Path = typer.Option(..., "--model", help="Weights folder, run directory, checkpoint, .onnx file or bundled model name."),
     direction: Optional[str] = typer.Option(None, "--direction", help="AtoB | BtoA (CycleGAN runs)."),
     backend: str = typer.Option("auto", "--backend", help="auto | onnxruntime | torch. auto: onnxruntime, or torch where the precision is bf16."),
-    precision: str = typer.Option("auto", "--precision", help="auto | fp32 | fp16 | bf16. auto: fp16 on a GPU, bf16 on CPUs with native bf16, else fp32."),
+    precision: str = typer.Option("auto", "--precision", help="auto | fp32 | fp16 | bf16 | int8. auto: fp16 on a GPU, bf16 on CPUs with native bf16, int8 (checked >= 35 dB) on CPUs with VNNI, else fp32."),
     provider: Optional[str] = typer.Option(None, "--provider", help="Force an ONNX Runtime provider: tensorrt | cuda | cpu (default: the best available)."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | mps."),
     batch_size: int = typer.Option(4, "--batch-size", help="Images per model call (images of one size)."),
     workers: Optional[int] = typer.Option(None, "--workers", help="Decode/encode threads (default: CPU count, at most 8)."),
     fmt: str = typer.Option("png", "--format", help="png | jpg | webp."),
     quality: int = typer.Option(95, "--quality", help="jpg / webp quality (1-100)."),
+    png_compression: int = typer.Option(1, "--png-compression", help="png zlib level 0-9 (1: fast, ~15% larger than 6)."),
     resize: Optional[str] = typer.Option(None, "--resize", help="N (shorter side to N, aspect kept) or WxH; default: full resolution."),
     tile: Optional[int] = typer.Option(None, "--tile", help="Run large images in SIZE x SIZE tiles with blended seams."),
     overlap: Optional[int] = typer.Option(None, "--overlap", help="Pixels shared by neighbouring tiles (default: tile / 8)."),
@@ -324,7 +325,8 @@ def convert(
     try:
         summary = convert_folder(input_dir, output_dir, model, direction=direction, backend=backend,
                                  precision=precision, device=device, provider=provider, batch_size=batch_size,
-                                 workers=workers, fmt=fmt, quality=quality, overwrite=overwrite, resize=resize,
+                                 workers=workers, fmt=fmt, quality=quality, png_compression=png_compression,
+                                 overwrite=overwrite, resize=resize,
                                  tile=tile, overlap=overlap, max_pixels=max_pixels, shard=shard,
                                  report=report, on_progress=update)
     except (ValueError, FileNotFoundError) as error:

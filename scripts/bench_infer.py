@@ -1,0 +1,495 @@
+"""Inference benchmark (issue 3, item 5): model images/s per backend and precision, and end-to-end `convert`.
+
+    .venv/bin/python scripts/bench_infer.py --quick                       # CPU smoke figures, ~10 min on 2 busy cores
+    .venv/bin/python scripts/bench_infer.py --json bench.json             # the default for the device
+    .venv/bin/python scripts/bench_infer.py --model weights/maps_aerial2map --sizes 256 --batches 1 8
+
+1. Model throughput for each variant (torch-fp32 = PyTorch eager float32, onnxruntime-fp32,
+   onnxruntime-fp16, torch-bf16 = PyTorch bfloat16 autocast, torch-fp16) x architecture x size x
+   batch, through `translate.backends.make_backend`: the product's own inference path. Inputs are
+   natural-looking random images in [-1, 1], already on the backend's device. After warm-up, each
+   round times every variant once, in a rotating order (the machine is shared and noisy, so only
+   same-round ratios are fair); the figure is the median over rounds. Each non-fp32 variant is
+   compared with torch-fp32 on the same input: PSNR on [0, 1] and max / mean abs error on [-1, 1].
+   The architectures are saved with random weights (ngf 64, the reference size) unless --model
+   names a trained model; a trained model gives the more telling accuracy figures.
+2. End-to-end: `translate.convert.convert_folder` on --n-images generated JPEGs, with the fastest
+   variant and with torch-fp32, beside the model throughput of the same variant and batch size,
+   timed again just before and after each convert run (the grid's figure may be minutes old and
+   the load on a shared machine changes). "steady" leaves out model loading and the first batch.
+3. A markdown table (for docs/benchmarks.md) on stdout; --json writes every number.
+
+Defaults depend on the device, so that a CPU run stays near 15 minutes (resnet_9blocks at 512 px
+batch 8 alone takes ~15 s a call on 2 cores):
+- GPU: every size x batch, 5 rounds, 200 end-to-end images;
+- CPU: the --quick cells (256 px batch 1 and 8, 512 px batch 1), 3 rounds, 48 end-to-end images;
+- --quick: those cells, 2 rounds, 24 end-to-end images.
+Explicit --sizes / --batches / --repeats / --n-images override them.
+
+unet_256 only takes sizes that are multiples of 256; other sizes are skipped and listed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import Tensor
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # run as a file from anywhere
+    sys.path.insert(0, str(REPO))
+
+from translate.backends import Backend, cpu_has_native_bf16, make_backend  # noqa: E402
+from translate.convert import convert_folder  # noqa: E402
+from translate.models import GeneratorConfig, build_generator, size_multiple  # noqa: E402
+from translate.translator import resolve_model  # noqa: E402
+from translate.weights import read_model_config, save_weights  # noqa: E402
+
+logger = logging.getLogger("bench_infer")
+
+REFERENCE = "torch-fp32"
+VARIANTS = ("torch-fp32", "onnxruntime-fp32", "onnxruntime-fp16", "torch-bf16", "torch-fp16")
+QUICK_CELLS = ((256, 1), (256, 8), (512, 1))  # (size, batch) of --quick, for every architecture
+
+
+@dataclass
+class BenchConfig:
+    """None fields take the device's default (see the module docstring) in `resolve_defaults`."""
+
+    archs: list[str] = field(default_factory=lambda: ["resnet_9blocks", "unet_256"])
+    sizes: list[int] | None = None
+    batches: list[int] | None = None
+    quick: bool = False
+    explicit_grid: bool = False  # --sizes or --batches given: time exactly sizes x batches
+    variants: list[str] | None = None  # None: the variants this device runs well (see default_variants)
+    model: str | None = None  # a trained model instead of random-weight --archs
+    device: str = "auto"
+    provider: str | None = None
+    ngf: int = 64
+    repeats: int | None = None
+    warmup: int = 1
+    min_round_s: float | None = None  # seconds per variant per round; None: 0 on the CPU, 0.5 on a GPU
+    threads: int | None = None
+    n_images: int | None = None
+    e2e_size: int = 256
+    e2e_batch: int = 8
+    e2e_format: str = "png"
+    workers: int | None = None
+    include_cpu_fp16: bool = False
+    include_slow: bool = False
+    seed: int = 0
+
+
+# --- inputs ------------------------------------------------------------------------------------
+
+
+def natural_images(count: int, channels: int, size: int, *, seed: int) -> Tensor:
+    """`(count, channels, size, size)` float32 in [-1, 1]: smooth random fields at three scales plus
+    pixel noise. Closer to photos than uniform noise, so fp16 / bf16 errors are representative."""
+    generator = torch.Generator().manual_seed(seed)
+    images = torch.zeros(count, channels, size, size)
+    for cells, weight in ((4, 1.0), (16, 0.5), (64, 0.25)):
+        coarse = torch.randn(count, channels, min(cells, size), min(cells, size), generator=generator)
+        images += weight * F.interpolate(coarse, size=(size, size), mode="bicubic", align_corners=False)
+    images = images / images.flatten(1).std(dim=1).clamp_min(1e-6).view(-1, 1, 1, 1) * 0.45
+    images += 0.03 * torch.randn(images.shape, generator=generator)
+    return images.clamp(-1, 1)
+
+
+def write_jpegs(folder: Path, count: int, size: int, *, seed: int) -> None:
+    """`count` RGB JPEGs of `size` x `size` made by `natural_images`, written in chunks (flat memory)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for start in range(0, count, 16):
+        chunk = natural_images(min(16, count - start), 3, size, seed=seed + start)
+        pixels = ((chunk + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+        for offset, array in enumerate(pixels):
+            Image.fromarray(array, "RGB").save(folder / f"image_{start + offset:04d}.jpg", quality=90)
+
+
+# --- variants ----------------------------------------------------------------------------------
+
+
+def default_variants(device: torch.device, *, include_cpu_fp16: bool, include_slow: bool) -> list[str]:
+    """torch-fp32 and onnxruntime-fp32 always; onnxruntime-fp16 on a GPU (on the CPU, ONNX Runtime
+    casts it back to float32 op by op); torch-bf16 on a GPU or a CPU with native bfloat16
+    (emulated bfloat16 is ~2.5x slower than float32)."""
+    variants = ["torch-fp32", "onnxruntime-fp32"]
+    on_gpu = device.type == "cuda"
+    if on_gpu or include_cpu_fp16:
+        variants.append("onnxruntime-fp16")
+    if on_gpu or cpu_has_native_bf16() or include_slow:
+        variants.append("torch-bf16")
+    return variants
+
+
+def split_variant(name: str) -> tuple[str, str]:
+    """"onnxruntime-fp16" -> ("onnxruntime", "fp16")."""
+    if name not in VARIANTS:
+        raise ValueError(f"variant {name!r} is not one of {', '.join(VARIANTS)}")
+    backend, precision = name.rsplit("-", 1)
+    return backend, precision
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def save_random_model(arch: str, ngf: int, folder: Path, *, seed: int) -> Path:
+    """A random-init generator `arch` as a weights folder (what the product loads)."""
+    torch.manual_seed(seed)
+    config = GeneratorConfig(name=arch, ngf=ngf)
+    return save_weights(build_generator(config), folder / f"{arch}_ngf{ngf}", config, direction="AtoB")
+
+
+def accuracy(out: Tensor, reference: Tensor) -> dict[str, float]:
+    """PSNR (dB, on [0, 1]) and max / mean abs error (on [-1, 1]) of `out` against `reference`."""
+    diff = (out.float().cpu() - reference.float().cpu()).abs()
+    mse = float(((diff / 2) ** 2).mean())
+    return {"psnr_db": 10 * math.log10(1 / mse) if mse > 0 else math.inf,
+            "max_abs_error": float(diff.max()), "mean_abs_error": float(diff.mean())}
+
+
+# --- model throughput --------------------------------------------------------------------------
+
+
+def bench_cell(backends: dict[str, Backend], arch: str, size: int, batch: int, config: BenchConfig,
+               device: torch.device) -> list[dict[str, Any]]:
+    """Time every backend on `(batch, C, size, size)`, interleaved; one result row per variant."""
+    channels = next(iter(backends.values())).input_channels
+    images = natural_images(batch, channels, size, seed=config.seed + size + batch)
+    inputs = {name: images.to(backend.device) for name, backend in backends.items()}
+
+    outputs, call_s = {}, {}
+    for name, backend in backends.items():
+        for _ in range(config.warmup):  # the last warm-up call gives the output and the call time
+            sync(backend.device)
+            start = time.perf_counter()
+            outputs[name] = backend(inputs[name])
+            sync(backend.device)
+            call_s[name] = time.perf_counter() - start
+    min_round_s = config.min_round_s if config.min_round_s is not None else (0.5 if device.type == "cuda" else 0.0)
+    # The same number of calls for every variant, sized on the reference, so each round is comparable.
+    calls = max(1, math.ceil(min_round_s / max(call_s.get(REFERENCE, min(call_s.values())), 1e-6)))
+
+    rates: dict[str, list[float]] = {name: [] for name in backends}
+    order = list(backends)
+    for round_index in range(config.repeats):
+        shift = round_index % len(order)  # rotate: no variant always runs first after a pause
+        for name in order[shift:] + order[:shift]:
+            backend, x = backends[name], inputs[name]
+            sync(backend.device)
+            start = time.perf_counter()
+            for _ in range(calls):
+                backend(x)
+            sync(backend.device)
+            rates[name].append(calls * batch / (time.perf_counter() - start))
+
+    rows = []
+    reference_rate = statistics.median(rates[REFERENCE]) if REFERENCE in rates else math.nan
+    for name, backend in backends.items():
+        rate = statistics.median(rates[name])
+        row: dict[str, Any] = {"arch": arch, "size": size, "batch": batch, "variant": name,
+                               "backend": backend.describe(), "images_per_s": rate,
+                               "ratio_vs_torch_fp32": rate / reference_rate, "rounds": rates[name],
+                               "calls_per_round": calls}
+        if name != REFERENCE and REFERENCE in outputs:
+            row.update(accuracy(outputs[name], outputs[REFERENCE]))
+        rows.append(row)
+        logger.info("%s %dpx batch %d %-16s %8.2f images/s  %.2fx", arch, size, batch, name, rate,
+                    row["ratio_vs_torch_fp32"])
+    return rows
+
+
+def resolve_defaults(config: BenchConfig, device: torch.device) -> BenchConfig:
+    """A copy of `config` with every None field set to the default for `device`."""
+    gpu = device.type == "cuda"
+    repeats = 5 if gpu else 2 if config.quick else 3
+    n_images = 200 if gpu else 24 if config.quick else 48
+    return replace(config, sizes=config.sizes or [256, 512], batches=config.batches or [1, 8],
+                   repeats=config.repeats or repeats, n_images=n_images if config.n_images is None else config.n_images)
+
+
+def cells_for(config: BenchConfig, device: torch.device) -> list[tuple[int, int]]:
+    """(size, batch) pairs to time: sizes x batches, or the --quick cells on a CPU (and with
+    --quick) unless --sizes / --batches were given."""
+    assert config.sizes is not None and config.batches is not None  # set by resolve_defaults
+    grid = [(s, b) for s in config.sizes for b in config.batches]
+    if (config.quick or device.type != "cuda") and not config.explicit_grid:
+        return [cell for cell in QUICK_CELLS if cell in grid]
+    return grid
+
+
+def load_backends(model: Path, variants: list[str], config: BenchConfig, device: torch.device,
+                  skipped: list[str]) -> dict[str, Backend]:
+    """One backend per variant. On a GPU, ONNX Runtime variants that fell back to the CPU provider
+    (a CPU-only onnxruntime build) are left out and noted in `skipped`: they would time the host."""
+    backends = {}
+    for name in variants:
+        backend, precision = split_variant(name)
+        loaded = make_backend(model, backend=backend, precision=precision, device=config.device,
+                              provider=config.provider if backend == "onnxruntime" else None,
+                              threads=config.threads)
+        if device.type == "cuda" and loaded.provider == "CPUExecutionProvider" and config.provider != "cpu":
+            note = f"{name} (onnxruntime has no CUDA provider here; install onnxruntime-gpu)"
+            if note not in skipped:
+                skipped.append(note)
+            continue
+        backends[name] = loaded
+    return backends
+
+
+# --- end to end --------------------------------------------------------------------------------
+
+
+def model_rate_now(backend: Backend, size: int, batch: int, calls: int, *, seed: int) -> float:
+    """Images/s of `calls` back-to-back model calls on `(batch, C, size, size)`, timed now: taken
+    right beside a convert run, so the convert / model ratio sees the same machine load."""
+    x = natural_images(batch, backend.input_channels, size, seed=seed).to(backend.device)
+    sync(backend.device)
+    start = time.perf_counter()
+    for _ in range(calls):
+        backend(x)
+    sync(backend.device)
+    return calls * batch / (time.perf_counter() - start)
+
+
+def bench_e2e(model: Path, variant: str, folder: Path, out_dir: Path, config: BenchConfig) -> dict[str, Any]:
+    """`convert_folder` over `folder`; images/s over the whole call (model loading included) and
+    after the first batch is written (steady state; nan with a single batch)."""
+    backend, precision = split_variant(variant)
+    stamps: list[float] = []
+    summary = convert_folder(folder, out_dir, model, backend=backend, precision=precision, device=config.device,
+                             provider=config.provider if backend == "onnxruntime" else None,
+                             batch_size=config.e2e_batch, workers=config.workers, fmt=config.e2e_format,
+                             overwrite=True, on_progress=lambda p: stamps.append(time.perf_counter()))
+    if summary.failed:
+        raise RuntimeError(f"convert failed on {len(summary.failed)} generated images: {summary.failed[:3]}")
+    # From the first batch's last write to the end: whole batches only, so bursty writes do not inflate it.
+    first = config.e2e_batch - 1
+    steady = ((len(stamps) - 1 - first) / (stamps[-1] - stamps[first])
+              if len(stamps) > first + 1 and stamps[-1] > stamps[first] else math.nan)
+    return {"variant": variant, "backend": summary.backend, "images": len(summary.converted),
+            "seconds": summary.seconds, "images_per_s": summary.images_per_s, "steady_images_per_s": steady}
+
+
+# --- report ------------------------------------------------------------------------------------
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    cpu = platform.processor() or "CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    bf16 = ", native bf16" if cpu_has_native_bf16() else ", no native bf16"
+    return f"{cpu} ({os.cpu_count()} cores{bf16}; torch threads {torch.get_num_threads()})"
+
+
+def versions() -> dict[str, str]:
+    import onnxruntime
+
+    return {"python": platform.python_version(), "torch": torch.__version__, "onnxruntime": onnxruntime.__version__}
+
+
+def _number(value: Any, fmt: str) -> str:
+    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else format(value, fmt)
+
+
+def markdown(result: dict[str, Any]) -> str:
+    meta = result["meta"]
+    lines = [f"Device: {meta['device_name']}. Versions: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items())
+             + f". Models: {meta['models']}. Median of {meta['repeats']} interleaved rounds.", "",
+             "| model | size | batch | variant | backend | images/s | vs torch fp32 | PSNR dB | max abs err | mean abs err |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for row in result["model"]:
+        lines.append(f"| {row['arch']} | {row['size']} | {row['batch']} | {row['variant']} | {row['backend']} | "
+                     f"{row['images_per_s']:.2f} | {row['ratio_vs_torch_fp32']:.2f}x | "
+                     f"{_number(row.get('psnr_db'), '.1f')} | {_number(row.get('max_abs_error'), '.4f')} | "
+                     f"{_number(row.get('mean_abs_error'), '.4f')} |")
+    if result["e2e"]:
+        e2e = result["e2e"][0]
+        lines += ["", f"End to end: `convert` on {e2e['images']} generated {meta['e2e_size']}x{meta['e2e_size']} "
+                      f"JPEGs -> {meta['e2e_format']}, batch {meta['e2e_batch']}, model {e2e['arch']}.", "",
+                  "| variant | backend | convert images/s | steady images/s | model images/s | convert / model "
+                  "| steady / model |", "|---|---|---|---|---|---|---|"]
+        for row in result["e2e"]:
+            lines.append(f"| {row['variant']} | {row['backend']} | {row['images_per_s']:.2f} | "
+                         f"{_number(row['steady_images_per_s'], '.2f')} | {_number(row['model_images_per_s'], '.2f')} | "
+                         f"{_number(row['e2e_over_model'], '.2f')} | {_number(row['steady_over_model'], '.2f')} |")
+    if result["skipped"]:
+        lines += ["", "Skipped: " + "; ".join(result["skipped"])]
+    return "\n".join(lines)
+
+
+# --- main --------------------------------------------------------------------------------------
+
+
+def run(config: BenchConfig, work: Path) -> dict[str, Any]:
+    """Run the benchmark with models and images under `work`; returns the JSON-ready result."""
+    from translate.training.distributed import pick_device
+
+    device = pick_device(config.device)
+    config = resolve_defaults(config, device)
+    variants = config.variants or default_variants(device, include_cpu_fp16=config.include_cpu_fp16,
+                                                   include_slow=config.include_slow)
+    for name in variants:
+        split_variant(name)
+    if REFERENCE not in variants:
+        variants = [REFERENCE, *variants]  # ratios and accuracy are against it
+    if config.threads:
+        torch.set_num_threads(config.threads)
+
+    started = time.perf_counter()
+    if config.model:
+        path = resolve_model(config.model)  # a path, or the name of a bundled model in weights/
+        models = {read_model_config(path)["architecture"]["name"]: path}
+    else:
+        models = {arch: save_random_model(arch, config.ngf, work / "models", seed=config.seed) for arch in config.archs}
+    e2e_arch = next(iter(models))
+    rows: list[dict[str, Any]] = []
+    skipped: list[str] = []
+    e2e_backends: dict[str, Backend] = {}
+    for arch, model in models.items():
+        multiple = size_multiple(read_model_config(model)["architecture"]["name"])
+        cells = [(s, b) for s, b in cells_for(config, device) if s % multiple == 0]
+        skipped += [f"{arch} at {s}px (needs a multiple of {multiple})"
+                    for s in sorted({s for s, _ in cells_for(config, device) if s % multiple})]
+        if arch == e2e_arch and config.n_images and config.e2e_size % multiple == 0 \
+                and (config.e2e_size, config.e2e_batch) not in cells:
+            cells.append((config.e2e_size, config.e2e_batch))  # the e2e comparison needs this cell
+        if not cells:
+            continue
+        logger.info("loading %s as %s", arch, ", ".join(variants))
+        backends = load_backends(model, variants, config, device, skipped)
+        for size, batch in cells:
+            rows += bench_cell(backends, arch, size, batch, config, device)
+        if arch == e2e_arch:
+            e2e_backends = backends
+        del backends
+    model_s = time.perf_counter() - started
+    if not rows:
+        raise ValueError(f"nothing to time: no size in {sorted({s for s, _ in cells_for(config, device)})} suits "
+                         f"{', '.join(models)}; pick --sizes that are multiples of each model's size multiple")
+
+    e2e_rows: list[dict[str, Any]] = []
+    if config.n_images and config.e2e_size % size_multiple(read_model_config(models[e2e_arch])["architecture"]["name"]):
+        skipped.append(f"end to end: {e2e_arch} cannot run {config.e2e_size}px")
+    elif config.n_images:
+        cell = {r["variant"]: r for r in rows
+                if (r["arch"], r["size"], r["batch"]) == (e2e_arch, config.e2e_size, config.e2e_batch)}
+        fastest = max(cell, key=lambda v: cell[v]["images_per_s"])  # REFERENCE always ran: never empty
+        folder = work / "e2e_in"
+        write_jpegs(folder, config.n_images, config.e2e_size, seed=config.seed)
+        for variant in dict.fromkeys([fastest, REFERENCE]):
+            logger.info("end to end: convert %d images with %s", config.n_images, variant)
+            timing = (e2e_backends[variant], config.e2e_size, config.e2e_batch, cell[variant]["calls_per_round"])
+            before = model_rate_now(*timing, seed=config.seed)
+            row = {"arch": e2e_arch, **bench_e2e(models[e2e_arch], variant, folder, work / "e2e_out", config)}
+            after = model_rate_now(*timing, seed=config.seed)
+            model_rate = 2 / (1 / before + 1 / after)  # same images before and after: the mean rate
+            row.update(model_images_per_s=model_rate, model_images_per_s_grid=cell[variant]["images_per_s"],
+                       e2e_over_model=row["images_per_s"] / model_rate,
+                       steady_over_model=row["steady_images_per_s"] / model_rate, fastest=variant == fastest)
+            e2e_rows.append(row)
+        e2e_backends.clear()
+
+    meta = {"device": str(device), "device_name": device_name(device), "versions": versions(),
+            "models": ", ".join(f"{a} (random init, ngf {config.ngf})" for a in models) if not config.model
+            else f"{config.model}", "variants": variants, "repeats": config.repeats,
+            "e2e_size": config.e2e_size, "e2e_batch": config.e2e_batch, "e2e_format": config.e2e_format,
+            "model_seconds": model_s, "total_seconds": time.perf_counter() - started,
+            "config": asdict(config), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    return {"meta": meta, "model": rows, "e2e": e2e_rows, "skipped": skipped}
+
+
+def parse_args(argv: Sequence[str] | None) -> tuple[BenchConfig, str | None]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true",
+                        help="both archs at 256 px batch 1 and 8, and 512 px batch 1 (the CPU preset)")
+    parser.add_argument("--archs", nargs="+", default=["resnet_9blocks", "unet_256"])
+    parser.add_argument("--sizes", nargs="+", type=int, help="default 256 512 (CPU: see --quick)")
+    parser.add_argument("--batches", nargs="+", type=int, help="default 1 8 (CPU: see --quick)")
+    parser.add_argument("--precisions", "--variants", dest="variants", nargs="+", choices=VARIANTS,
+                        help="variants to time (default: those the device runs well; torch-fp32 is always in)")
+    parser.add_argument("--model", help="bench this trained model (weights folder, run, checkpoint) instead of --archs")
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    parser.add_argument("--provider", choices=("tensorrt", "cuda", "cpu"), help="force an ONNX Runtime provider")
+    parser.add_argument("--repeats", type=int, help="timed rounds, the median is reported (GPU 5, CPU 3, quick 2)")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed calls per variant and cell (>= 1)")
+    parser.add_argument("--min-round-s", type=float, help="seconds per variant per round (default: CPU 0, GPU 0.5)")
+    parser.add_argument("--threads", type=int, help="PyTorch and ONNX Runtime intra-op threads")
+    parser.add_argument("--n-images", type=int,
+                        help="generated JPEGs for end to end, 0 skips it (GPU 200, CPU 48, quick 24)")
+    parser.add_argument("--e2e-size", type=int, default=256)
+    parser.add_argument("--e2e-batch", type=int, default=8)
+    parser.add_argument("--e2e-format", default="png", choices=("png", "jpg", "webp"))
+    parser.add_argument("--workers", type=int, help="convert's decode / encode threads (default: its own)")
+    parser.add_argument("--include-cpu-fp16", action="store_true", help="time onnxruntime-fp16 on the CPU too")
+    parser.add_argument("--include-slow", action="store_true", help="time torch-bf16 on CPUs without native bf16")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", help="write all numbers to this file")
+    parser.add_argument("--ngf", type=int, default=64, help=argparse.SUPPRESS)  # tiny models for the smoke test
+    args = parser.parse_args(argv)
+    for name in ("repeats", "warmup", "ngf", "e2e_size", "e2e_batch", "threads", "workers"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            parser.error(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+    for name in ("sizes", "batches"):
+        if any(v < 1 for v in getattr(args, name) or []):
+            parser.error(f"--{name} must be positive, got {getattr(args, name)}")
+    if args.n_images is not None and args.n_images < 0:
+        parser.error(f"--n-images must be >= 0, got {args.n_images}")
+    config = BenchConfig(archs=args.archs, sizes=args.sizes, batches=args.batches, quick=args.quick,
+                         explicit_grid=args.sizes is not None or args.batches is not None, variants=args.variants,
+                         model=args.model, device=args.device, provider=args.provider, ngf=args.ngf,
+                         repeats=args.repeats, warmup=args.warmup, min_round_s=args.min_round_s,
+                         threads=args.threads, n_images=args.n_images, e2e_size=args.e2e_size,
+                         e2e_batch=args.e2e_batch, e2e_format=args.e2e_format, workers=args.workers,
+                         include_cpu_fp16=args.include_cpu_fp16, include_slow=args.include_slow, seed=args.seed)
+    return config, args.json
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Parse `argv`, run, print the markdown tables, write --json; returns the result."""
+    config, json_path = parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="bench_infer-") as work:
+        # Exported ONNX copies of the random models go to a throwaway cache unless the user set one.
+        previous = os.environ.get("TRANSLATE_CACHE")
+        if previous is None:
+            os.environ["TRANSLATE_CACHE"] = str(Path(work) / "cache")
+        try:
+            result = run(config, Path(work))
+        finally:
+            if previous is None:
+                os.environ.pop("TRANSLATE_CACHE", None)
+    print(markdown(result))
+    if json_path:
+        Path(json_path).write_text(json.dumps(result, indent=2, default=str) + "\n")
+    return result
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
+    main()

@@ -1,0 +1,58 @@
+"""Smoke test of scripts/bench_infer.py: a tiny run end to end, checking the JSON it writes."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_infer.py"
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+
+def load_script() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("bench_infer", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_tiny_run_writes_positive_throughputs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bench = load_script()
+    out = tmp_path / "bench.json"
+    # unet_256 cannot run 64 px: it must be listed as skipped, not fail the run.
+    bench.main(["--device", "cpu", "--ngf", "8", "--archs", "resnet_9blocks", "unet_256", "--sizes", "64",
+                "--batches", "1", "--repeats", "1", "--n-images", "4", "--e2e-size", "64", "--e2e-batch", "1",
+                "--workers", "1", "--json", str(out)])
+    result = json.loads(out.read_text())
+
+    assert set(result) == {"meta", "model", "e2e", "skipped"}
+    assert {"device_name", "versions", "variants", "repeats"} <= set(result["meta"])
+    assert set(result["meta"]["versions"]) >= {"torch", "onnxruntime"}
+    assert {(r["arch"], r["size"], r["batch"], r["variant"]) for r in result["model"]} == {
+        ("resnet_9blocks", 64, 1, "torch-fp32"), ("resnet_9blocks", 64, 1, "onnxruntime-fp32")}
+    for row in result["model"]:
+        assert row["images_per_s"] > 0 and math.isfinite(row["ratio_vs_torch_fp32"])
+    onnx_row = next(r for r in result["model"] if r["variant"] == "onnxruntime-fp32")
+    assert onnx_row["psnr_db"] > 60 and onnx_row["max_abs_error"] < 1e-3  # float32 export is exact
+    assert result["skipped"] == ["unet_256 at 64px (needs a multiple of 256)"]
+
+    e2e = {r["variant"]: r for r in result["e2e"]}
+    assert "torch-fp32" in e2e and any(r["fastest"] for r in e2e.values())
+    for row in e2e.values():
+        assert row["images"] == 4 and row["images_per_s"] > 0 and row["e2e_over_model"] > 0
+    assert "| resnet_9blocks | 64 | 1 | torch-fp32 |" in capsys.readouterr().out
+
+
+def test_unknown_variant_is_refused() -> None:
+    bench = load_script()
+    with pytest.raises(ValueError, match="torch-int8"):
+        bench.split_variant("torch-int8")
