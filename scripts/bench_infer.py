@@ -64,7 +64,7 @@ from translate.weights import read_model_config, save_weights  # noqa: E402
 logger = logging.getLogger("bench_infer")
 
 REFERENCE = "torch-fp32"
-VARIANTS = ("torch-fp32", "onnxruntime-fp32", "onnxruntime-fp16", "torch-bf16", "torch-fp16")
+VARIANTS = ("torch-fp32", "onnxruntime-fp32", "onnxruntime-fp16", "onnxruntime-int8", "torch-bf16", "torch-fp16")
 QUICK_CELLS = ((256, 1), (256, 8), (512, 1))  # (size, batch) of --quick, for every architecture
 
 
@@ -94,6 +94,7 @@ class BenchConfig:
     include_cpu_fp16: bool = False
     include_slow: bool = False
     seed: int = 0
+    calibration: str | None = None  # folder of int8 calibration images
 
 
 # --- inputs ------------------------------------------------------------------------------------
@@ -129,8 +130,12 @@ def default_variants(device: torch.device, *, include_cpu_fp16: bool, include_sl
     """torch-fp32 and onnxruntime-fp32 always; onnxruntime-fp16 on a GPU (on the CPU, ONNX Runtime
     casts it back to float32 op by op); torch-bf16 on a GPU or a CPU with native bfloat16
     (emulated bfloat16 is ~2.5x slower than float32)."""
+    from translate.quantize import cpu_has_vnni
+
     variants = ["torch-fp32", "onnxruntime-fp32"]
     on_gpu = device.type == "cuda"
+    if not on_gpu and cpu_has_vnni():
+        variants.append("onnxruntime-int8")
     if on_gpu or include_cpu_fp16:
         variants.append("onnxruntime-fp16")
     if on_gpu or cpu_has_native_bf16() or include_slow:
@@ -237,15 +242,21 @@ def cells_for(config: BenchConfig, device: torch.device) -> list[tuple[int, int]
 
 
 def load_backends(model: Path, variants: list[str], config: BenchConfig, device: torch.device,
-                  skipped: list[str]) -> dict[str, Backend]:
+                  skipped: list[str], calibration: list[Path] | None = None) -> dict[str, Backend]:
     """One backend per variant. On a GPU, ONNX Runtime variants that fell back to the CPU provider
     (a CPU-only onnxruntime build) are left out and noted in `skipped`: they would time the host."""
     backends = {}
     for name in variants:
+        from translate.quantize import Int8AccuracyError
+
         backend, precision = split_variant(name)
-        loaded = make_backend(model, backend=backend, precision=precision, device=config.device,
-                              provider=config.provider if backend == "onnxruntime" else None,
-                              threads=config.threads)
+        try:
+            loaded = make_backend(model, backend=backend, precision=precision, device=config.device,
+                                  provider=config.provider if backend == "onnxruntime" else None,
+                                  threads=config.threads, calibration=calibration)
+        except Int8AccuracyError as error:
+            skipped.append(f"{name} for {model.name}: {error}")
+            continue
         if device.type == "cuda" and loaded.provider == "CPUExecutionProvider" and config.provider != "cpu":
             note = f"{name} (onnxruntime has no CUDA provider here; install onnxruntime-gpu)"
             if note not in skipped:
@@ -346,6 +357,20 @@ def markdown(result: dict[str, Any]) -> str:
 # --- main --------------------------------------------------------------------------------------
 
 
+def calibration_images(config: BenchConfig, model: Path, work: Path) -> list[Path]:
+    """int8 calibration: --calibration, else the model folder's samples/, else generated images."""
+    from translate.data.images import list_images
+
+    if config.calibration:
+        return list_images(Path(config.calibration))
+    if (model / "samples").is_dir():
+        return list_images(model / "samples")
+    folder = work / "calibration"
+    if not folder.is_dir():
+        write_jpegs(folder, 20, 256, seed=config.seed + 1)
+    return list_images(folder)
+
+
 def run(config: BenchConfig, work: Path) -> dict[str, Any]:
     """Run the benchmark with models and images under `work`; returns the JSON-ready result."""
     from translate.training.distributed import pick_device
@@ -382,7 +407,7 @@ def run(config: BenchConfig, work: Path) -> dict[str, Any]:
         if not cells:
             continue
         logger.info("loading %s as %s", arch, ", ".join(variants))
-        backends = load_backends(model, variants, config, device, skipped)
+        backends = load_backends(model, variants, config, device, skipped, calibration_images(config, model, work))
         for size, batch in cells:
             rows += bench_cell(backends, arch, size, batch, config, device)
         if arch == e2e_arch:
@@ -406,7 +431,11 @@ def run(config: BenchConfig, work: Path) -> dict[str, Any]:
             logger.info("end to end: convert %d images with %s", config.n_images, variant)
             timing = (e2e_backends[variant], config.e2e_size, config.e2e_batch, cell[variant]["calls_per_round"])
             before = model_rate_now(*timing, seed=config.seed)
-            row = {"arch": e2e_arch, **bench_e2e(models[e2e_arch], variant, folder, work / "e2e_out", config)}
+            try:
+                row = {"arch": e2e_arch, **bench_e2e(models[e2e_arch], variant, folder, work / "e2e_out", config)}
+            except ValueError as error:  # int8 refused on the generated images' calibration
+                skipped.append(f"end to end {variant}: {error}")
+                continue
             after = model_rate_now(*timing, seed=config.seed)
             model_rate = 2 / (1 / before + 1 / after)  # same images before and after: the mean rate
             row.update(model_images_per_s=model_rate, model_images_per_s_grid=cell[variant]["images_per_s"],
@@ -449,6 +478,8 @@ def parse_args(argv: Sequence[str] | None) -> tuple[BenchConfig, str | None]:
     parser.add_argument("--include-cpu-fp16", action="store_true", help="time onnxruntime-fp16 on the CPU too")
     parser.add_argument("--include-slow", action="store_true", help="time torch-bf16 on CPUs without native bf16")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--calibration", help="folder of int8 calibration images (default: the model's samples/, "
+                                              "else generated images)")
     parser.add_argument("--json", help="write all numbers to this file")
     parser.add_argument("--ngf", type=int, default=64, help=argparse.SUPPRESS)  # tiny models for the smoke test
     args = parser.parse_args(argv)
@@ -467,7 +498,8 @@ def parse_args(argv: Sequence[str] | None) -> tuple[BenchConfig, str | None]:
                          repeats=args.repeats, warmup=args.warmup, min_round_s=args.min_round_s,
                          threads=args.threads, n_images=args.n_images, e2e_size=args.e2e_size,
                          e2e_batch=args.e2e_batch, e2e_format=args.e2e_format, workers=args.workers,
-                         include_cpu_fp16=args.include_cpu_fp16, include_slow=args.include_slow, seed=args.seed)
+                         include_cpu_fp16=args.include_cpu_fp16, include_slow=args.include_slow, seed=args.seed,
+                         calibration=args.calibration)
     return config, args.json
 
 

@@ -31,7 +31,7 @@ def test_tiny_run_writes_positive_throughputs(tmp_path: Path, capsys: pytest.Cap
     # unet_256 cannot run 64 px: it must be listed as skipped, not fail the run.
     bench.main(["--device", "cpu", "--ngf", "8", "--archs", "resnet_9blocks", "unet_256", "--sizes", "64",
                 "--batches", "1", "--repeats", "1", "--n-images", "4", "--e2e-size", "64", "--e2e-batch", "1",
-                "--workers", "1", "--json", str(out)])
+                "--workers", "1", "--precisions", "torch-fp32", "onnxruntime-fp32", "--json", str(out)])
     result = json.loads(out.read_text())
 
     assert set(result) == {"meta", "model", "e2e", "skipped"}
