@@ -55,16 +55,19 @@ class Translator:
         backend: None runs the model in its own form (`.onnx` on ONNX Runtime, the rest on PyTorch);
             "onnxruntime" exports a PyTorch model once (cached) and runs it there; "auto" picks the
             fastest for `precision` (see `translate.backends`).
-        precision: fp32 (default: exact) | fp16 | bf16 | auto (fastest the device runs well).
+        precision: fp32 (default: exact) | fp16 | bf16 | int8 | auto (fastest the device runs well).
         provider: tensorrt | cuda | cpu to force an ONNX Runtime provider.
+        calibration: image files for int8 (ranges measured on the first 16, checked on the next 4).
     """
 
     def __init__(self, model: str | Path, *, direction: str | None = None, device: str = "auto",
-                 backend: str | None = None, precision: str = "fp32", provider: str | None = None) -> None:
+                 backend: str | None = None, precision: str = "fp32", provider: str | None = None,
+                 calibration: list[str | Path] | None = None) -> None:
         from translate.backends import make_backend
 
         self.runner = make_backend(model, backend=backend, precision=precision, device=device,
-                                   provider=provider, direction=direction)
+                                   provider=provider, direction=direction,
+                                   calibration=[Path(p) for p in calibration] if calibration else None)
         self.config: dict[str, Any] = self.runner.config
         self.backend = self.runner.name
         self.precision = self.runner.precision
