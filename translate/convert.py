@@ -303,9 +303,11 @@ def convert_folder(input_dir: str | Path, output_dir: str | Path, model: str | P
         raise FileNotFoundError(f"no images found under {str(input_dir)!r}")
     targets = output_paths(all_sources, input_dir, output_dir, fmt)  # whole listing: shards agree on names
     sources = [s for s in all_sources if in_shard(s.relative_to(input_dir).as_posix(), shard_ix)]
-    # int8 calibration on the whole listing's first images: every shard quantises the same way.
+    # int8 calibration on images spread over the whole listing (representative of the folder, and
+    # the same for every shard, so all shards quantise alike).
+    step = max(1, len(all_sources) // 20)
     runner = make_backend(model, backend=backend, precision=precision, device=device, provider=provider,
-                          direction=direction, calibration=all_sources[:20])
+                          direction=direction, calibration=all_sources[::step][:20])
     if tile is not None:
         _check_tile(tile, overlap, runner.size_multiple)
 
