@@ -304,7 +304,7 @@ def convert(
     provider: Optional[str] = typer.Option(None, "--provider", help="Force an ONNX Runtime provider: tensorrt | cuda | cpu (default: the best available)."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | mps."),
     batch_size: int = typer.Option(4, "--batch-size", help="Images per model call (images of one size)."),
-    workers: Optional[int] = typer.Option(None, "--workers", help="Decode/encode threads (default: CPU count, at most 8)."),
+    workers: Optional[int] = typer.Option(None, "--workers", help="Decode threads, and as many encode threads (default: CPU count, at most 32)."),
     fmt: str = typer.Option("png", "--format", help="png | jpg | webp."),
     quality: int = typer.Option(95, "--quality", help="jpg / webp quality (1-100)."),
     png_compression: int = typer.Option(1, "--png-compression", help="png zlib level 0-9 (1: fast, ~15% larger than 6)."),

@@ -269,7 +269,7 @@ def convert_folder(input_dir: str | Path, output_dir: str | Path, model: str | P
         backend, precision, device, provider: see `translate.backends.make_backend` (auto picks the
             fastest path the hardware runs well; the summary says which one ran).
         batch_size: images per model call (images of equal size only).
-        workers: decode / encode threads (default: CPU count, at most 8).
+        workers: decode threads, and as many encode threads (default: the CPU count, at most 32).
         fmt, quality: png | jpg | webp, and the jpg / webp quality.
         png_compression: zlib level 0-9 for png. 1 (the default, as OpenCV's) encodes ~4x faster
             than Pillow's default 6 for files ~15% larger; encoding is often the slowest stage.
@@ -290,7 +290,7 @@ def convert_folder(input_dir: str | Path, output_dir: str | Path, model: str | P
 
     started = time.perf_counter()
     input_dir, output_dir = Path(input_dir).resolve(), Path(output_dir).resolve()
-    workers = workers if workers is not None else min(8, os.cpu_count() or 1)
+    workers = workers if workers is not None else min(32, os.cpu_count() or 1)
     _check_arguments(input_dir, output_dir, fmt, quality, png_compression, batch_size, workers, max_pixels)
     resize_to = parse_resize(resize) if isinstance(resize, str) else resize
     shard_ix = parse_shard(shard) if isinstance(shard, str) else shard if shard is not None else shard_from_environment()
