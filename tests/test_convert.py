@@ -338,3 +338,33 @@ def test_killed_run_leaves_no_partial_file_and_a_rerun_finishes(model_dir, tmp_p
         Image.open(path).load()
     assert not list(out.glob(".*")), "a temporary file remains"
     assert f"skipped {done_before}" in rerun.stdout
+
+
+def test_decoding_never_runs_far_ahead_of_writing(model_dir, tmp_path, monkeypatch):
+    """Memory stays flat: decoded-but-unwritten images are bounded, whatever the folder's size."""
+    import threading
+
+    import translate.convert as convert_module
+
+    for i in range(60):
+        _write(tmp_path / "in" / f"{i:02d}.png", (16, 16))
+    lock, state = threading.Lock(), {"decoded": 0, "written": 0, "worst": 0}
+    real_decode, real_encode = convert_module._decode, convert_module._encode
+
+    def decode(*args, **kwargs):
+        with lock:
+            state["decoded"] += 1
+            state["worst"] = max(state["worst"], state["decoded"] - state["written"])
+        return real_decode(*args, **kwargs)
+
+    def encode(*args, **kwargs):
+        real_encode(*args, **kwargs)
+        with lock:
+            state["written"] += 1
+
+    monkeypatch.setattr(convert_module, "_decode", decode)
+    monkeypatch.setattr(convert_module, "_encode", encode)
+    convert_folder(tmp_path / "in", tmp_path / "out", model_dir, batch_size=2, workers=2, **_torch())
+    assert state["written"] == 60
+    # prefetch (2 x max(workers, batch)) + images held for grouping (4 x batch) + write slots (prefetch)
+    assert state["worst"] <= 4 + 8 + 4 + 2, state
