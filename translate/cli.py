@@ -158,7 +158,7 @@ def _progress_printer(every_s: float = 30.0):
 
 @app.command()
 def train(
-    task: Optional[str] = typer.Argument(None, help="cyclegan | pix2pix (omit with --resume)."),
+    task: Optional[str] = typer.Argument(None, help="cyclegan | pix2pix | text2image (omit with --resume)."),
     data: Optional[Path] = typer.Option(None, "--data", help="Data root (see docs/data.md)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Run directory to create."),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this directory."),
@@ -190,6 +190,9 @@ def train(
     lambda_identity: Optional[float] = typer.Option(None, "--lambda-identity", help="Identity loss weight [0.5]."),
     lambda_L1: Optional[float] = typer.Option(None, "--lambda-L1", help="pix2pix L1 weight [100]."),
     pool_size: Optional[int] = typer.Option(None, "--pool-size", help="Fake image history size [50; pix2pix 0]."),
+    text_encoder: Optional[str] = typer.Option(None, "--text-encoder", help="text2image: byte (trained with the GAN) | minilm | clip."),
+    text_dim: Optional[int] = typer.Option(None, "--text-dim", help="text2image: embedding size of the byte encoder [128]."),
+    noise_dim: Optional[int] = typer.Option(None, "--noise-dim", help="text2image: noise vector size [100]."),
     lr: Optional[float] = typer.Option(None, "--lr", help="Adam learning rate [2e-4]."),
     beta1: Optional[float] = typer.Option(None, "--beta1", help="Adam beta1 [0.5]."),
     lr_policy: Optional[str] = typer.Option(None, "--lr-policy", help="linear | cosine | constant."),
@@ -203,7 +206,7 @@ def train(
     sample_every: Optional[int] = typer.Option(None, "--sample-every", help="Sample grid every K steps [500]."),
     save_epoch_freq: Optional[int] = typer.Option(None, "--save-epoch-freq", help="Keep a checkpoint every K epochs [5]."),
 ) -> None:
-    """Train a CycleGAN (unpaired) or pix2pix (paired) model, or --resume a run."""
+    """Train a CycleGAN (unpaired), pix2pix (paired) or text2image (captioned) model, or --resume a run."""
     import os
 
     from translate.training import NonFiniteLossError, load_yaml_config, make_config, read_checkpoint
@@ -224,7 +227,7 @@ def train(
             cfg = make_config(base["task"], base=base, overrides=overrides)
         else:
             if task is None:
-                _fail("name a task (cyclegan or pix2pix), or pass --resume RUN_DIR")
+                _fail("name a task (cyclegan, pix2pix or text2image), or pass --resume RUN_DIR")
             base = load_yaml_config(config) if config is not None else None
             cfg = make_config(task, base=base, overrides=overrides)
             if not cfg.data or not cfg.out:
@@ -341,6 +344,34 @@ def convert(
     if summary.failed:
         typer.echo(f"failures listed in {summary.report}")
         raise typer.Exit(code=1)
+
+
+@app.command()
+def generate(
+    model: Path = typer.Option(..., "--model", help="A text2image weights folder or run directory."),
+    prompt: list[str] = typer.Option(..., "--prompt", help="What to draw; repeat for several prompts."),
+    n: int = typer.Option(1, "-n", "--n", help="Images per prompt."),
+    out: Path = typer.Option(Path("generated"), "--out", help="Folder for the PNG files."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Noise seed, for repeatable images."),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | mps."),
+) -> None:
+    """Generate images from captions with a text2image model."""
+    from translate.inference import to_pil
+    from translate.text.model import load_text2image
+    from translate.training.distributed import pick_device
+
+    try:
+        t2i = load_text2image(model, device=pick_device(device))
+        images = t2i.generate(list(prompt), n=n, seed=seed)
+    except (ValueError, FileNotFoundError) as error:
+        _fail(str(error))
+    out.mkdir(parents=True, exist_ok=True)
+    for index, image in enumerate(images):
+        text = prompt[index // n]
+        stem = "".join(ch if ch.isalnum() else "_" for ch in text.lower())[:60].strip("_") or "prompt"
+        path = out / f"{index // n:03d}_{stem}_{index % n:02d}.png"
+        to_pil(image.cpu()).save(path)
+    typer.echo(f"wrote {len(images)} images to {out}")
 
 
 @app.command()

@@ -17,7 +17,9 @@ import yaml
 from translate.data.transforms import PREPROCESS_MODES
 from translate.models import INIT_TYPES, NORMS, discriminator_names, generator_names, size_multiple
 
-TASKS = ("cyclegan", "pix2pix")
+TASKS = ("cyclegan", "pix2pix", "text2image")
+TEXT2IMAGE_GENERATORS = ("text2image",)
+TEXT2IMAGE_DISCRIMINATORS = ("projection",)
 GAN_MODES = ("lsgan", "vanilla", "wgangp", "hinge")
 DIRECTIONS = ("AtoB", "BtoA")
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -61,6 +63,10 @@ class TrainConfig:
     lambda_L1: float = 100.0  # noqa: N815
     lambda_gp: float = 10.0
     pool_size: int = 50
+    # text conditioning (text2image)
+    text_encoder: str = "byte"
+    text_dim: int = 128
+    noise_dim: int = 100
     # optimisation and schedule
     lr: float = 2e-4
     beta1: float = 0.5
@@ -85,19 +91,28 @@ class TrainConfig:
         _check_choice("device", self.device, DEVICES)
         _check_choice("lr_policy", self.lr_policy, LR_POLICIES)
         # Checked here too (the builders check again) so a typo fails before any data is read.
-        _check_choice("netG", self.netG, tuple(generator_names()))
-        _check_choice("netD", self.netD, tuple(discriminator_names()))
+        text = self.task == "text2image"
+        _check_choice("netG", self.netG, TEXT2IMAGE_GENERATORS if text else tuple(generator_names()))
+        _check_choice("netD", self.netD, TEXT2IMAGE_DISCRIMINATORS if text else tuple(discriminator_names()))
         _check_choice("norm", self.norm, NORMS)
         _check_choice("init_type", self.init_type, INIT_TYPES)
         _check_choice("preprocess", self.preprocess, PREPROCESS_MODES)
-        multiple = size_multiple(self.netG)
+        if text:
+            from translate.models.conditioned import TEXT2IMAGE_SIZES
+            from translate.text import text_encoder_names
+
+            _check_choice("text_encoder", self.text_encoder, tuple(text_encoder_names()))
+            if self.crop_size not in TEXT2IMAGE_SIZES:
+                raise ValueError(f"--crop-size {self.crop_size} is the text2image image size and must be one of "
+                                 f"{', '.join(map(str, TEXT2IMAGE_SIZES))}")
+        multiple = 1 if text else size_multiple(self.netG)
         if "crop" in self.preprocess and self.crop_size % multiple:
             raise ValueError(
                 f"--netG {self.netG} needs image sides that are multiples of {multiple}, but --crop-size "
                 f"is {self.crop_size}; use --crop-size {max(multiple, self.crop_size // multiple * multiple)}"
                 + (" or --netG unet_128" if self.netG == "unet_256" and self.crop_size % 128 == 0 else ""))
         for name in ("ngf", "ndf", "n_layers_D", "input_nc", "output_nc", "load_size", "crop_size",
-                     "batch_size", "log_every", "sample_every", "save_epoch_freq"):
+                     "batch_size", "log_every", "sample_every", "save_epoch_freq", "text_dim", "noise_dim"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{_flag(name)} must be a positive integer, got {value!r}")
@@ -141,6 +156,14 @@ TASK_DEFAULTS: dict[str, dict[str, Any]] = {
         "netG": "unet_256", "netD": "basic", "norm": "batch", "dropout": True,
         "gan_mode": "vanilla", "pool_size": 0, "lambda_identity": 0.0, "lambda_L1": 100.0,
         "batch_size": 1,
+    },
+    # DF-GAN-like: hinge loss, matching-aware discriminator, Adam (0, 0.9); no flips, since
+    # captions name left and right.
+    "text2image": {
+        "netG": "text2image", "netD": "projection", "norm": "instance", "dropout": False,
+        "gan_mode": "hinge", "pool_size": 0, "lambda_identity": 0.0, "batch_size": 16,
+        "load_size": 64, "crop_size": 64, "flip": False, "beta1": 0.0, "beta2": 0.9,
+        "n_epochs": 50, "n_epochs_decay": 50,
     },
 }
 
@@ -186,7 +209,7 @@ def make_config(task: str | None, *, base: dict[str, Any] | None = None,
     """Resolve a config: `base` (a saved run's config) or the task defaults, then `overrides`.
 
     Args:
-        task: "cyclegan" or "pix2pix"; may be None when `base` names it.
+        task: "cyclegan", "pix2pix" or "text2image"; may be None when `base` names it.
         base: a complete saved config (resume) or a partial YAML mapping.
         overrides: options given explicitly (None values are ignored).
     """

@@ -76,7 +76,13 @@ def preprocess_config(config: TrainConfig) -> PreprocessConfig:
                             crop_size=config.crop_size, flip=config.flip)
 
 
-def build_dataset(config: TrainConfig) -> UnpairedDataset | PairedDataset:
+def build_dataset(config: TrainConfig) -> Any:
+    if config.task == "text2image":
+        from translate.data.captions import CaptionedDataset
+
+        root = Path(config.data)
+        return CaptionedDataset(root / "train" if (root / "train").is_dir() else root, size=config.crop_size,
+                                seed=config.seed)
     # input_nc / output_nc describe source and target, so they follow --direction like the reference.
     nc_a, nc_b = ((config.input_nc, config.output_nc) if config.direction == "AtoB"
                   else (config.output_nc, config.input_nc))
@@ -106,6 +112,8 @@ def save_weights_folders(task: TaskStep, config: TrainConfig, run_dir: Path) -> 
     from translate.models import GeneratorConfig
     from translate.weights import save_weights
 
+    if config.task == "text2image":
+        return {"text2image": task.save_weights(run_dir / "weights" / "text2image")}
     plain = task.plain_models()
     names = {"AtoB": (config.name_a, config.name_b), "BtoA": (config.name_b, config.name_a)}
     out: dict[str, Path] = {}
@@ -198,17 +206,20 @@ def train(config: TrainConfig, resume_state: dict[str, Any] | None = None,
             sampler.set_epoch(epoch)
             sampler.set_start(samples_in_epoch)
             for batch in loader:
-                samples_in_epoch += len(batch.get("skipped", [])) + (
-                    batch["a"].shape[0] if "a" in batch else 0)
+                images = batch.get("a", batch.get("image"))  # image tasks / text2image
+                samples_in_epoch += len(batch.get("skipped", [])) + (images.shape[0] if images is not None else 0)
                 for path, reason in batch.get("skipped", []):
                     if path not in skipped:
                         skipped.append(path)
                         logger.warning("skipping unreadable image %s: %s", path, reason)
                         log.event("skipped_file", path=path, reason=reason)
-                if "a" not in batch:
+                if images is None:
                     continue
-                real_a, real_b = device_batch(batch, config, dataset.preprocess, step, info.rank, info.device)
-                step_losses = task.train_step(real_a, real_b)
+                if config.task == "text2image":
+                    step_losses = task.train_step(images.to(info.device, non_blocking=True), batch["text"])
+                else:
+                    real_a, real_b = device_batch(batch, config, dataset.preprocess, step, info.rank, info.device)
+                    step_losses = task.train_step(real_a, real_b)
                 values = torch.stack([v.float() for v in step_losses.values()])
                 if not bool(torch.isfinite(values).all()):
                     bad = {k: float(v) for k, v in step_losses.items()}

@@ -294,4 +294,8 @@ class Pix2PixStep(TaskStep):
 def build_task(config: TrainConfig, device: torch.device, wrap: Wrap | None = None) -> TaskStep:
     if config.task == "cyclegan":
         return CycleGANStep(config, device, wrap)
+    if config.task == "text2image":
+        from translate.training.text_steps import Text2ImageStep
+
+        return Text2ImageStep(config, device, wrap)
     return Pix2PixStep(config, device, wrap)

@@ -1,0 +1,82 @@
+"""The text2image task end to end on tiny shapes data: train, resume, weights folder, generate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from translate.cli import app
+from translate.evaluation.shapes import make_shapes_dataset
+from translate.text.model import load_text2image
+from translate.training import make_config, read_checkpoint, train
+from translate.training.text_steps import mismatch_order
+
+runner = CliRunner()
+TINY = {"ngf": 8, "ndf": 8, "text_dim": 16, "noise_dim": 8, "crop_size": 32, "load_size": 32, "batch_size": 4,
+        "workers": 0, "device": "cpu", "log_every": 1, "sample_every": 2, "n_layers_D": 2}
+
+
+@pytest.fixture(scope="module")
+def shapes(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("shapes") / "data"
+    make_shapes_dataset(root, n=12, size=32, seed=0)
+    return root
+
+
+def test_mismatch_order_pairs_different_captions():
+    texts = ["a", "a", "b", "c"]
+    order = mismatch_order(texts)
+    assert sorted(order) == [0, 1, 2, 3] and all(texts[i] != texts[j] for i, j in enumerate(order))
+    assert mismatch_order(["x", "x"]) == [1, 0]  # nothing better exists
+
+
+def test_train_writes_a_loadable_model_and_resumes(shapes, tmp_path):
+    run = tmp_path / "run"
+    config = make_config("text2image", overrides={**TINY, "data": str(shapes), "out": str(run), "max_steps": 2})
+    result = train(config)
+    assert result.step == 2 and (run / "weights" / "text2image" / "config.json").is_file()
+    model = load_text2image(run)
+    images = model.generate(["a large red circle on the left", "small blue square, top"], n=2, seed=0)
+    assert images.shape == (4, 3, 32, 32) and images.min() >= -1 and images.max() <= 1
+    again = model.generate(["a large red circle on the left", "small blue square, top"], n=2, seed=0)
+    assert torch.equal(images, again)  # seeded
+    resumed = make_config("text2image", base=read_checkpoint(run)["config"], overrides={"max_steps": 3})
+    assert train(resumed, resume_state=read_checkpoint(run)).step == 3
+
+
+def test_trained_text_encoder_is_saved_with_the_generator(shapes, tmp_path):
+    run = tmp_path / "run"
+    train(make_config("text2image", overrides={**TINY, "data": str(shapes), "out": str(run), "max_steps": 1}))
+    model = load_text2image(run)
+    state = read_checkpoint(run)["models"]["text"]
+    for key, value in model.text_encoder.state_dict().items():
+        assert torch.equal(value, state[key])
+
+
+def test_cli_train_and_generate(shapes, tmp_path):
+    run = tmp_path / "run"
+    flags = ["--ngf", "8", "--ndf", "8", "--text-dim", "16", "--noise-dim", "8", "--crop-size", "32",
+             "--load-size", "32", "--batch-size", "4", "--workers", "0", "--device", "cpu", "--n-layers-D", "2"]
+    result = runner.invoke(app, ["train", "text2image", "--data", str(shapes), "--out", str(run), "--max-steps", "1",
+                                 *flags])
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "gen"
+    result = runner.invoke(app, ["generate", "--model", str(run), "--prompt", "a red circle", "--prompt",
+                                 "a blue square", "-n", "2", "--out", str(out), "--seed", "1"])
+    assert result.exit_code == 0, result.output
+    assert len(list(out.glob("*.png"))) == 4
+    result = runner.invoke(app, ["generate", "--model", str(tmp_path / "nope"), "--prompt", "x"])
+    assert result.exit_code == 2 and "no text2image weights folder" in result.output
+
+
+@pytest.mark.parametrize("overrides, needle", [
+    ({"crop_size": 48}, "--crop-size 48 is the text2image image size"),
+    ({"netG": "resnet_9blocks"}, "--netG"),
+    ({"text_encoder": "bert"}, "--text-encoder"),
+])
+def test_text2image_config_refusals(overrides, needle):
+    with pytest.raises(ValueError, match=needle):
+        make_config("text2image", overrides={"data": "x", "out": "y", **overrides})
