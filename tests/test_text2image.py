@@ -80,3 +80,19 @@ def test_cli_train_and_generate(shapes, tmp_path):
 def test_text2image_config_refusals(overrides, needle):
     with pytest.raises(ValueError, match=needle):
         make_config("text2image", overrides={"data": "x", "out": "y", **overrides})
+
+
+def test_eval_prompts_are_unseen_in_training(shapes):
+    import importlib.util
+
+    from translate.text import normalize_text
+
+    spec = importlib.util.spec_from_file_location("eval_shapes", Path(__file__).parents[1] / "scripts" / "eval_shapes.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    seen = module.training_captions(shapes)
+    assert len(seen) > 10
+    prompts = module.held_out_prompts(50, seen, seed=3)
+    assert len(set(prompts)) == 50 and not {normalize_text(p) for p in prompts} & seen
+    with pytest.raises(ValueError, match="could not draw"):
+        module.held_out_prompts(10, {normalize_text(p) for p in module.held_out_prompts(5000, set(), 0)}, seed=0)
