@@ -447,8 +447,12 @@ def info_command(
     from translate.weights import read_model_config
 
     try:
+        text2image = model / "weights" / "text2image" if (model / "weights" / "text2image").is_dir() else model
         if model.suffix.lower() == ".onnx":
             info = read_onnx_metadata(model)
+        elif (text2image / "config.json").is_file() and \
+                json.loads((text2image / "config.json").read_text()).get("kind") == "text2image":
+            info = json.loads((text2image / "config.json").read_text())
         else:
             info = read_model_config(model, direction=direction)
     except (ValueError, FileNotFoundError) as error:
