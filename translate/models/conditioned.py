@@ -19,7 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from translate.models.networks import NLayerDiscriminator, ResnetBlock, conv_bias, make_norm
+from translate.models.networks import (NLayerDiscriminator, ResnetBlock, conv_bias, make_norm, resnet_down_layers,
+                                       resnet_up_layers)
 
 __all__ = [
     "FiLM",
@@ -109,27 +110,9 @@ class TextResnetGenerator(nn.Module):
         if isinstance(n_blocks, bool) or not isinstance(n_blocks, int) or n_blocks < 0:
             raise ValueError(f"n_blocks must be a non-negative integer, got {n_blocks!r}")
         self.cond_dim = cond_dim
-        bias = conv_bias(norm)
-        down: list[nn.Module] = [
-            nn.ReflectionPad2d(3),
-            nn.Conv2d(input_nc, ngf, kernel_size=7, padding=0, bias=bias),
-            make_norm(norm, ngf),
-            nn.ReLU(inplace=True),
-        ]
-        for i in range(2):
-            channels = ngf * 2**i
-            down += [nn.Conv2d(channels, channels * 2, kernel_size=3, stride=2, padding=1, bias=bias),
-                     make_norm(norm, channels * 2), nn.ReLU(inplace=True)]
-        up: list[nn.Module] = []
-        for i in range(2):
-            channels = ngf * 2 ** (2 - i)
-            up += [nn.ConvTranspose2d(channels, channels // 2, kernel_size=3, stride=2, padding=1,
-                                      output_padding=1, bias=bias),
-                   make_norm(norm, channels // 2), nn.ReLU(inplace=True)]
-        up += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, output_nc, kernel_size=7, padding=0), nn.Tanh()]
-        self.encoder = nn.Sequential(*down)
+        self.encoder = nn.Sequential(*resnet_down_layers(input_nc, ngf, norm))
         self.blocks = nn.ModuleList(FiLMResnetBlock(ngf * 4, cond_dim, norm, dropout) for _ in range(n_blocks))
-        self.decoder = nn.Sequential(*up)
+        self.decoder = nn.Sequential(*resnet_up_layers(ngf, output_nc, norm))
 
     def forward(self, x: Tensor, cond: Tensor) -> Tensor:
         _check_cond(cond, x.shape[0], self.cond_dim)

@@ -107,6 +107,42 @@ class ResnetBlock(nn.Module):
         return x + self.conv_block(x)
 
 
+def resnet_down_layers(input_nc: int, ngf: int, norm: str) -> list[nn.Module]:
+    """The ResNet generator's 7x7 stem and two stride-2 downsamplings (to `4 * ngf` channels)."""
+    bias = conv_bias(norm)
+    layers: list[nn.Module] = [
+        nn.ReflectionPad2d(3),
+        nn.Conv2d(input_nc, ngf, kernel_size=7, padding=0, bias=bias),
+        make_norm(norm, ngf),
+        nn.ReLU(inplace=True),
+    ]
+    for i in range(2):
+        channels = ngf * 2**i
+        layers += [
+            nn.Conv2d(channels, channels * 2, kernel_size=3, stride=2, padding=1, bias=bias),
+            make_norm(norm, channels * 2),
+            nn.ReLU(inplace=True),
+        ]
+    return layers
+
+
+def resnet_up_layers(ngf: int, output_nc: int, norm: str) -> list[nn.Module]:
+    """Two transposed-conv upsamplings from `4 * ngf` channels, then the 7x7 head and Tanh."""
+    bias = conv_bias(norm)
+    layers: list[nn.Module] = []
+    for i in range(2):
+        channels = ngf * 2 ** (2 - i)
+        layers += [
+            nn.ConvTranspose2d(channels, channels // 2, kernel_size=3, stride=2, padding=1,
+                               output_padding=1, bias=bias),
+            make_norm(norm, channels // 2),
+            nn.ReLU(inplace=True),
+        ]
+    # The head has no norm after it, so it always keeps its bias.
+    layers += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, output_nc, kernel_size=7, padding=0), nn.Tanh()]
+    return layers
+
+
 class ResnetGenerator(nn.Module):
     """Johnson et al.'s generator: 7x7 stem, two stride-2 downsamplings, `n_blocks` residual
     blocks at `4 * ngf` channels, two transposed-conv upsamplings, 7x7 head and Tanh.
@@ -121,31 +157,9 @@ class ResnetGenerator(nn.Module):
         _check_channels(input_nc=input_nc, output_nc=output_nc, ngf=ngf)
         if isinstance(n_blocks, bool) or not isinstance(n_blocks, int) or n_blocks < 0:
             raise ValueError(f"n_blocks must be a non-negative integer, got {n_blocks!r}")
-        bias = conv_bias(norm)
-        layers: list[nn.Module] = [
-            nn.ReflectionPad2d(3),
-            nn.Conv2d(input_nc, ngf, kernel_size=7, padding=0, bias=bias),
-            make_norm(norm, ngf),
-            nn.ReLU(inplace=True),
-        ]
-        for i in range(2):
-            channels = ngf * 2**i
-            layers += [
-                nn.Conv2d(channels, channels * 2, kernel_size=3, stride=2, padding=1, bias=bias),
-                make_norm(norm, channels * 2),
-                nn.ReLU(inplace=True),
-            ]
-        layers += [ResnetBlock(ngf * 4, norm=norm, dropout=dropout) for _ in range(n_blocks)]
-        for i in range(2):
-            channels = ngf * 2 ** (2 - i)
-            layers += [
-                nn.ConvTranspose2d(channels, channels // 2, kernel_size=3, stride=2, padding=1,
-                                   output_padding=1, bias=bias),
-                make_norm(norm, channels // 2),
-                nn.ReLU(inplace=True),
-            ]
-        # The head has no norm after it, so it always keeps its bias.
-        layers += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, output_nc, kernel_size=7, padding=0), nn.Tanh()]
+        layers = [*resnet_down_layers(input_nc, ngf, norm),
+                  *(ResnetBlock(ngf * 4, norm=norm, dropout=dropout) for _ in range(n_blocks)),
+                  *resnet_up_layers(ngf, output_nc, norm)]
         self.model = nn.Sequential(*layers)
 
     def forward(self, x: Tensor) -> Tensor:
