@@ -58,3 +58,18 @@ def onnx_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
         os.environ.pop("TRANSLATE_CACHE", None)
     else:
         os.environ["TRANSLATE_CACHE"] = previous
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random generator (resnet_6blocks, ngf 8, seed 0) saved as a weights folder, one per
+    test module (a module may define its own `model_dir` instead)."""
+    import torch
+
+    from translate.models import GeneratorConfig, build_generator
+    from translate.weights import save_weights
+
+    torch.manual_seed(0)
+    architecture = GeneratorConfig(name="resnet_6blocks", ngf=8)
+    return save_weights(build_generator(architecture), tmp_path_factory.mktemp("model") / "model", architecture,
+                        direction="AtoB")

@@ -9,18 +9,8 @@ import torch
 
 from translate import backends
 from translate.backends import choose_backend, make_backend, resolve_precision, resolve_providers
-from translate.models import GeneratorConfig, build_generator
-from translate.weights import save_weights
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    architecture = GeneratorConfig(name="resnet_6blocks", ngf=8)
-    return save_weights(build_generator(architecture), tmp_path_factory.mktemp("m") / "model", architecture,
-                        direction="AtoB")
 
 
 @pytest.mark.parametrize("native_bf16, device, expected", [

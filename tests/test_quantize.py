@@ -12,16 +12,6 @@ from PIL import Image
 from translate import backends, quantize
 from translate.backends import make_backend
 from translate.convert import convert_folder
-from translate.models import GeneratorConfig, build_generator
-from translate.weights import save_weights
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    architecture = GeneratorConfig(name="resnet_6blocks", ngf=8)
-    return save_weights(build_generator(architecture), tmp_path_factory.mktemp("m") / "model", architecture,
-                        direction="AtoB")
 
 
 @pytest.fixture(scope="module")

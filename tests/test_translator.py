@@ -11,16 +11,6 @@ from PIL import Image
 
 from translate import Translator
 from translate.export import export_onnx
-from translate.models import GeneratorConfig, build_generator
-from translate.weights import save_weights
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    architecture = GeneratorConfig(name="resnet_6blocks", ngf=8)
-    return save_weights(build_generator(architecture), tmp_path_factory.mktemp("m") / "w", architecture,
-                        direction="AtoB")
 
 
 @pytest.fixture(scope="module")
