@@ -557,3 +557,16 @@ def test_sampler_errors() -> None:
         ResumableSampler(0)
     with pytest.raises(ValueError, match="\\[0, 10\\].*11"):
         ResumableSampler(10).set_start(11)
+
+
+def test_decode_image_refuses_too_many_pixels_from_the_header(tmp_path):
+    from PIL import Image as PILImage
+
+    from translate.data.images import ImageTooLargeError, decode_image
+
+    path = tmp_path / "big.png"
+    PILImage.new("RGB", (40, 30)).save(path)
+    with pytest.raises(ImageTooLargeError, match="1200 pixels, more than the limit of 1000") as caught:
+        decode_image(path, max_pixels=1000)
+    assert (caught.value.pixels, caught.value.limit) == (1200, 1000)
+    assert decode_image(path, max_pixels=1200).size == (40, 30)

@@ -42,6 +42,7 @@ def test_int8_copy_is_checked_cached_and_close_to_float32(model_dir, images, mon
     mtime = path.stat().st_mtime_ns
     again = make_backend(model_dir, backend="onnxruntime", precision="int8", device="cpu", calibration=images)
     assert again.path == path and path.stat().st_mtime_ns == mtime  # quantised once
+    assert again.describe() == runner.describe() and path.with_suffix(".psnr.json").is_file()
     reference = make_backend(model_dir, backend="torch", precision="fp32", device="cpu")
     x = torch.from_numpy(quantize.calibration_arrays(images[:1], 3, size=64)[0])
     assert quantize.psnr(runner(x).numpy(), reference(x).numpy()) > 20

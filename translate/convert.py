@@ -23,7 +23,6 @@ import logging
 import os
 import threading
 import time
-import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -34,7 +33,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from translate.data.images import ImageReadError, convert_channels, decode_image, list_images
+from translate.data.images import ImageReadError, ImageTooLargeError, convert_channels, decode_image, list_images
 from translate.inference import OUTPUT_FORMATS, output_paths, translate_tensor
 
 logger = logging.getLogger(__name__)
@@ -140,17 +139,10 @@ def _decode(source: Path, channels: int, max_pixels: int, resize: tuple[int, int
 def _decode_checked(source: Path, channels: int, max_pixels: int, resize: tuple[int, int] | int | None
                     ) -> _Decoded:
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with Image.open(source) as header:  # reads the header only
-                pixels = header.width * header.height
-        if pixels > max_pixels:
-            return _Decoded(source, error=f"{pixels} pixels, more than --max-pixels {max_pixels}; "
-                                          "raise --max-pixels, or use --resize / --tile")
-    except Exception:  # noqa: BLE001 - decode_image below names the problem precisely
-        pass
-    try:
-        image = decode_image(source)
+        image = decode_image(source, max_pixels=max_pixels)
+    except ImageTooLargeError as error:
+        return _Decoded(source, error=f"{error.pixels} pixels, more than --max-pixels {error.limit}; "
+                                      "raise --max-pixels, or use --resize / --tile")
     except ImageReadError as error:
         return _Decoded(source, error=error.reason)
     alpha = None

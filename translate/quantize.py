@@ -16,6 +16,7 @@ copy is checked against the float32 model on held-out images and refused below M
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import math
 import os
@@ -139,7 +140,8 @@ def int8_copy(model: Path, *, direction: str | None, images: Sequence[Path], cha
     """The checked int8 ONNX copy of `model`, calibrated on the first CALIBRATION_IMAGES of `images`
     and checked on the next CHECK_IMAGES (or on the calibration images when there are no more).
 
-    Cached beside the float32 copy, keyed by the weights and the calibration files.
+    Cached beside the float32 copy, keyed by the weights and the calibration files, with the
+    check's figure (NAME.psnr.json), so a reused copy is neither re-quantised nor re-checked.
 
     Raises:
         Int8AccuracyError: worst PSNR below MIN_PSNR_DB (the copy is not kept).
@@ -154,16 +156,22 @@ def int8_copy(model: Path, *, direction: str | None, images: Sequence[Path], cha
         stat = Path(path).stat()
         key.update(f"{Path(path).name}:{stat.st_size}:{stat.st_mtime_ns};".encode())
     out_path = cache_dir() / "onnx" / f"{fp32_path.stem}-int8-{key.hexdigest()[:12]}.onnx"
-    calibration = calibration_arrays(chosen[:CALIBRATION_IMAGES], channels)
-    held_out = calibration_arrays(chosen[CALIBRATION_IMAGES:], channels) or calibration[:CHECK_IMAGES]
-    if not out_path.is_file():
+    checked = out_path.with_suffix(".psnr.json")  # the check's figure: a reused copy is not re-checked
+    if out_path.is_file() and checked.is_file():
+        worst = float(json.loads(checked.read_text())["worst_psnr_db"])
+        held_out_count = int(json.loads(checked.read_text())["images"])
+    else:
+        calibration = calibration_arrays(chosen[:CALIBRATION_IMAGES], channels)
+        held_out = calibration_arrays(chosen[CALIBRATION_IMAGES:], channels) or calibration[:CHECK_IMAGES]
         logger.info("quantising %s to int8 on %d images (once; later runs reuse it)", model, len(calibration))
         quantize_int8(fp32_path, out_path, calibration)
-    worst = check_int8(fp32_path, out_path, held_out)
+        worst, held_out_count = check_int8(fp32_path, out_path, held_out), len(held_out)
+        checked.write_text(json.dumps({"worst_psnr_db": worst, "images": held_out_count}) + "\n")
     if worst < MIN_PSNR_DB:
         out_path.unlink()
+        checked.unlink()
         raise Int8AccuracyError(f"int8 changes this model's outputs too much: worst PSNR {worst:.1f} dB against "
-                                f"float32 on {len(held_out)} images (need >= {MIN_PSNR_DB:.0f} dB); "
+                                f"float32 on {held_out_count} images (need >= {MIN_PSNR_DB:.0f} dB); "
                                 "use --precision fp32")
     logger.info("int8 copy %s: worst PSNR %.1f dB against float32", out_path.name, worst)
     return out_path, worst

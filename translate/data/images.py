@@ -145,8 +145,21 @@ def _channel_mode(channels: int) -> str:
     return CHANNEL_MODES[channels]
 
 
-def decode_image(path: str | os.PathLike[str]) -> Image.Image:
+class ImageTooLargeError(ImageReadError):
+    """An image with more pixels than the caller allows (checked from the header, before decoding)."""
+
+    def __init__(self, path: str | os.PathLike[str], pixels: int, limit: int) -> None:
+        self.pixels, self.limit = pixels, limit
+        super().__init__(path, f"{pixels} pixels, more than the limit of {limit}")
+
+    def __reduce__(self):
+        return (type(self), (self.path, self.pixels, self.limit))
+
+
+def decode_image(path: str | os.PathLike[str], max_pixels: int | None = None) -> Image.Image:
     """Decode an image file fully and apply its EXIF orientation; no channel conversion yet.
+
+    `max_pixels`: refuse larger images from their header, before any pixel is decoded.
 
     Returns:
         A loaded 8-bit PIL image in mode ``L``, ``LA``, ``RGB`` or ``RGBA`` (16-bit and float
@@ -170,10 +183,14 @@ def decode_image(path: str | os.PathLike[str]) -> Image.Image:
             # real bombs (over 2x the limit) still raise DecompressionBombError.
             warnings.simplefilter("ignore")
             with Image.open(path) as opened:
+                if max_pixels is not None and opened.width * opened.height > max_pixels:
+                    raise ImageTooLargeError(path, opened.width * opened.height, max_pixels)
                 # load() decodes every byte, so truncated files fail here and not later in a
                 # DataLoader worker's collate.
                 opened.load()
                 return _to_base_mode(ImageOps.exif_transpose(opened))
+    except ImageReadError:
+        raise
     except Image.DecompressionBombError as error:
         raise ImageReadError(path, f"image too large ({error})") from error
     except Image.UnidentifiedImageError as error:
