@@ -71,7 +71,7 @@ def test_cli_train_and_generate(shapes, tmp_path):
     result = runner.invoke(app, ["info", str(run)])
     assert result.exit_code == 0 and "text2image" in result.output and "byte-v1" in result.output
     result = runner.invoke(app, ["generate", "--model", str(tmp_path / "nope"), "--prompt", "x"])
-    assert result.exit_code == 2 and "no text2image weights folder" in result.output
+    assert result.exit_code == 2 and "no text model weights folder" in result.output
 
 
 @pytest.mark.parametrize("overrides, needle", [

@@ -1,12 +1,19 @@
-"""Text-to-image models as weights folders: the generator and its text encoder, together.
+"""Text-conditioned models as weights folders: the generator and its text encoder, together.
 
-A folder holds `config.json` (kind "text2image": the generator's architecture, the text
-encoder's name and settings, the tokenizer, normalisation) and `model.safetensors` with the
-generator's tensors under `generator.` and a trainable encoder's under `text_encoder.` (a frozen
-pretrained encoder is named in the config and loaded from its own package instead).
+Two kinds, one layout. A folder holds `config.json` (the kind, the generator's architecture, the
+text encoder's name and settings, the tokenizer, normalisation; a textcycle model also its
+domains and their prompts) and `model.safetensors` with the generator's tensors under
+`generator.` and a trainable encoder's under `text_encoder.` (a frozen pretrained encoder is
+named in the config and loaded from its own package instead).
 
-    model = load_text2image("runs/shapes/weights/text2image")
+- kind "text2image": noise + caption -> image (`TextToImageGenerator`), `Text2ImageModel.generate`.
+- kind "textcycle": image + prompt -> image (`TextResnetGenerator` / `TextUnetGenerator`),
+  `TextTranslationModel.translate`.
+
+    model = load_text_model("weights/shapes_text2image")
     images = model.generate(["a large red circle on the left"], n=4, seed=0)   # (4, 3, S, S) in [-1, 1]
+    model = load_text_model("runs/maps_textcycle")
+    fake_map = model.translate(aerial, "map")                                 # (B, 3, H, W) in [-1, 1]
 """
 
 from __future__ import annotations
@@ -23,7 +30,14 @@ from torch import Tensor, nn
 from translate import __version__
 
 KIND = "text2image"
+TEXTCYCLE_KIND = "textcycle"
+TEXT_KINDS = (KIND, TEXTCYCLE_KIND)
 TOKENIZER = "byte-v1"
+
+
+def _check_prompts(prompts: list[str]) -> None:
+    if isinstance(prompts, str) or not prompts or any(not isinstance(p, str) or not p.strip() for p in prompts):
+        raise ValueError(f"prompts must be a non-empty list of non-empty strings, got {prompts!r}")
 
 
 class Text2ImageModel(nn.Module):
@@ -36,8 +50,7 @@ class Text2ImageModel(nn.Module):
     @torch.no_grad()
     def generate(self, prompts: list[str], n: int = 1, seed: int | None = None) -> Tensor:
         """`n` images per prompt: `(len(prompts) * n, C, S, S)` in [-1, 1], prompt-major order."""
-        if not prompts or any(not isinstance(p, str) or not p.strip() for p in prompts):
-            raise ValueError(f"prompts must be non-empty strings, got {prompts!r}")
+        _check_prompts(prompts)
         if n < 1:
             raise ValueError(f"n must be >= 1, got {n}")
         device = next(self.generator.parameters()).device
@@ -48,10 +61,50 @@ class Text2ImageModel(nn.Module):
         return self.generator(noise, cond)
 
 
-def save_text2image(generator: nn.Module, text_encoder: nn.Module, out_dir: str | Path, *,
+class TextTranslationModel(nn.Module):
+    """A text encoder and an image + text -> image generator (the textcycle task).
+
+    `domains` maps each training domain's name (its folder) to its prompts; any text can be given
+    as a prompt, these are the ones it was trained on.
+    """
+
+    def __init__(self, generator: nn.Module, text_encoder: nn.Module, config: dict[str, Any]) -> None:
+        super().__init__()
+        self.generator, self.text_encoder, self.config = generator, text_encoder, config
+        self.domains: dict[str, list[str]] = dict(config.get("domains", {}))
+
+    @torch.no_grad()
+    def embed(self, prompts: list[str]) -> Tensor:
+        """`prompts` (B strings) -> `(B, D)` embeddings on the generator's device."""
+        _check_prompts(prompts)
+        device = next(self.generator.parameters()).device
+        return self.text_encoder.encode(prompts).to(device)
+
+    @torch.no_grad()
+    def translate(self, images: Tensor, prompt: str | list[str]) -> Tensor:
+        """`images` `(B, C, H, W)` in [-1, 1] (H, W multiples of the generator's stride), translated
+        to what `prompt` names (one prompt for all, or B prompts) -> `(B, C, H, W)` in [-1, 1]."""
+        if images.ndim != 4:
+            raise ValueError(f"expected images of shape (B, C, H, W), got {tuple(images.shape)}")
+        prompts = [prompt] * images.shape[0] if isinstance(prompt, str) else list(prompt)
+        if len(prompts) != images.shape[0]:
+            raise ValueError(f"got {len(prompts)} prompts for {images.shape[0]} images; pass one prompt "
+                             "or one per image")
+        cond = self.embed(prompts)
+        device = next(self.generator.parameters()).device
+        return self.generator(images.to(device), cond)
+
+
+def save_text_model(generator: nn.Module, text_encoder: nn.Module, out_dir: str | Path, *, kind: str,
                     architecture: dict[str, Any], text_encoder_config: dict[str, Any],
-                    source: dict[str, Any] | None = None) -> Path:
-    """Write a text2image weights folder (atomically: a temporary folder, then a rename of each file)."""
+                    domains: dict[str, list[str]] | None = None, source: dict[str, Any] | None = None) -> Path:
+    """Write a text model weights folder of `kind` ("text2image" | "textcycle"), atomically (each
+    file written under a temporary name, then renamed). `architecture` = {"name": ..., **its
+    constructor's arguments}; `domains` (textcycle) = {domain name: its prompts}."""
+    if kind not in TEXT_KINDS:
+        raise ValueError(f"kind must be one of {', '.join(TEXT_KINDS)}, got {kind!r}")
+    if kind == TEXTCYCLE_KIND and not domains:
+        raise ValueError("a textcycle model needs its domains ({name: prompts}), got none")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tensors = {f"generator.{k}": v.detach().cpu().contiguous() for k, v in generator.state_dict().items()}
@@ -59,8 +112,9 @@ def save_text2image(generator: nn.Module, text_encoder: nn.Module, out_dir: str 
         tensors.update({f"text_encoder.{k}": v.detach().cpu().contiguous()
                         for k, v in text_encoder.state_dict().items()})
     config = {"format": "translate.weights", "format_version": 1, "toolkit_version": __version__,
-              "kind": KIND, "task": KIND, "architecture": architecture, "text_encoder": text_encoder_config,
-              "tokenizer": TOKENIZER, "normalization": {"range": [-1.0, 1.0]}, "source": source or {}}
+              "kind": kind, "task": kind, "architecture": architecture, "text_encoder": text_encoder_config,
+              "tokenizer": TOKENIZER, "normalization": {"range": [-1.0, 1.0]},
+              **({"domains": domains} if domains else {}), "source": source or {}}
     for name, write in (("model.safetensors", lambda p: save_file(tensors, str(p))),
                         ("config.json", lambda p: p.write_text(json.dumps(config, indent=2) + "\n"))):
         partial = out_dir / f".{name}.partial"
@@ -69,27 +123,75 @@ def save_text2image(generator: nn.Module, text_encoder: nn.Module, out_dir: str 
     return out_dir
 
 
-def load_text2image(path: str | Path, device: str | torch.device = "cpu") -> Text2ImageModel:
-    """Rebuild a text2image model from its weights folder (or a run directory holding one)."""
-    from translate.models.conditioned import TextToImageGenerator
+def save_text2image(generator: nn.Module, text_encoder: nn.Module, out_dir: str | Path, *,
+                    architecture: dict[str, Any], text_encoder_config: dict[str, Any],
+                    source: dict[str, Any] | None = None) -> Path:
+    """`save_text_model(kind="text2image")`."""
+    return save_text_model(generator, text_encoder, out_dir, kind=KIND, architecture=architecture,
+                           text_encoder_config=text_encoder_config, source=source)
+
+
+def find_text_model(path: str | Path) -> Path | None:
+    """The text model weights folder at `path` (or in the run directory `path`), or None."""
+    path = Path(path)
+    for candidate in (path, *(path / "weights" / kind for kind in TEXT_KINDS)):
+        config = candidate / "config.json"
+        if config.is_file():
+            try:
+                if json.loads(config.read_text()).get("kind") in TEXT_KINDS:
+                    return candidate
+            except (OSError, ValueError):
+                return None
+    return None
+
+
+def _build_generator(architecture: dict[str, Any]) -> nn.Module:
+    from translate.models.conditioned import TextResnetGenerator, TextToImageGenerator, TextUnetGenerator
+
+    builders = {"text2image": TextToImageGenerator, "text_resnet": TextResnetGenerator,
+                "text_unet": TextUnetGenerator}
+    arguments = dict(architecture)
+    name = arguments.pop("name", None)
+    if name not in builders:
+        raise ValueError(f"unknown text-conditioned generator {name!r} in config.json; expected one of "
+                         f"{', '.join(builders)} (written by a newer toolkit?)")
+    return builders[name](**arguments)
+
+
+def load_text_model(path: str | Path, device: str | torch.device = "cpu",
+                    kind: str | None = None) -> Text2ImageModel | TextTranslationModel:
+    """Rebuild a text model from its weights folder (or a run directory holding one).
+
+    Raises:
+        FileNotFoundError: no text model folder at `path`.
+        ValueError: the folder holds another kind than `kind` (when given).
+    """
     from translate.text import build_text_encoder
 
-    path = Path(path)
-    if (path / "weights" / KIND / "config.json").is_file():
-        path = path / "weights" / KIND
-    if not (path / "config.json").is_file():
-        raise FileNotFoundError(f"no text2image weights folder at {str(path)!r} (expected config.json and "
-                                "model.safetensors, as `translate train text2image` writes under RUN/weights/text2image)")
-    config = json.loads((path / "config.json").read_text())
-    if config.get("kind") != KIND:
-        raise ValueError(f"{str(path)!r} holds a {config.get('kind')!r} model, not a text2image model")
-    architecture = {k: v for k, v in config["architecture"].items() if k != "name"}
-    generator = TextToImageGenerator(**architecture)
+    folder = find_text_model(path)
+    if folder is None:
+        raise FileNotFoundError(f"no text model weights folder at {str(path)!r} (expected config.json of kind "
+                                f"text2image or textcycle and model.safetensors, as `translate train text2image` "
+                                "/ `textcycle` write under RUN/weights/<task>)")
+    config = json.loads((folder / "config.json").read_text())
+    if kind is not None and config["kind"] != kind:
+        raise ValueError(f"{str(path)!r} holds a {config['kind']!r} model, not a {kind!r} model")
+    generator = _build_generator(config["architecture"])
     encoder_settings = dict(config["text_encoder"])
     encoder = build_text_encoder(encoder_settings.pop("name"), **encoder_settings)
-    tensors = load_file(str(path / "model.safetensors"))
-    generator.load_state_dict({k[len("generator."):]: v for k, v in tensors.items() if k.startswith("generator.")})
-    encoder_tensors = {k[len("text_encoder."):]: v for k, v in tensors.items() if k.startswith("text_encoder.")}
+    tensors = load_file(str(folder / "model.safetensors"))
+    generator.load_state_dict({k[len("generator."):]: v.float() for k, v in tensors.items()
+                               if k.startswith("generator.")})
+    encoder_tensors = {k[len("text_encoder."):]: v.float() for k, v in tensors.items()
+                       if k.startswith("text_encoder.")}
     if encoder_tensors:
         encoder.load_state_dict(encoder_tensors)
-    return Text2ImageModel(generator.to(device).eval(), encoder.to(device).eval(), config)
+    model_class = Text2ImageModel if config["kind"] == KIND else TextTranslationModel
+    return model_class(generator.to(device).eval(), encoder.to(device).eval(), config)
+
+
+def load_text2image(path: str | Path, device: str | torch.device = "cpu") -> Text2ImageModel:
+    """`load_text_model(kind="text2image")`."""
+    model = load_text_model(path, device, kind=KIND)
+    assert isinstance(model, Text2ImageModel)  # kind checked above; narrows the type
+    return model
