@@ -16,7 +16,8 @@ from translate.training.text_steps import mismatch_order
 
 runner = CliRunner()
 TINY = {"ngf": 8, "ndf": 8, "text_dim": 16, "noise_dim": 8, "crop_size": 32, "load_size": 32, "batch_size": 4,
-        "workers": 0, "device": "cpu", "log_every": 1, "sample_every": 2, "n_layers_D": 2}
+        "workers": 0, "device": "cpu", "log_every": 1, "sample_every": 2, "n_layers_D": 2,
+        "pretrain_text_steps": 0, "lambda_match": 0.0}
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +60,8 @@ def test_trained_text_encoder_is_saved_with_the_generator(shapes, tmp_path):
 def test_cli_train_and_generate(shapes, tmp_path):
     run = tmp_path / "run"
     flags = ["--ngf", "8", "--ndf", "8", "--text-dim", "16", "--noise-dim", "8", "--crop-size", "32",
-             "--load-size", "32", "--batch-size", "4", "--workers", "0", "--device", "cpu", "--n-layers-D", "2"]
+             "--load-size", "32", "--batch-size", "4", "--workers", "0", "--device", "cpu", "--n-layers-D", "2",
+             "--pretrain-text-steps", "1"]
     result = runner.invoke(app, ["train", "text2image", "--data", str(shapes), "--out", str(run), "--max-steps", "1",
                                  *flags])
     assert result.exit_code == 0, result.output
@@ -74,8 +76,43 @@ def test_cli_train_and_generate(shapes, tmp_path):
     assert result.exit_code == 2 and "no text model weights folder" in result.output
 
 
+def _losses(run: Path) -> list[dict]:
+    import json
+
+    return [e for e in map(json.loads, (run / "log.jsonl").read_text().splitlines()) if e["event"] == "losses"]
+
+
+def test_matcher_pretrains_then_freezes_and_guides_the_generator(shapes, tmp_path):
+    run = tmp_path / "run"
+    settings = {**TINY, "data": str(shapes), "out": str(run), "pretrain_text_steps": 2, "lambda_match": 1.0}
+    train(make_config("text2image", overrides={**settings, "max_steps": 3}))
+    events = _losses(run)
+    assert [sorted(k for k in ("match", "G", "D", "G_match") if k in e) for e in events] == [
+        ["match"], ["match"], ["D", "G", "G_match"]]
+    state = read_checkpoint(run)
+    assert int(state["models"]["matcher"]["steps"]) == 2 and "text" not in state["models"]
+    frozen = {k: v.clone() for k, v in state["models"]["matcher"].items()}
+    # Resumed past the boundary: the matcher (text encoder included) stays as pretrained.
+    train(make_config("text2image", base=state["config"], overrides={"max_steps": 5}), resume_state=state)
+    after = read_checkpoint(run)["models"]["matcher"]
+    assert all(torch.equal(frozen[k], after[k]) for k in frozen)
+    assert "G_match" in _losses(run)[-1]
+    model = load_text2image(run)
+    for key, value in model.text_encoder.state_dict().items():
+        assert torch.equal(value, after[f"text_encoder.{key}"])
+
+
+def test_lambda_match_needs_pretraining(shapes, tmp_path):
+    config = make_config("text2image", overrides={**TINY, "data": str(shapes), "out": str(tmp_path / "r"),
+                                                  "lambda_match": 1.0, "max_steps": 1})
+    with pytest.raises(ValueError, match="--lambda-match 1.0 needs a pretrained matcher"):
+        train(config)
+
+
 @pytest.mark.parametrize("overrides, needle", [
     ({"crop_size": 48}, "--crop-size 48 is the text2image image size"),
+    ({"lambda_match": -1.0}, "--lambda-match must be >= 0"),
+    ({"pretrain_text_steps": -1}, "--pretrain-text-steps must be an integer >= 0"),
     ({"netG": "resnet_9blocks"}, "--netG"),
     ({"text_encoder": "bert"}, "--text-encoder"),
 ])

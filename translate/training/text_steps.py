@@ -1,8 +1,15 @@
 """The text2image task step: noise + caption -> image, with a matching-aware projection discriminator.
 
-DF-GAN's recipe without its pretrained DAMSM encoder: the byte-level text encoder is trained with
-the discriminator (the matching-aware loss makes it tell captions apart), and the generator sees
-its embeddings detached. A frozen pretrained encoder (--text-encoder minilm | clip) is used as is.
+DF-GAN's recipe, with AttnGAN's DAMSM in a sentence-level form (translate.text.matching):
+
+1. the first `pretrain_text_steps` steps train only an image-text matcher on the real captioned
+   images (the byte text encoder with it; a frozen pretrained encoder gets a trained projection);
+2. then the matcher is frozen: its text encoder gives the generator and the discriminator their
+   caption embeddings, and the generator's loss adds `lambda_match` times the matcher's loss on
+   its images, a direct push to draw what each caption says.
+
+With `pretrain_text_steps` 0 the byte encoder is trained with the discriminator instead (the
+matching-aware loss makes it tell captions apart) and the generator sees its embeddings detached.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from torch import Tensor, nn
 from translate.models.conditioned import ProjectionDiscriminator, TextToImageGenerator, matching_aware_d_loss
 from translate.models.networks import init_weights
 from translate.text import build_text_encoder
+from translate.text.matching import ImageTextMatcher
 from translate.training.config import TrainConfig
 from translate.training.steps import TaskStep, Wrap, set_requires_grad, unwrap
 
@@ -50,11 +58,52 @@ class Text2ImageStep(TaskStep):
                                                              c.output_nc), c.init_type, c.init_gain).to(device))
         self.d = self.wrap(init_weights(ProjectionDiscriminator(c.output_nc, c.ndf, c.n_layers_D, cond_dim, c.norm),
                                         c.init_type, c.init_gain).to(device))
-        self.text = self.wrap(encoder) if self.trainable_text else encoder
-        self.models = {"g": self.g, "d": self.d, **({"text": self.text} if self.trainable_text else {})}
-        d_modules: list[nn.Module] = [self.d, self.text] if self.trainable_text else [self.d]
+        if c.lambda_match > 0 and c.pretrain_text_steps == 0:
+            raise ValueError(f"--lambda-match {c.lambda_match} needs a pretrained matcher: set "
+                             "--pretrain-text-steps (e.g. 1000), or --lambda-match 0")
+        self.matcher: nn.Module | None = None
+        if c.pretrain_text_steps > 0:
+            # The matcher owns the encoder; D no longer trains it.
+            matcher = ImageTextMatcher(encoder, c.crop_size, c.output_nc, dim=max(64, cond_dim), ndf=c.ndf)
+            self.matcher = self.wrap(matcher.to(device))
+            self.text = encoder
+            self.models = {"g": self.g, "d": self.d, "matcher": self.matcher}
+            d_modules: list[nn.Module] = [self.d]
+        else:
+            self.text = self.wrap(encoder) if self.trainable_text else encoder
+            self.models = {"g": self.g, "d": self.d, **({"text": self.text} if self.trainable_text else {})}
+            d_modules = [self.d, self.text] if self.trainable_text else [self.d]
         self.optimizers = {"g": self._adam([self.g]), "d": self._adam(d_modules)}
+        if self.matcher is not None:
+            # Contrastive pretraining of small encoders: a higher rate and the usual betas.
+            self.optimizers["match"] = torch.optim.Adam(
+                [p for p in self.matcher.parameters() if p.requires_grad], lr=5 * c.lr, betas=(0.9, 0.999))
+        self._matcher_frozen = False
         self._visuals: list[Tensor] = []
+
+    def _pretraining(self) -> bool:
+        """True while the matcher is still being trained; freezes it once it is done."""
+        if self.matcher is None:
+            return False
+        matcher = unwrap(self.matcher)
+        if int(matcher.steps) < self.config.pretrain_text_steps:
+            return True
+        if not self._matcher_frozen:
+            matcher.requires_grad_(False)
+            matcher.eval()
+            self.trainable_text = False
+            self._matcher_frozen = True
+        return False
+
+    def _matcher_step(self, real: Tensor, texts: list[str]) -> dict[str, Tensor]:
+        matcher = unwrap(self.matcher)
+        self.optimizers["match"].zero_grad(set_to_none=True)
+        with self.autocast():
+            loss = self.matcher(real, texts)
+        self._backward_and_step(loss, self.optimizers["match"])
+        matcher.steps += 1
+        self._visuals = [real]
+        return {"match": loss.detach()}
 
     def _embed(self, texts: list[str]) -> Tensor:
         if not self.trainable_text:
@@ -65,6 +114,8 @@ class Text2ImageStep(TaskStep):
 
     def train_step(self, real: Tensor, texts: list[str]) -> dict[str, Tensor]:  # type: ignore[override]
         """`real`: `(B, C, S, S)` in [-1, 1]; `texts`: their B captions."""
+        if self._pretraining():
+            return self._matcher_step(real, texts)
         cond = self._embed(texts)
         noise = torch.randn(real.shape[0], self.config.noise_dim, device=self.device)
         with self.autocast():
@@ -81,11 +132,18 @@ class Text2ImageStep(TaskStep):
         self.optimizers["g"].zero_grad(set_to_none=True)
         with self.autocast():
             pred_fake = unwrap(self.d)(fake, cond.detach())
-        loss_g = self.criterion_gan(pred_fake, True, for_discriminator=False)
+        loss_g_gan = self.criterion_gan(pred_fake, True, for_discriminator=False)
+        losses = {"G": loss_g_gan.detach(), "D": loss_d.detach()}
+        loss_g = loss_g_gan
+        if self.matcher is not None and self.config.lambda_match > 0:
+            with self.autocast():
+                loss_match = unwrap(self.matcher).loss(fake, texts, text_embedding=cond)
+            loss_g = loss_g + self.config.lambda_match * loss_match
+            losses["G_match"] = loss_match.detach()
         self._backward_and_step(loss_g, self.optimizers["g"])
 
         self._visuals = [real, fake.detach()]
-        return {"G": loss_g.detach(), "D": loss_d.detach()}
+        return losses
 
     def generator_specs(self) -> dict[str, dict[str, Any]]:
         return {}  # saved as a text2image folder by the loop (generator + text encoder)

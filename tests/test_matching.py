@@ -1,0 +1,69 @@
+"""Image-text matching: the contrastive loss, the image encoder, and a matcher that learns."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from translate.text import build_text_encoder
+from translate.text.matching import ImageEncoder, ImageTextMatcher, matching_loss
+
+
+def test_matching_loss_is_log_batch_at_chance_and_low_when_matched():
+    same = torch.ones(4, 8)
+    assert matching_loss(same, same, torch.tensor(0.0)).item() == pytest.approx(math.log(4), rel=1e-5)
+    eye = torch.eye(4, 8)
+    assert matching_loss(eye, eye, torch.tensor(math.log(100.0))).item() < 1e-3
+    # Swapping two captions makes those pairs wrong.
+    assert matching_loss(eye, eye[[1, 0, 2, 3]], torch.tensor(math.log(100.0))).item() > 10
+
+
+def test_identical_captions_are_soft_matches():
+    image, text = torch.eye(2, 4), torch.eye(2, 4)
+    scale = torch.tensor(math.log(100.0))
+    # With identical texts the target is 50/50: a loss near log 2 whatever the images, not near 0.
+    assert matching_loss(image, text, scale, ["a", "a"]).item() > 0.5 * math.log(2)
+    assert matching_loss(image, text, scale, ["a", "b"]).item() < 1e-3
+
+
+def test_matching_loss_refuses_bad_shapes():
+    with pytest.raises(ValueError, match=r"\(3, 4\) and \(3, 5\)"):
+        matching_loss(torch.zeros(3, 4), torch.zeros(3, 5), torch.tensor(0.0))
+    with pytest.raises(ValueError, match="got 2 texts for 3"):
+        matching_loss(torch.zeros(3, 4), torch.zeros(3, 4), torch.tensor(0.0), ["a", "b"])
+
+
+@pytest.mark.parametrize("size", [16, 32, 64])
+def test_image_encoder_shapes_and_gradients(size):
+    encoder = ImageEncoder(3, dim=12, ndf=4, image_size=size)
+    x = torch.randn(2, 3, size, size, requires_grad=True)
+    y = encoder(x)
+    assert y.shape == (2, 12)
+    y.sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+
+
+def test_image_encoder_refusals():
+    with pytest.raises(ValueError, match="power of two >= 16, got 24"):
+        ImageEncoder(image_size=24)
+    with pytest.raises(ValueError, match="dim must be a positive integer, got 0"):
+        ImageEncoder(dim=0)
+    with pytest.raises(ValueError, match=r"expected images \(B, C, 16, 16\), got \(1, 3, 32, 32\)"):
+        ImageEncoder(image_size=16)(torch.zeros(1, 3, 32, 32))
+
+
+def test_matcher_learns_to_tell_colours_apart():
+    torch.manual_seed(0)
+    colours = {"red": (1, -1, -1), "green": (-1, 1, -1), "blue": (-1, -1, 1), "yellow": (1, 1, -1)}
+    texts = [f"a {name} square" for name in colours]
+    images = torch.tensor(list(colours.values()), dtype=torch.float32)[:, :, None, None].expand(-1, -1, 16, 16)
+    matcher = ImageTextMatcher(build_text_encoder("byte", dim=16, layers=1, heads=2), image_size=16, dim=16, ndf=4)
+    optimizer = torch.optim.Adam(matcher.parameters(), lr=3e-3)
+    for _ in range(60):
+        optimizer.zero_grad()
+        loss = matcher(images, texts)
+        loss.backward()
+        optimizer.step()
+    assert loss.item() < 0.2 and matcher.accuracy(images, texts) == 1.0

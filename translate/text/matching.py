@@ -1,0 +1,121 @@
+"""Image-text matching (DAMSM-like, sentence level): an image encoder and a text encoder trained
+to agree, contrastively (CLIP's symmetric InfoNCE over the batch).
+
+The text2image task uses it twice, as AttnGAN uses DAMSM: first the byte text encoder is
+pretrained with it on the real captioned images, so captions that differ in one word (a colour,
+a side) get embeddings the images can tell apart; then, frozen, it scores the generator's
+images against their captions (`matching_loss` on fakes), a direct gradient towards drawing
+what the caption says, where the discriminator's signal alone left some colours undrawn.
+
+    matcher = ImageTextMatcher(build_text_encoder("byte", dim=64), image_size=32)
+    loss = matcher.loss(images, texts)    # images (B, 3, S, S) in [-1, 1], B captions
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from translate.text.encoders import TextEncoder
+
+__all__ = ["ImageEncoder", "ImageTextMatcher", "matching_loss"]
+
+
+class ImageEncoder(nn.Module):
+    """Strided convolutions down to a 4x4 map, flattened (so where things are stays in the
+    embedding, unlike a global pool), then a linear layer.
+
+    `forward(x (B, input_nc, S, S) in [-1, 1]) -> (B, dim)`, S >= 16.
+    """
+
+    def __init__(self, input_nc: int = 3, dim: int = 128, ndf: int = 32, image_size: int = 64) -> None:
+        super().__init__()
+        for name, value in (("input_nc", input_nc), ("dim", dim), ("ndf", ndf), ("image_size", image_size)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if image_size < 16 or image_size & (image_size - 1):
+            raise ValueError(f"image_size must be a power of two >= 16, got {image_size}")
+        layers: list[nn.Module] = []
+        channels, size = input_nc, image_size
+        while size > 4:
+            out = min(ndf * 8, ndf * 2 ** (len(layers) // 2))
+            layers += [nn.Conv2d(channels, out, 4, stride=2, padding=1), nn.LeakyReLU(0.2)]
+            channels, size = out, size // 2
+        self.image_size = image_size
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Linear(channels * 16, dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.ndim != 4 or x.shape[-2:] != (self.image_size, self.image_size):
+            raise ValueError(f"expected images (B, C, {self.image_size}, {self.image_size}), got {tuple(x.shape)}")
+        return self.head(self.features(x).flatten(1))
+
+
+def matching_loss(image_embedding: Tensor, text_embedding: Tensor, logit_scale: Tensor,
+                  texts: Sequence[str] | None = None) -> Tensor:
+    """Symmetric InfoNCE: each image must pick its caption among the batch's, and each caption its image.
+
+    Args:
+        image_embedding, text_embedding: `(B, D)` (normalised here).
+        logit_scale: scalar, log of the inverse temperature.
+        texts: the B captions; identical captions count as matches of each other (soft targets),
+            so a batch with repeated captions does not teach the encoders to tell them apart.
+    Returns: scalar, `log B` at chance.
+    """
+    if image_embedding.shape != text_embedding.shape or image_embedding.ndim != 2:
+        raise ValueError(f"expected two (B, D) embeddings of one shape, got {tuple(image_embedding.shape)} "
+                         f"and {tuple(text_embedding.shape)}")
+    logits = logit_scale.exp().clamp(max=100.0) * (
+        F.normalize(image_embedding, dim=1) @ F.normalize(text_embedding, dim=1).t())
+    batch = logits.shape[0]
+    if texts is not None:
+        if len(texts) != batch:
+            raise ValueError(f"got {len(texts)} texts for {batch} embeddings")
+        same = torch.tensor([[a == b for b in texts] for a in texts], dtype=logits.dtype, device=logits.device)
+        targets = same / same.sum(dim=1, keepdim=True)
+    else:
+        targets = torch.eye(batch, dtype=logits.dtype, device=logits.device)
+    return 0.5 * (F.cross_entropy(logits, targets) + F.cross_entropy(logits.t(), targets.t()))
+
+
+class ImageTextMatcher(nn.Module):
+    """An image encoder and a text encoder (with a linear projection) into one embedding space.
+
+    `text_encoder` is trained with the matcher when it is trainable (the byte encoder), else
+    only the projection learns. `dim` is the shared embedding size.
+    """
+
+    def __init__(self, text_encoder: TextEncoder, image_size: int, input_nc: int = 3, dim: int = 128,
+                 ndf: int = 32) -> None:
+        super().__init__()
+        self.text_encoder = text_encoder
+        self.image_encoder = ImageEncoder(input_nc, dim, ndf, image_size)
+        self.text_projection = nn.Linear(int(text_encoder.dim), dim)
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
+        # Matcher steps taken: kept in the checkpoint, so a resumed run knows its pretraining is done.
+        self.register_buffer("steps", torch.zeros((), dtype=torch.long))
+
+    def forward(self, images: Tensor, texts: Sequence[str]) -> Tensor:
+        """The matching loss of `images` `(B, C, S, S)` in [-1, 1] and their B captions (a scalar)."""
+        return self.loss(images, texts)
+
+    def embed_text(self, texts: Sequence[str]) -> Tensor:
+        return self.text_projection(self.text_encoder.encode(list(texts)))
+
+    def loss(self, images: Tensor, texts: Sequence[str], text_embedding: Tensor | None = None) -> Tensor:
+        """`images` `(B, C, S, S)` in [-1, 1] and their B captions -> scalar matching loss.
+        `text_embedding`: the texts' encoder output `(B, text dim)` when already computed."""
+        projected = (self.text_projection(text_embedding) if text_embedding is not None
+                     else self.embed_text(texts))
+        return matching_loss(self.image_encoder(images), projected, self.logit_scale, texts)
+
+    @torch.no_grad()
+    def accuracy(self, images: Tensor, texts: Sequence[str]) -> float:
+        """Share of images whose best-scoring caption in the batch is theirs (or an identical one)."""
+        logits = F.normalize(self.image_encoder(images), dim=1) @ F.normalize(self.embed_text(texts), dim=1).t()
+        best = logits.argmax(dim=1).tolist()
+        return sum(texts[j] == texts[i] for i, j in enumerate(best)) / len(texts)
