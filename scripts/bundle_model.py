@@ -4,6 +4,10 @@ the conversion costs: PSNR of the float16 model's outputs against the float32 mo
 Usage:
     python scripts/bundle_model.py --checkpoint runs/maps_resnet9_ngf32/checkpoints/epoch_0005.pt \
         --out weights/maps_aerial2map --data ../shared/datasets/maps --phase val --n 20
+    python scripts/bundle_model.py --checkpoint runs/shapes_t2i --out weights/shapes_text2image  # text model
+
+A text model (a text2image / textcycle weights folder or the run holding one) is stored in
+float16 the same way; its check compares generated images (text2image, fixed noise and prompts).
 """
 
 from __future__ import annotations
@@ -31,6 +35,11 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=20)
     args = parser.parse_args()
 
+    from translate.text.model import find_text_model
+
+    if find_text_model(args.checkpoint) is not None:
+        bundle_text_model(args)
+        return
     network, config = load_with_config(args.checkpoint, direction=args.direction)
     checkpoint = Path(args.checkpoint)
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)
@@ -55,6 +64,27 @@ def main() -> None:
             worst = min(worst, 10 * math.log10(1 / max(mse, 1e-20)))
         print(f"{args.dtype} vs float32 outputs on {min(args.n, len(dataset))} {args.phase} images: "
               f"worst PSNR {worst:.1f} dB")
+
+
+def bundle_text_model(args: argparse.Namespace) -> None:
+    from translate.text.model import load_text_model, save_text_model
+
+    model = load_text_model(args.checkpoint)
+    config = model.config
+    source = {**config.get("source", {}), "run": str(args.checkpoint)}
+    out = save_text_model(model.generator, model.text_encoder, args.out, kind=config["kind"],
+                          architecture=config["architecture"], text_encoder_config=config["text_encoder"],
+                          domains=config.get("domains"), source=source, dtype=getattr(torch, args.dtype))
+    size = sum(p.stat().st_size for p in out.iterdir() if p.is_file())
+    print(f"wrote {out} ({size / 1e6:.2f} MB, {args.dtype})")
+    if config["kind"] == "text2image":
+        bundled = load_text_model(out)
+        prompts = ["a large red circle on the left", "a small green square at the top", "blue triangle, center"]
+        reference = model.generate(prompts, n=4, seed=0)
+        converted = bundled.generate(prompts, n=4, seed=0)
+        mse = ((reference - converted) ** 2).mean(dim=(1, 2, 3)) / 4
+        worst = float((10 * torch.log10(1 / mse.clamp_min(1e-20))).min())
+        print(f"{args.dtype} vs float32 on {len(reference)} generated images: worst PSNR {worst:.1f} dB")
 
 
 if __name__ == "__main__":

@@ -135,3 +135,29 @@ def test_eval_prompts_are_unseen_in_training(shapes):
     assert len(set(prompts)) == 50 and not {normalize_text(p) for p in prompts} & seen
     with pytest.raises(ValueError, match="could not draw"):
         module.held_out_prompts(10, {normalize_text(p) for p in module.held_out_prompts(5000, set(), 0)}, seed=0)
+
+
+def test_float16_folder_halves_the_file_and_generates_the_same_images(shapes, tmp_path):
+    from safetensors.torch import load_file
+
+    from translate.text.model import save_text_model
+
+    run = tmp_path / "run"
+    train(make_config("text2image", overrides={**TINY, "data": str(shapes), "out": str(run), "max_steps": 1}))
+    model = load_text2image(run)
+    out = save_text_model(model.generator, model.text_encoder, tmp_path / "half", kind="text2image",
+                          architecture=model.config["architecture"], text_encoder_config=model.config["text_encoder"],
+                          dtype=torch.float16)
+    tensors = load_file(str(out / "model.safetensors"))
+    assert {v.dtype for v in tensors.values() if v.is_floating_point()} == {torch.float16}
+    full = (run / "weights" / "text2image" / "model.safetensors").stat().st_size
+    assert (out / "model.safetensors").stat().st_size < 0.6 * full
+    half = load_text2image(out)
+    prompts = ["a large red circle on the left"]
+    assert (half.generate(prompts, n=2, seed=0) - model.generate(prompts, n=2, seed=0)).abs().max() < 0.05
+    with pytest.raises(ValueError, match="dtype must be"):
+        save_text_model(model.generator, model.text_encoder, tmp_path / "x", kind="text2image",
+                        architecture={}, text_encoder_config={}, dtype=torch.int8)
+    with pytest.raises(ValueError, match="kind must be one of"):
+        save_text_model(model.generator, model.text_encoder, tmp_path / "x", kind="cyclegan",
+                        architecture={}, text_encoder_config={})

@@ -97,24 +97,32 @@ class TextTranslationModel(nn.Module):
 
 def save_text_model(generator: nn.Module, text_encoder: nn.Module, out_dir: str | Path, *, kind: str,
                     architecture: dict[str, Any], text_encoder_config: dict[str, Any],
-                    domains: dict[str, list[str]] | None = None, source: dict[str, Any] | None = None) -> Path:
+                    domains: dict[str, list[str]] | None = None, source: dict[str, Any] | None = None,
+                    dtype: torch.dtype = torch.float32) -> Path:
     """Write a text model weights folder of `kind` ("text2image" | "textcycle"), atomically (each
     file written under a temporary name, then renamed). `architecture` = {"name": ..., **its
-    constructor's arguments}; `domains` (textcycle) = {domain name: its prompts}."""
+    constructor's arguments}; `domains` (textcycle) = {domain name: its prompts}; `dtype`: how
+    floating-point tensors are stored (float16 halves the file; loading casts back to float32)."""
     if kind not in TEXT_KINDS:
         raise ValueError(f"kind must be one of {', '.join(TEXT_KINDS)}, got {kind!r}")
     if kind == TEXTCYCLE_KIND and not domains:
         raise ValueError("a textcycle model needs its domains ({name: prompts}), got none")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    tensors = {f"generator.{k}": v.detach().cpu().contiguous() for k, v in generator.state_dict().items()}
+    if dtype not in (torch.float32, torch.float16, torch.bfloat16):
+        raise ValueError(f"dtype must be torch.float32, float16 or bfloat16, got {dtype!r}")
+
+    def stored(value: Tensor) -> Tensor:
+        value = value.detach().cpu()
+        return (value.to(dtype) if value.is_floating_point() else value).contiguous()
+
+    tensors = {f"generator.{k}": stored(v) for k, v in generator.state_dict().items()}
     if getattr(text_encoder, "trainable", True):
-        tensors.update({f"text_encoder.{k}": v.detach().cpu().contiguous()
-                        for k, v in text_encoder.state_dict().items()})
+        tensors.update({f"text_encoder.{k}": stored(v) for k, v in text_encoder.state_dict().items()})
     config = {"format": "translate.weights", "format_version": 1, "toolkit_version": __version__,
               "kind": kind, "task": kind, "architecture": architecture, "text_encoder": text_encoder_config,
               "tokenizer": TOKENIZER, "normalization": {"range": [-1.0, 1.0]},
-              **({"domains": domains} if domains else {}), "source": source or {}}
+              "dtype": str(dtype).removeprefix("torch."), **({"domains": domains} if domains else {}), "source": source or {}}
     for name, write in (("model.safetensors", lambda p: save_file(tensors, str(p))),
                         ("config.json", lambda p: p.write_text(json.dumps(config, indent=2) + "\n"))):
         partial = out_dir / f".{name}.partial"
