@@ -3,6 +3,10 @@
 Usage:
     python scripts/eval_shapes.py --model runs/shapes_t2i --data /tmp/shapes [--n 200] [--seed 1] \
         [--json out.json] [--grid grid.png]
+    python scripts/eval_shapes.py --model runs/shapes_t2i/checkpoints/latest.pt --data /tmp/shapes  # mid-run
+
+`--model` is a text2image weights folder, a run directory, or one of the run's checkpoints (a
+byte-encoder run; the generator and encoder are rebuilt from the checkpoint's config).
 
 Prompts are drawn like the data set's captions (balanced attributes, every phrasing), and any
 prompt whose normalised text appears among the training captions is drawn again: the N prompts
@@ -24,7 +28,10 @@ from torchvision.utils import save_image
 
 from translate.evaluation.shapes import COLORS, POSITIONS, SHAPES, SIZES, conditioning_accuracy, make_caption
 from translate.text import normalize_text
-from translate.text.model import load_text2image
+from translate.models.conditioned import TextToImageGenerator
+from translate.text.encoders import ByteTextEncoder
+from translate.text.model import Text2ImageModel, load_text2image
+from translate.training import read_checkpoint
 
 
 def training_captions(data: Path) -> set[str]:
@@ -57,6 +64,26 @@ def held_out_prompts(n: int, seen: set[str], seed: int) -> list[str]:
     return prompts
 
 
+def load_model(path: str) -> Text2ImageModel:
+    """A text2image model from a weights folder / run directory, or from a training checkpoint."""
+    if not path.endswith(".pt"):
+        return load_text2image(path)
+    state = read_checkpoint(path)
+    config = state["config"]
+    if config["task"] != "text2image" or config["text_encoder"] != "byte":
+        raise ValueError(f"{path} is a {config['task']} / {config['text_encoder']} checkpoint; this reads "
+                         "text2image runs with the byte encoder")
+    encoder = ByteTextEncoder(dim=config["text_dim"])
+    models = state["models"]
+    encoder_state = models.get("text") or {k[len("text_encoder."):]: v for k, v in models["matcher"].items()
+                                           if k.startswith("text_encoder.")}
+    encoder.load_state_dict(encoder_state)
+    generator = TextToImageGenerator(config["noise_dim"], encoder.dim, config["ngf"], config["crop_size"],
+                                     config["output_nc"])
+    generator.load_state_dict(models["g"])
+    return Text2ImageModel(generator.eval(), encoder.eval(), {"kind": "text2image"})
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True)
@@ -69,7 +96,7 @@ def main() -> None:
 
     seen = training_captions(args.data)
     prompts = held_out_prompts(args.n, seen, args.seed)
-    model = load_text2image(args.model)
+    model = load_model(args.model)
     images = torch.cat([model.generate(prompts[i:i + 50], seed=args.seed + i) for i in range(0, len(prompts), 50)])
     scores = conditioning_accuracy(images, prompts)
     result = {"model": args.model, "prompts": len(prompts), "training_captions": len(seen), **scores,

@@ -247,6 +247,127 @@ class OrtBackend(Backend):
         return out
 
 
+class TextPromptBackend(Backend):
+    """A textcycle model with one prompt fixed, behind the image backends' call: `(B, C, H, W)` in
+    [-1, 1] -> `(B, C_out, H, W)` in [-1, 1]. The prompt is embedded (or tokenised, or looked up in
+    a baked table) once; every call feeds that row to each image of the batch.
+
+    `model`: a textcycle weights folder / run (name "torch", or "onnxruntime" through a cached
+    export whose input is the embedding) or an exported `.onnx` file (name "onnxruntime").
+    """
+
+    def __init__(self, model: Path, prompt: str, *, name: str, device: torch.device,
+                 providers: list[str] | None = None, threads: int | None = None) -> None:
+        from translate.text.model import TEXTCYCLE_KIND, load_text_model
+        from translate.text.onnx import OnnxTextModel, text_size_multiple
+
+        self.name, self.prompt, self.device = name, prompt, device
+        is_onnx = model.suffix.lower() == ".onnx"
+        torch_model = None if is_onnx else load_text_model(model, device if name == "torch" else "cpu",
+                                                           kind=TEXTCYCLE_KIND)
+        if name == "torch":
+            self.config, self.generator = torch_model.config, torch_model.generator.float()
+            self.embedding = torch_model.embed([prompt])  # (1, D)
+            self.precision, self.provider = "fp32", device.type
+            architecture = self.config["architecture"]
+            self.size_multiple = text_size_multiple(architecture)
+            self.input_channels = int(architecture.get("input_nc", 3))
+            self.output_channels = int(architecture.get("output_nc", 3))
+            return
+        self.runner = OnnxTextModel(model if is_onnx else text_onnx_copy(model), providers=providers, threads=threads)
+        # A cached export takes the embedding, computed here by the PyTorch encoder (any encoder).
+        self.text = self.runner.text_feed([prompt]) if torch_model is None else \
+            {"embedding": torch_model.embed([prompt]).cpu().numpy()}
+        self.config, self.provider = self.runner.metadata, self.runner.provider
+        self.precision = _FILE_PRECISION.get(self.config.get("precision", "float32"), "fp32")
+        self.size_multiple = self.runner.size_multiple
+        self.input_channels = int(self.config["input_channels"])
+        self.output_channels = int(self.config["output_channels"])
+
+    def __call__(self, x: Tensor) -> Tensor:
+        if self.name == "torch":
+            with torch.inference_mode():
+                return self.generator(x.float(), self.embedding.expand(len(x), -1))
+        return self.runner.run(x, {key: np.repeat(value, len(x), axis=0) for key, value in self.text.items()})
+
+    def describe(self) -> str:
+        return f"{super().describe()}, prompt {self.prompt!r}"
+
+
+def text_onnx_copy(model: Path) -> Path:
+    """Export a text model folder / run once (text input "embedding", fp32); later calls reuse the file."""
+    from translate import __version__
+    from translate.export import sha256_file
+    from translate.text.model import find_text_model
+    from translate.text.onnx import export_text_onnx
+
+    folder = find_text_model(model)
+    if folder is None:
+        raise FileNotFoundError(f"no text model weights folder at {str(model)!r}")
+    digest = sha256_file(folder / "model.safetensors")[:16]
+    path = cache_dir() / "onnx" / f"{digest}-text-embedding-fp32-v{__version__}.onnx"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        logger.info("exporting %s to %s (once; later runs reuse it)", model, path)
+        export_text_onnx(folder, path, text_input="embedding")
+    return path
+
+
+def text_model_info(path: Path) -> tuple[str, dict[str, list[str]]] | None:
+    """(kind, domains) of a text model folder, run or exported `.onnx` file; None for image models."""
+    import json
+
+    from translate.text.model import TEXT_KINDS, find_text_model
+
+    if path.suffix.lower() == ".onnx":
+        from translate.export import read_onnx_metadata
+
+        metadata = read_onnx_metadata(path)
+        return (metadata["kind"], metadata.get("domains") or {}) if metadata.get("kind") in TEXT_KINDS else None
+    folder = find_text_model(path)
+    if folder is None:
+        return None
+    config = json.loads((folder / "config.json").read_text())
+    return config["kind"], config.get("domains") or {}
+
+
+def _text_backend(path: Path, prompt: str | None, *, backend: str | None, precision: str, device: torch.device,
+                  provider: str | None, threads: int | None) -> Backend:
+    """The checked TextPromptBackend for `make_backend` (see there)."""
+    from translate.text.model import TEXTCYCLE_KIND
+
+    info = text_model_info(path)
+    if info is None:
+        raise ValueError(f"--prompt {prompt!r} applies to text-guided (textcycle) models; {str(path)!r} holds an "
+                         "image-only generator: drop --prompt")
+    kind, domains = info
+    if kind != TEXTCYCLE_KIND:
+        raise ValueError(f"{str(path)!r} is a {kind} model (noise + caption -> image), it does not translate "
+                         f"images: make images with `translate generate --model {path} --prompt ...`")
+    if prompt is None or not prompt.strip():
+        listing = "; ".join(f"{name}: {', '.join(map(repr, prompts))}" for name, prompts in domains.items())
+        raise ValueError(f"{str(path)!r} is a text-guided textcycle model: pass --prompt naming what to translate "
+                         f"to, e.g. a prompt of its domains ({listing or 'none recorded'})")
+    is_onnx = path.suffix.lower() == ".onnx"
+    file_precision = None
+    if is_onnx:
+        from translate.export import read_onnx_metadata
+
+        file_precision = _FILE_PRECISION.get(read_onnx_metadata(path).get("precision", "float32"), "fp32")
+    if precision not in ("auto", "fp32", file_precision):
+        raise ValueError(f"--precision {precision}: text models run in fp32 here (fp16, bf16 and int8 are not "
+                         "wired for them); use --precision fp32 or auto (for fp16, `translate export MODEL "
+                         "out.onnx --half` and convert with that file)")
+    name = choose_backend(backend, is_onnx=is_onnx, precision="fp32", device=device)
+    if name == "torch":
+        if provider not in (None, "auto"):
+            raise ValueError(f"--provider {provider} applies to ONNX Runtime; drop it or use --backend onnxruntime")
+        return TextPromptBackend(path, prompt, name="torch", device=device)
+    device = torch.device("cpu") if device.type == "mps" else device
+    return TextPromptBackend(path, prompt, name="onnxruntime", device=torch.device("cpu"),
+                             providers=resolve_providers(provider, device), threads=threads)
+
+
 def _provider_entry(name: str, device: torch.device, precision: str) -> str | tuple[str, dict[str, Any]]:
     if name == PROVIDERS["tensorrt"]:
         # TensorRT builds an engine per input shape (minutes): keep them across runs.
@@ -275,7 +396,8 @@ def onnx_copy(model: Path, *, direction: str | None, precision: str) -> Path:
 
 def make_backend(model: str | Path, *, backend: str | None = "auto", precision: str = "auto",
                  device: str = "auto", provider: str | None = None, direction: str | None = None,
-                 threads: int | None = None, calibration: Sequence[Path] | None = None) -> Backend:
+                 threads: int | None = None, calibration: Sequence[Path] | None = None,
+                 prompt: str | None = None) -> Backend:
     """Load `model` for inference.
 
     Args:
@@ -291,6 +413,8 @@ def make_backend(model: str | Path, *, backend: str | None = "auto", precision: 
         threads: ONNX Runtime intra-op threads (default: its own choice, one per physical core).
         calibration: images for int8 quantisation (needed for precision int8; with auto on a CPU
             with VNNI they make int8 the choice).
+        prompt: what a textcycle model (folder, run or its `.onnx`) translates to; required for
+            those, refused for image models. Text models run in fp32 (or an .onnx file's precision).
 
     Raises:
         ValueError: a choice outside the lists above, or a combination that cannot run (bf16 on
@@ -305,6 +429,9 @@ def make_backend(model: str | Path, *, backend: str | None = "auto", precision: 
     path = resolve_model(model)
     is_onnx = path.suffix.lower() == ".onnx"
     torch_device = pick_device(device)
+    if prompt is not None or text_model_info(path) is not None:
+        return _text_backend(path, prompt, backend=backend, precision=precision, device=torch_device,
+                             provider=provider, threads=threads)
     int8_possible = bool(calibration) and not is_onnx and backend in ("auto", "onnxruntime")
     wanted = resolve_precision(precision, torch_device, int8_possible=int8_possible)
     name = choose_backend(backend, is_onnx=is_onnx, precision=wanted, device=torch_device)

@@ -158,13 +158,13 @@ def _progress_printer(every_s: float = 30.0):
 
 @app.command()
 def train(
-    task: Optional[str] = typer.Argument(None, help="cyclegan | pix2pix | text2image (omit with --resume)."),
+    task: Optional[str] = typer.Argument(None, help="cyclegan | pix2pix | text2image | textcycle (omit with --resume)."),
     data: Optional[Path] = typer.Option(None, "--data", help="Data root (see docs/data.md)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Run directory to create."),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this directory."),
     config: Optional[Path] = typer.Option(None, "--config", help="YAML file of options; flags override it."),
-    netG: Optional[str] = typer.Option(None, "--netG", help="resnet_9blocks | resnet_6blocks | unet_256 | unet_128."),
-    netD: Optional[str] = typer.Option(None, "--netD", help="basic | n_layers | pixel."),
+    netG: Optional[str] = typer.Option(None, "--netG", help="resnet_9blocks | resnet_6blocks | unet_256 | unet_128 (textcycle: text_resnet_6blocks | text_resnet_9blocks | text_unet_128 | text_unet_256)."),
+    netD: Optional[str] = typer.Option(None, "--netD", help="basic | n_layers | pixel (text2image, textcycle: projection)."),
     ngf: Optional[int] = typer.Option(None, "--ngf", help="Generator filters in the first layer [64]."),
     ndf: Optional[int] = typer.Option(None, "--ndf", help="Discriminator filters in the first layer [64]."),
     n_layers_D: Optional[int] = typer.Option(None, "--n-layers-D", help="Layers of netD n_layers [3]."),
@@ -185,14 +185,16 @@ def train(
     name_a: Optional[str] = typer.Option(None, "--name-a", help="Display name of domain A."),
     name_b: Optional[str] = typer.Option(None, "--name-b", help="Display name of domain B."),
     gan_mode: Optional[str] = typer.Option(None, "--gan-mode", help="lsgan | vanilla | wgangp | hinge."),
-    lambda_A: Optional[float] = typer.Option(None, "--lambda-A", help="Cycle loss weight A->B->A [10]."),
+    lambda_A: Optional[float] = typer.Option(None, "--lambda-A", help="Cycle loss weight A->B->A (textcycle: the cycle weight) [10]."),
     lambda_B: Optional[float] = typer.Option(None, "--lambda-B", help="Cycle loss weight B->A->B [10]."),
     lambda_identity: Optional[float] = typer.Option(None, "--lambda-identity", help="Identity loss weight [0.5]."),
     lambda_L1: Optional[float] = typer.Option(None, "--lambda-L1", help="pix2pix L1 weight [100]."),
     pool_size: Optional[int] = typer.Option(None, "--pool-size", help="Fake image history size [50; pix2pix 0]."),
-    text_encoder: Optional[str] = typer.Option(None, "--text-encoder", help="text2image: byte (trained with the GAN) | minilm | clip."),
-    text_dim: Optional[int] = typer.Option(None, "--text-dim", help="text2image: embedding size of the byte encoder [128]."),
+    text_encoder: Optional[str] = typer.Option(None, "--text-encoder", help="text2image, textcycle: byte (trained with the GAN) | minilm | clip."),
+    text_dim: Optional[int] = typer.Option(None, "--text-dim", help="text2image, textcycle: embedding size of the byte encoder [128]."),
     noise_dim: Optional[int] = typer.Option(None, "--noise-dim", help="text2image: noise vector size [100]."),
+    pretrain_text_steps: Optional[int] = typer.Option(None, "--pretrain-text-steps", help="text2image: first steps train only an image-text matcher (and the byte encoder) on the real images [1000; 0: encoder trained with D]."),
+    lambda_match: Optional[float] = typer.Option(None, "--lambda-match", help="text2image: weight of the frozen matcher's loss on the generator's images [1.0]."),
     lr: Optional[float] = typer.Option(None, "--lr", help="Adam learning rate [2e-4]."),
     beta1: Optional[float] = typer.Option(None, "--beta1", help="Adam beta1 [0.5]."),
     lr_policy: Optional[str] = typer.Option(None, "--lr-policy", help="linear | cosine | constant."),
@@ -206,7 +208,8 @@ def train(
     sample_every: Optional[int] = typer.Option(None, "--sample-every", help="Sample grid every K steps [500]."),
     save_epoch_freq: Optional[int] = typer.Option(None, "--save-epoch-freq", help="Keep a checkpoint every K epochs [5]."),
 ) -> None:
-    """Train a CycleGAN (unpaired), pix2pix (paired) or text2image (captioned) model, or --resume a run."""
+    """Train a CycleGAN (unpaired), pix2pix (paired), text2image (captioned) or textcycle (domain folders with
+    prompts) model, or --resume a run."""
     import os
 
     from translate.training import NonFiniteLossError, load_yaml_config, make_config, read_checkpoint
@@ -227,7 +230,7 @@ def train(
             cfg = make_config(base["task"], base=base, overrides=overrides)
         else:
             if task is None:
-                _fail("name a task (cyclegan, pix2pix or text2image), or pass --resume RUN_DIR")
+                _fail("name a task (cyclegan, pix2pix, text2image or textcycle), or pass --resume RUN_DIR")
             base = load_yaml_config(config) if config is not None else None
             cfg = make_config(task, base=base, overrides=overrides)
             if not cfg.data or not cfg.out:
@@ -318,6 +321,7 @@ def convert(
     shard: Optional[str] = typer.Option(None, "--shard", help="I/N: convert shard I (from 0) of N; default RANK/WORLD_SIZE under torchrun."),
     report: Optional[Path] = typer.Option(None, "--report", help="JSON report path (default OUTPUT_DIR/convert_report.json)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Redo outputs that already exist."),
+    prompt: Optional[str] = typer.Option(None, "--prompt", help="textcycle models: what to translate to (e.g. \"map\"); embedded once."),
 ) -> None:
     """Translate every image of a folder at full resolution: decoding, inference and encoding overlap.
 
@@ -331,7 +335,7 @@ def convert(
                                  workers=workers, fmt=fmt, quality=quality, png_compression=png_compression,
                                  overwrite=overwrite, resize=resize,
                                  tile=tile, overlap=overlap, max_pixels=max_pixels, shard=shard,
-                                 report=report, on_progress=update)
+                                 report=report, on_progress=update, prompt=prompt)
     except (ValueError, FileNotFoundError) as error:
         close()
         _fail(str(error))
@@ -348,20 +352,25 @@ def convert(
 
 @app.command()
 def generate(
-    model: Path = typer.Option(..., "--model", help="A text2image weights folder or run directory."),
+    model: Path = typer.Option(..., "--model", help="A text2image weights folder, run directory or exported .onnx file."),
     prompt: list[str] = typer.Option(..., "--prompt", help="What to draw; repeat for several prompts."),
     n: int = typer.Option(1, "-n", "--n", help="Images per prompt."),
     out: Path = typer.Option(Path("generated"), "--out", help="Folder for the PNG files."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Noise seed, for repeatable images."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | mps."),
 ) -> None:
-    """Generate images from captions with a text2image model."""
+    """Generate images from captions with a text2image model (PyTorch weights or its .onnx export)."""
     from translate.inference import to_pil
     from translate.text.model import load_text2image
     from translate.training.distributed import pick_device
 
     try:
-        t2i = load_text2image(model, device=pick_device(device))
+        if model.suffix.lower() == ".onnx":
+            from translate.text.onnx import OnnxTextModel
+
+            t2i = OnnxTextModel(model)
+        else:
+            t2i = load_text2image(model, device=pick_device(device))
         images = t2i.generate(list(prompt), n=n, seed=seed)
     except (ValueError, FileNotFoundError) as error:
         _fail(str(error))
@@ -414,25 +423,42 @@ def export_command(
     half: bool = typer.Option(False, "--half", help="float16 weights and compute (io stays as --io)."),
     io: str = typer.Option("float", "--io", help="float: NCHW float32 in [-1, 1] | uint8: NHWC uint8 images."),
     opset: Optional[int] = typer.Option(None, "--opset", help="ONNX opset, 17-20 [20]."),
+    text_input: Optional[str] = typer.Option(None, "--text-input", help="Text models: ids (byte encoder in the graph) [default] | embedding (embeddings in; a byte encoder goes to OUT.text_encoder.onnx)."),
+    bake_prompts: Optional[list[str]] = typer.Option(None, "--bake-prompts", help="Text models: store this prompt's embedding; input prompt_index. Repeat for several."),
+    bake_from_domains: bool = typer.Option(False, "--bake-prompts-from-domains", help="Text models: bake every prompt of the model's domains."),
 ) -> None:
-    """Export one generator to ONNX (dynamic batch/height/width), then check it against PyTorch."""
+    """Export one generator (or a text model with its text encoder) to ONNX, then check it against PyTorch."""
     from translate.export import DEFAULT_OPSET, ExportParityError, export_onnx
+    from translate.text.onnx import TextExportReport, TextParityCase
+
+    def case_text(case) -> str:
+        if not isinstance(case, TextParityCase):
+            return f"batch {case.batch} {case.height}x{case.width}"
+        where = "text encoder " if case.part == "text_encoder" else ""
+        size = f" {case.height}x{case.width}" if case.height else ""
+        return f"{where}batch {case.batch}{size}{f' length {case.length}' if case.length else ''}"
 
     try:
         report = export_onnx(model, out, direction=direction, half=half, io=io,
-                             opset=DEFAULT_OPSET if opset is None else opset)
+                             opset=DEFAULT_OPSET if opset is None else opset, text_input=text_input,
+                             bake_prompts=bake_prompts or None, bake_domain_prompts=bake_from_domains)
     except ExportParityError as error:
         for case in error.report.cases:
-            typer.echo(f"batch {case.batch} {case.height}x{case.width}: max abs error {case.max_abs_error:.3g}")
+            typer.echo(f"{case_text(case)}: max abs error {case.max_abs_error:.3g}")
         typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
         raise typer.Exit(code=1)
     except (ValueError, FileNotFoundError) as error:
         _fail(str(error))
     unit = " levels" if report.io == "uint8" else ""
     for case in report.cases:
-        typer.echo(f"batch {case.batch} {case.height}x{case.width}: max abs error {case.max_abs_error:.3g}{unit}")
+        in_levels = not isinstance(case, TextParityCase) or case.part == "model"
+        typer.echo(f"{case_text(case)}: max abs error {case.max_abs_error:.3g}{unit if in_levels else ''}")
     typer.echo(f"wrote {report.path} ({report.precision}, io {report.io}, opset {report.opset}); "
                f"max abs error {report.max_abs_error:.3g}{unit} (bound {report.tolerance:g}{unit})")
+    if isinstance(report, TextExportReport) and report.text_encoder_path is not None:
+        typer.echo(f"wrote the text encoder (ids, mask -> embedding) to {report.text_encoder_path}")
+    if isinstance(report, TextExportReport) and report.text_input == "baked":
+        typer.echo(f"baked prompts, in prompt_index order: {report.metadata['baked_prompts']}")
 
 
 @app.command("info")
@@ -446,13 +472,14 @@ def info_command(
     from translate.export import read_onnx_metadata
     from translate.weights import read_model_config
 
+    from translate.text.model import find_text_model
+
     try:
-        text2image = model / "weights" / "text2image" if (model / "weights" / "text2image").is_dir() else model
+        text_folder = find_text_model(model)
         if model.suffix.lower() == ".onnx":
             info = read_onnx_metadata(model)
-        elif (text2image / "config.json").is_file() and \
-                json.loads((text2image / "config.json").read_text()).get("kind") == "text2image":
-            info = json.loads((text2image / "config.json").read_text())
+        elif text_folder is not None:
+            info = json.loads((text_folder / "config.json").read_text())
         else:
             info = read_model_config(model, direction=direction)
     except (ValueError, FileNotFoundError) as error:

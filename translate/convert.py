@@ -63,6 +63,7 @@ class ConvertSummary:
     seconds: float = 0.0  # converting, after the model is ready
     setup_seconds: float = 0.0  # loading the model (and exporting / quantising it the first time)
     report: Path | None = None
+    prompt: str | None = None  # what a textcycle model translated to
 
     @property
     def images_per_s(self) -> float:
@@ -252,7 +253,8 @@ def convert_folder(input_dir: str | Path, output_dir: str | Path, model: str | P
                    resize: str | tuple[int, int] | int | None = None,
                    tile: int | None = None, overlap: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS,
                    shard: str | tuple[int, int] | None = None, report: str | Path | None = None,
-                   on_progress: Callable[[ConvertProgress], None] | None = None) -> ConvertSummary:
+                   on_progress: Callable[[ConvertProgress], None] | None = None,
+                   prompt: str | None = None) -> ConvertSummary:
     """Translate every image under `input_dir` (recursively) into `output_dir`, same relative paths.
 
     Args:
@@ -273,6 +275,8 @@ def convert_folder(input_dir: str | Path, output_dir: str | Path, model: str | P
         shard: "I/N" or (I, N): convert only shard I of N (default: RANK / WORLD_SIZE under torchrun).
         report: JSON report path (default: `output_dir/convert_report[.shardIofN].json`).
         on_progress: called with a ConvertProgress after each image.
+        prompt: what a textcycle model translates to (required for one, refused for image models);
+            embedded once and fed with every batch. Text models run in fp32.
 
     Raises:
         ValueError / FileNotFoundError: bad arguments, a missing input folder, no images, or an
@@ -299,11 +303,11 @@ def convert_folder(input_dir: str | Path, output_dir: str | Path, model: str | P
     # the same for every shard, so all shards quantise alike).
     step = max(1, len(all_sources) // 20)
     runner = make_backend(model, backend=backend, precision=precision, device=device, provider=provider,
-                          direction=direction, calibration=all_sources[::step][:20])
+                          direction=direction, calibration=all_sources[::step][:20], prompt=prompt)
     if tile is not None:
         _check_tile(tile, overlap, runner.size_multiple)
 
-    summary = ConvertSummary(backend=runner.describe(), precision=runner.precision)
+    summary = ConvertSummary(backend=runner.describe(), precision=runner.precision, prompt=prompt)
     setup_seconds = time.perf_counter() - started
     started = time.perf_counter()  # images/s counts the conversion, not the one-time export / quantisation
     todo: list[Path] = []
@@ -405,7 +409,7 @@ def _write_report(summary: ConvertSummary, output_dir: Path, input_dir: Path, mo
     path = Path(report) if report is not None else output_dir / name
     content = {
         "input": str(input_dir), "output": str(output_dir), "model": str(model),
-        "backend": summary.backend, "precision": summary.precision,
+        "backend": summary.backend, "precision": summary.precision, "prompt": summary.prompt,
         "shard": None if shard is None else f"{shard[0]}/{shard[1]}",
         "converted": len(summary.converted), "skipped": len(summary.skipped), "failed": len(summary.failed),
         "setup_seconds": round(summary.setup_seconds, 3),

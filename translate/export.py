@@ -71,8 +71,10 @@ PARITY_TOLERANCES: dict[tuple[str, str], float] = {
 ONNX_FORMAT = "translate.onnx"
 ONNX_FORMAT_VERSION = 1
 INPUT_NAME, OUTPUT_NAME = "input", "output"
-_JSON_KEYS = ("architecture", "domains", "normalization", "parity_cases")
-_INT_KEYS = ("format_version", "input_channels", "output_channels", "size_multiple", "opset")
+# Text models (translate.text.onnx) add their own keys to the same metadata.
+_JSON_KEYS = ("architecture", "domains", "normalization", "parity_cases", "text_encoder", "baked_prompts", "inputs")
+_INT_KEYS = ("format_version", "input_channels", "output_channels", "size_multiple", "opset", "embedding_dim",
+             "max_length", "pad_id", "bos_id", "eos_id", "noise_dim", "image_size")
 _FLOAT_KEYS = ("parity_max_abs_error", "parity_tolerance")
 
 
@@ -250,8 +252,13 @@ def _check_options(io: str, opset: int, half: bool) -> None:
 def export_onnx(model: str | Path, out_path: str | Path, *, direction: str | None = None,
                 half: bool = False, io: str = "float", opset: int = DEFAULT_OPSET, check: bool = True,
                 parity_sizes: Sequence[tuple[int, int]] | None = None,
-                parity_batches: Sequence[int] = (1, 2), seed: int = 0) -> ExportReport:
+                parity_batches: Sequence[int] = (1, 2), seed: int = 0, text_input: str | None = None,
+                bake_prompts: Sequence[str] | None = None, bake_domain_prompts: bool = False) -> ExportReport:
     """Export one generator of `model` to `out_path` (.onnx) and check it against PyTorch.
+
+    A text model (text2image / textcycle folder or run) goes to `translate.text.onnx.export_text_onnx`
+    with `text_input` ("ids" by default | "embedding"), `bake_prompts` and `bake_domain_prompts`
+    (parity there runs batch 1 and 3, so `parity_batches` does not apply).
 
     Args:
         model: a weights folder, a run directory or a training checkpoint (see `translate.load`).
@@ -276,10 +283,22 @@ def export_onnx(model: str | Path, out_path: str | Path, *, direction: str | Non
     """
     import onnx
 
+    from translate.text.model import find_text_model
     from translate.weights import load_with_config, source_file
 
     _check_options(io, opset, half)
     model, out_path = Path(model), Path(out_path)
+    if model.suffix.lower() != ".onnx" and find_text_model(model) is not None:
+        if direction is not None:
+            raise ValueError(f"--direction {direction} applies to CycleGAN runs; a text model has one generator")
+        from translate.text.onnx import export_text_onnx
+
+        return export_text_onnx(model, out_path, text_input=text_input or "ids", bake_prompts=bake_prompts,
+                                bake_domain_prompts=bake_domain_prompts, half=half, io=io, opset=opset, check=check,
+                                parity_sizes=parity_sizes, seed=seed)
+    if text_input is not None or bake_prompts or bake_domain_prompts:
+        raise ValueError(f"--text-input and --bake-prompts apply to text models (text2image, textcycle); "
+                         f"{str(model)!r} holds an image generator: drop them")
     network, config = load_with_config(model, direction=direction, device="cpu")
     if config.get("kind") != "generator":
         raise ValueError(f"{str(model)!r} holds a {config.get('kind')}; only generators are exported")
