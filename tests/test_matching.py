@@ -67,3 +67,53 @@ def test_matcher_learns_to_tell_colours_apart():
         loss.backward()
         optimizer.step()
     assert loss.item() < 0.2 and matcher.accuracy(images, texts) == 1.0
+
+
+def test_caption_bank_keeps_the_last_distinct_captions():
+    from translate.text.matching import CaptionBank
+
+    bank = CaptionBank(size=3)
+    bank.add(["a", "b", "a"], torch.arange(3.0)[:, None])
+    assert bank.texts == ["a", "b"] and bank.embeddings.flatten().tolist() == [0.0, 1.0]
+    bank.add(["b", "c", "d"], torch.tensor([[5.0], [6.0], [7.0]]))
+    assert bank.texts == ["b", "c", "d"] and bank.embeddings.flatten().tolist() == [1.0, 6.0, 7.0]
+    restored = CaptionBank()
+    restored.load_state_dict(bank.state_dict())
+    assert restored.texts == bank.texts and torch.equal(restored.embeddings, bank.embeddings) and restored.size == 3
+    with pytest.raises(ValueError, match="size must be >= 1, got 0"):
+        CaptionBank(0)
+
+
+def test_image_to_text_loss_counts_equal_captions_as_right():
+    from translate.text.matching import image_to_text_loss
+
+    scale = torch.tensor(math.log(100.0))
+    images = torch.eye(2, 4)
+    texts = torch.eye(4)
+    texts[2] = texts[0]  # the same caption twice among the candidates, same embedding
+    # image 0 is "x" (candidates 0 and 2), image 1 is "y": the best split is 50/50 over the two "x",
+    # which is the target, so the loss is the targets' entropy (log 2 for image 0, 0 for image 1).
+    loss = image_to_text_loss(images, ["x", "y"], texts, ["x", "y", "x", "z"], scale)
+    assert loss.item() == pytest.approx(0.5 * math.log(2), abs=1e-3)
+    assert image_to_text_loss(images, ["x", "y"], torch.eye(4), ["x", "y", "w", "z"], scale).item() < 1e-3
+    with pytest.raises(ValueError, match="must be among the candidates"):
+        image_to_text_loss(images, ["x", "q"], texts, ["x", "y", "w", "z"], scale)
+
+
+def test_bank_loss_sees_hard_negatives_the_batch_lacks():
+    """A colour the batch does not hold still counts against an image once it is in the bank."""
+    from translate.text.matching import CaptionBank
+
+    torch.manual_seed(0)
+    matcher = ImageTextMatcher(build_text_encoder("byte", dim=8, layers=1, heads=2), image_size=16, dim=8, ndf=4)
+    images = torch.randn(2, 3, 16, 16)
+    texts = ["a red square", "a blue circle"]
+    embedding = matcher.text_encoder.encode(texts)
+    bank = CaptionBank(8)
+    alone = matcher.bank_loss(images, texts, embedding, bank)
+    assert bank.texts == texts
+    bank.add(["an orange square", "a green circle"], matcher.text_encoder.encode(["an orange square", "a green circle"]))
+    with_bank = matcher.bank_loss(images, texts, embedding, bank)
+    assert with_bank.item() > alone.item()  # more candidates to tell apart
+    with_bank.backward()
+    assert matcher.image_encoder.head.weight.grad is not None

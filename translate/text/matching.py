@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from translate.text.encoders import TextEncoder
 
-__all__ = ["ImageEncoder", "ImageTextMatcher", "matching_loss"]
+__all__ = ["CaptionBank", "ImageEncoder", "ImageTextMatcher", "image_to_text_loss", "matching_loss"]
 
 
 class ImageEncoder(nn.Module):
@@ -82,6 +82,61 @@ def matching_loss(image_embedding: Tensor, text_embedding: Tensor, logit_scale: 
     return 0.5 * (F.cross_entropy(logits, targets) + F.cross_entropy(logits.t(), targets.t()))
 
 
+def image_to_text_loss(image_embedding: Tensor, texts: Sequence[str], text_embedding: Tensor,
+                       candidates: Sequence[str], logit_scale: Tensor) -> Tensor:
+    """Cross-entropy of each image picking its caption among `candidates` (captions equal to its
+    own all count as right).
+
+    Args:
+        image_embedding: `(B, D)`; texts: its B captions.
+        text_embedding: `(N, D)`, the embeddings of `candidates` (N strings, including the B captions).
+    Returns: scalar, `log N` at chance.
+    """
+    if text_embedding.shape[0] != len(candidates) or image_embedding.shape[0] != len(texts):
+        raise ValueError(f"got {len(texts)} texts for {image_embedding.shape[0]} images and {len(candidates)} "
+                         f"candidates for {text_embedding.shape[0]} embeddings")
+    logits = logit_scale.exp().clamp(max=100.0) * (
+        F.normalize(image_embedding, dim=1) @ F.normalize(text_embedding, dim=1).t())
+    same = torch.tensor([[a == b for b in candidates] for a in texts], dtype=logits.dtype, device=logits.device)
+    if not bool((same.sum(dim=1) > 0).all()):
+        raise ValueError("every image's caption must be among the candidates")
+    return F.cross_entropy(logits, same / same.sum(dim=1, keepdim=True))
+
+
+class CaptionBank:
+    """The last `size` distinct captions seen, with their (frozen) text embeddings: negatives for
+    `image_to_text_loss` beyond the batch (MoCo's queue). Random in-batch captions rarely differ
+    from a caption in one word only, so a generator can match them with the wrong colour; among
+    a thousand captions the ones that differ only by the colour are there too."""
+
+    def __init__(self, size: int = 1024) -> None:
+        if size < 1:
+            raise ValueError(f"size must be >= 1, got {size}")
+        self.size = size
+        self.texts: list[str] = []
+        self.embeddings: Tensor | None = None
+
+    def add(self, texts: Sequence[str], embeddings: Tensor) -> None:
+        """Append the new ones of `texts` (B strings) with `embeddings` `(B, D)`, dropping the oldest."""
+        known = set(self.texts)
+        keep = [i for i, text in enumerate(texts) if text not in known and text not in texts[:i]]
+        if not keep:
+            return
+        new = embeddings.detach()[keep]
+        self.texts = (self.texts + [texts[i] for i in keep])[-self.size:]
+        stacked = new if self.embeddings is None else torch.cat([self.embeddings.to(new.device), new])
+        self.embeddings = stacked[-self.size:]
+
+    def state_dict(self) -> dict[str, object]:
+        return {"size": self.size, "texts": list(self.texts),
+                "embeddings": None if self.embeddings is None else self.embeddings.cpu()}
+
+    def load_state_dict(self, state: dict[str, object], device: torch.device | None = None) -> None:
+        self.size, self.texts = int(state["size"]), list(state["texts"])  # type: ignore[arg-type]
+        embeddings = state["embeddings"]
+        self.embeddings = None if embeddings is None else embeddings.to(device)  # type: ignore[union-attr]
+
+
 class ImageTextMatcher(nn.Module):
     """An image encoder and a text encoder (with a linear projection) into one embedding space.
 
@@ -112,6 +167,18 @@ class ImageTextMatcher(nn.Module):
         projected = (self.text_projection(text_embedding) if text_embedding is not None
                      else self.embed_text(texts))
         return matching_loss(self.image_encoder(images), projected, self.logit_scale, texts)
+
+    def bank_loss(self, images: Tensor, texts: Sequence[str], text_embedding: Tensor, bank: CaptionBank) -> Tensor:
+        """`image_to_text_loss` of `images` against their captions plus the bank's (then adds
+        the captions to the bank). `text_embedding`: the captions' encoder output `(B, text dim)`."""
+        candidates, embeddings = list(texts), text_embedding
+        if bank.embeddings is not None:
+            candidates += bank.texts
+            embeddings = torch.cat([text_embedding, bank.embeddings.to(text_embedding.device)])
+        loss = image_to_text_loss(self.image_encoder(images), texts, self.text_projection(embeddings), candidates,
+                                  self.logit_scale)
+        bank.add(texts, text_embedding)
+        return loss
 
     @torch.no_grad()
     def accuracy(self, images: Tensor, texts: Sequence[str]) -> float:

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from translate.models.conditioned import ProjectionDiscriminator, TextToImageGenerator, matching_aware_d_loss
 from translate.models.networks import init_weights
 from translate.text import build_text_encoder
-from translate.text.matching import ImageTextMatcher
+from translate.text.matching import CaptionBank, ImageTextMatcher
 from translate.training.config import TrainConfig
 from translate.training.steps import TaskStep, Wrap, set_requires_grad, unwrap
 
@@ -79,6 +79,7 @@ class Text2ImageStep(TaskStep):
             self.optimizers["match"] = torch.optim.Adam(
                 [p for p in self.matcher.parameters() if p.requires_grad], lr=5 * c.lr, betas=(0.9, 0.999))
         self._matcher_frozen = False
+        self.caption_bank = CaptionBank(c.match_bank) if c.match_bank > 0 else None
         self._visuals: list[Tensor] = []
 
     def _pretraining(self) -> bool:
@@ -137,13 +138,27 @@ class Text2ImageStep(TaskStep):
         loss_g = loss_g_gan
         if self.matcher is not None and self.config.lambda_match > 0:
             with self.autocast():
-                loss_match = unwrap(self.matcher).loss(fake, texts, text_embedding=cond)
+                if self.caption_bank is not None:
+                    loss_match = unwrap(self.matcher).bank_loss(fake, texts, cond, self.caption_bank)
+                else:
+                    loss_match = unwrap(self.matcher).loss(fake, texts, text_embedding=cond)
             loss_g = loss_g + self.config.lambda_match * loss_match
             losses["G_match"] = loss_match.detach()
         self._backward_and_step(loss_g, self.optimizers["g"])
 
         self._visuals = [real, fake.detach()]
         return losses
+
+    def state_dict(self) -> dict[str, Any]:
+        state = super().state_dict()
+        if self.caption_bank is not None:
+            state["caption_bank"] = self.caption_bank.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        if self.caption_bank is not None and state.get("caption_bank") is not None:
+            self.caption_bank.load_state_dict(state["caption_bank"], self.device)
 
     def generator_specs(self) -> dict[str, dict[str, Any]]:
         return {}  # saved as a text2image folder by the loop (generator + text encoder)
