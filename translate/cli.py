@@ -194,6 +194,7 @@ def train(
     text_dim: Optional[int] = typer.Option(None, "--text-dim", help="text2image, textcycle: embedding size of the byte encoder [128]."),
     noise_dim: Optional[int] = typer.Option(None, "--noise-dim", help="text2image: noise vector size [100]."),
     pretrain_text_steps: Optional[int] = typer.Option(None, "--pretrain-text-steps", help="text2image: first steps train only an image-text matcher (and the byte encoder) on the real images [1000; 0: encoder trained with D]."),
+    match_bank: Optional[int] = typer.Option(None, "--match-bank", help="text2image: the matching loss compares each image with its caption and the last N distinct captions [1024; 0: the batch only]."),
     lambda_match: Optional[float] = typer.Option(None, "--lambda-match", help="text2image: weight of the frozen matcher's loss on the generator's images [1.0]."),
     lr: Optional[float] = typer.Option(None, "--lr", help="Adam learning rate [2e-4]."),
     beta1: Optional[float] = typer.Option(None, "--beta1", help="Adam beta1 [0.5]."),

@@ -17,9 +17,13 @@ import yaml
 from translate.data.transforms import PREPROCESS_MODES
 from translate.models import INIT_TYPES, NORMS, discriminator_names, generator_names, size_multiple
 
-TASKS = ("cyclegan", "pix2pix", "text2image")
+TASKS = ("cyclegan", "pix2pix", "text2image", "textcycle")
 TEXT2IMAGE_GENERATORS = ("text2image",)
 TEXT2IMAGE_DISCRIMINATORS = ("projection",)
+# textcycle generator -> the multiple its image sides must be (translate.training.textcycle builds them).
+TEXTCYCLE_GENERATORS: dict[str, int] = {"text_resnet_6blocks": 4, "text_resnet_9blocks": 4, "text_unet_128": 128,
+                                        "text_unet_256": 256}
+TEXTCYCLE_DISCRIMINATORS = ("projection",)
 GAN_MODES = ("lsgan", "vanilla", "wgangp", "hinge")
 DIRECTIONS = ("AtoB", "BtoA")
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -67,6 +71,13 @@ class TrainConfig:
     text_encoder: str = "byte"
     text_dim: int = 128
     noise_dim: int = 100
+    # image-text matching (text2image): the text encoder's pretraining steps on the real
+    # captioned images, then the weight of the frozen matcher's loss on the generator's images
+    pretrain_text_steps: int = 0
+    lambda_match: float = 0.0
+    # generator's matching loss: each image against its caption and the last N distinct captions
+    # (0: the batch's captions only)
+    match_bank: int = 0
     # optimisation and schedule
     lr: float = 2e-4
     beta1: float = 0.5
@@ -92,20 +103,26 @@ class TrainConfig:
         _check_choice("lr_policy", self.lr_policy, LR_POLICIES)
         # Checked here too (the builders check again) so a typo fails before any data is read.
         text = self.task == "text2image"
-        _check_choice("netG", self.netG, TEXT2IMAGE_GENERATORS if text else tuple(generator_names()))
-        _check_choice("netD", self.netD, TEXT2IMAGE_DISCRIMINATORS if text else tuple(discriminator_names()))
+        textcycle = self.task == "textcycle"
+        generators, discriminators = ((TEXT2IMAGE_GENERATORS, TEXT2IMAGE_DISCRIMINATORS) if text else
+                                      (tuple(TEXTCYCLE_GENERATORS), TEXTCYCLE_DISCRIMINATORS) if textcycle else
+                                      (tuple(generator_names()), tuple(discriminator_names())))
+        _check_choice("netG", self.netG, generators)
+        _check_choice("netD", self.netD, discriminators)
         _check_choice("norm", self.norm, NORMS)
         _check_choice("init_type", self.init_type, INIT_TYPES)
         _check_choice("preprocess", self.preprocess, PREPROCESS_MODES)
-        if text:
-            from translate.models.conditioned import TEXT2IMAGE_SIZES
+        if text or textcycle:
             from translate.text import text_encoder_names
 
             _check_choice("text_encoder", self.text_encoder, tuple(text_encoder_names()))
+        if text:
+            from translate.models.conditioned import TEXT2IMAGE_SIZES
+
             if self.crop_size not in TEXT2IMAGE_SIZES:
                 raise ValueError(f"--crop-size {self.crop_size} is the text2image image size and must be one of "
                                  f"{', '.join(map(str, TEXT2IMAGE_SIZES))}")
-        multiple = 1 if text else size_multiple(self.netG)
+        multiple = 1 if text else TEXTCYCLE_GENERATORS[self.netG] if textcycle else size_multiple(self.netG)
         if "crop" in self.preprocess and self.crop_size % multiple:
             raise ValueError(
                 f"--netG {self.netG} needs image sides that are multiples of {multiple}, but --crop-size "
@@ -116,7 +133,7 @@ class TrainConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{_flag(name)} must be a positive integer, got {value!r}")
-        for name in ("n_epochs", "n_epochs_decay", "workers", "pool_size"):
+        for name in ("n_epochs", "n_epochs_decay", "workers", "pool_size", "pretrain_text_steps", "match_bank"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 0:
                 raise ValueError(f"{_flag(name)} must be an integer >= 0, got {value!r}")
@@ -127,7 +144,7 @@ class TrainConfig:
         for name in ("lr", "init_gain"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{_flag(name)} must be > 0, got {getattr(self, name)!r}")
-        for name in ("lambda_A", "lambda_B", "lambda_identity", "lambda_L1", "lambda_gp"):
+        for name in ("lambda_A", "lambda_B", "lambda_identity", "lambda_L1", "lambda_gp", "lambda_match"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{_flag(name)} must be >= 0, got {getattr(self, name)!r}")
         if not 0.0 <= self.beta1 < 1.0:
@@ -137,6 +154,12 @@ class TrainConfig:
             raise ValueError(
                 f"the identity loss needs --input-nc equal to --output-nc (got {self.input_nc} and "
                 f"{self.output_nc}); pass --lambda-identity 0")
+        if textcycle and self.input_nc != self.output_nc:
+            raise ValueError(f"textcycle translates every domain into every other with one generator, so "
+                             f"--input-nc and --output-nc must be equal (got {self.input_nc} and {self.output_nc})")
+        if textcycle and self.gan_mode == "wgangp":
+            raise ValueError("--gan-mode wgangp is not available for textcycle (its gradient penalty takes a "
+                             "discriminator without text); use lsgan, vanilla or hinge")
 
     @property
     def total_epochs(self) -> int:
@@ -163,7 +186,15 @@ TASK_DEFAULTS: dict[str, dict[str, Any]] = {
         "netG": "text2image", "netD": "projection", "norm": "instance", "dropout": False,
         "gan_mode": "hinge", "pool_size": 0, "lambda_identity": 0.0, "batch_size": 16,
         "load_size": 64, "crop_size": 64, "flip": False, "beta1": 0.0, "beta2": 0.9,
-        "n_epochs": 50, "n_epochs_decay": 50,
+        "n_epochs": 50, "n_epochs_decay": 50, "pretrain_text_steps": 1000, "lambda_match": 1.0,
+        "match_bank": 1024,
+    },
+    # CycleGAN's recipe (lsgan, Adam 0.5, cycle 10, identity 0.5, pool 50, flips, 286 -> 256) with
+    # one text-guided generator for all domains and a projection discriminator (StarGAN-like).
+    "textcycle": {
+        "netG": "text_resnet_6blocks", "netD": "projection", "norm": "instance", "dropout": False,
+        "gan_mode": "lsgan", "pool_size": 50, "lambda_A": 10.0, "lambda_identity": 0.5, "batch_size": 1,
+        "load_size": 286, "crop_size": 256, "flip": True, "beta1": 0.5, "beta2": 0.999,
     },
 }
 
@@ -209,7 +240,8 @@ def make_config(task: str | None, *, base: dict[str, Any] | None = None,
     """Resolve a config: `base` (a saved run's config) or the task defaults, then `overrides`.
 
     Args:
-        task: "cyclegan", "pix2pix" or "text2image"; may be None when `base` names it.
+        task: one of TASKS ("cyclegan", "pix2pix", "text2image", "textcycle"); may be None when
+            `base` names it.
         base: a complete saved config (resume) or a partial YAML mapping.
         overrides: options given explicitly (None values are ignored).
     """

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -83,6 +84,11 @@ def build_dataset(config: TrainConfig) -> Any:
         root = Path(config.data)
         return CaptionedDataset(root / "train" if (root / "train").is_dir() else root, size=config.crop_size,
                                 seed=config.seed)
+    if config.task == "textcycle":
+        from translate.data.domains import DomainDataset
+
+        return DomainDataset(config.data, phase="train", channels=config.input_nc,
+                             preprocess=preprocess_config(config), seed=config.seed)
     # input_nc / output_nc describe source and target, so they follow --direction like the reference.
     nc_a, nc_b = ((config.input_nc, config.output_nc) if config.direction == "AtoB"
                   else (config.output_nc, config.input_nc))
@@ -93,10 +99,15 @@ def build_dataset(config: TrainConfig) -> Any:
                          preprocess=preprocess_config(config))
 
 
+def augment_generator(config: TrainConfig, step: int, rank: int) -> torch.Generator:
+    """The CPU generator of step `step`'s crops and flips on `rank`."""
+    return torch.Generator().manual_seed((config.seed * 1_000_003 + step * 7919 + rank) % 2**63)
+
+
 def device_batch(batch: dict[str, Any], config: TrainConfig, preprocess: PreprocessConfig, step: int,
                  rank: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """Move a uint8 batch to the device and augment it there; returns (source, target) in [-1, 1]."""
-    generator = torch.Generator().manual_seed((config.seed * 1_000_003 + step * 7919 + rank) % 2**63)
+    generator = augment_generator(config, step, rank)
     a = batch["a"].to(device, non_blocking=True)
     b = batch["b"].to(device, non_blocking=True)
     if config.task == "pix2pix":
@@ -112,8 +123,8 @@ def save_weights_folders(task: TaskStep, config: TrainConfig, run_dir: Path) -> 
     from translate.models import GeneratorConfig
     from translate.weights import save_weights
 
-    if config.task == "text2image":
-        return {"text2image": task.save_weights(run_dir / "weights" / "text2image")}
+    if config.task in ("text2image", "textcycle"):  # text models: generator + text encoder in one folder
+        return {config.task: task.save_weights(run_dir / "weights" / config.task)}
     plain = task.plain_models()
     names = {"AtoB": (config.name_a, config.name_b), "BtoA": (config.name_b, config.name_a)}
     out: dict[str, Path] = {}
@@ -217,6 +228,11 @@ def train(config: TrainConfig, resume_state: dict[str, Any] | None = None,
                     continue
                 if config.task == "text2image":
                     step_losses = task.train_step(images.to(info.device, non_blocking=True), batch["text"])
+                elif config.task == "textcycle":
+                    real = augment_batch(images.to(info.device, non_blocking=True), dataset.preprocess,
+                                         augment_generator(config, step, info.rank))
+                    step_losses = task.train_step(real, batch["prompt"], batch["target_prompt"],
+                                                  batch["cycle_prompt"])
                 else:
                     real_a, real_b = device_batch(batch, config, dataset.preprocess, step, info.rank, info.device)
                     step_losses = task.train_step(real_a, real_b)
@@ -248,8 +264,12 @@ def train(config: TrainConfig, resume_state: dict[str, Any] | None = None,
                 # Stopped by --max-steps inside the epoch: the checkpoint records the position, and a
                 # resume with more steps finishes this epoch before the schedule moves on.
                 break
-            for scheduler in schedulers.values():
-                scheduler.step()
+            with warnings.catch_warnings():
+                # Optimisers that wait for a later phase (text2image's G and D while its matcher
+                # pretrains) have not stepped yet; their schedule still follows the epochs.
+                warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step()`")
+                for scheduler in schedulers.values():
+                    scheduler.step()
             epoch += 1
             samples_in_epoch = 0
             checkpoint("latest")

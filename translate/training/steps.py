@@ -298,4 +298,8 @@ def build_task(config: TrainConfig, device: torch.device, wrap: Wrap | None = No
         from translate.training.text_steps import Text2ImageStep
 
         return Text2ImageStep(config, device, wrap)
+    if config.task == "textcycle":
+        from translate.training.textcycle import TextCycleStep
+
+        return TextCycleStep(config, device, wrap)
     return Pix2PixStep(config, device, wrap)
