@@ -19,7 +19,6 @@ named in the config and loaded from its own package instead).
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -109,7 +108,9 @@ def save_text_model(generator: nn.Module, text_encoder: nn.Module, out_dir: str 
         raise ValueError("a textcycle model needs its domains ({name: prompts}), got none")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    if dtype not in (torch.float32, torch.float16, torch.bfloat16):
+    from translate.weights import _DTYPES, _atomic_write
+
+    if dtype not in _DTYPES:
         raise ValueError(f"dtype must be torch.float32, float16 or bfloat16, got {dtype!r}")
 
     def stored(value: Tensor) -> Tensor:
@@ -122,12 +123,10 @@ def save_text_model(generator: nn.Module, text_encoder: nn.Module, out_dir: str 
     config = {"format": "translate.weights", "format_version": 1, "toolkit_version": __version__,
               "kind": kind, "task": kind, "architecture": architecture, "text_encoder": text_encoder_config,
               "tokenizer": TOKENIZER, "normalization": {"range": [-1.0, 1.0]},
-              "dtype": str(dtype).removeprefix("torch."), **({"domains": domains} if domains else {}), "source": source or {}}
-    for name, write in (("model.safetensors", lambda p: save_file(tensors, str(p))),
-                        ("config.json", lambda p: p.write_text(json.dumps(config, indent=2) + "\n"))):
-        partial = out_dir / f".{name}.partial"
-        write(partial)
-        os.replace(partial, out_dir / name)
+              "dtype": _DTYPES[dtype], **({"domains": domains} if domains else {}), "source": source or {}}
+    # Weights first: a folder whose config.json exists is complete.
+    _atomic_write(out_dir / "model.safetensors", lambda tmp: save_file(tensors, str(tmp)))
+    _atomic_write(out_dir / "config.json", lambda tmp: tmp.write_text(json.dumps(config, indent=2) + "\n"))
     return out_dir
 
 
