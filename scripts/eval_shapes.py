@@ -80,7 +80,10 @@ def load_model(path: str) -> Text2ImageModel:
     encoder.load_state_dict(encoder_state)
     generator = TextToImageGenerator(config["noise_dim"], encoder.dim, config["ngf"], config["crop_size"],
                                      config["output_nc"])
-    generator.load_state_dict(models["g"])
+    if "g_ema" in models:  # --ema-decay runs save (and are scored on) the averaged generator
+        generator.load_state_dict({k[len("model."):]: v for k, v in models["g_ema"].items() if k.startswith("model.")})
+    else:
+        generator.load_state_dict(models["g"])
     return Text2ImageModel(generator.eval(), encoder.eval(), {"kind": "text2image"})
 
 

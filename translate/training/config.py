@@ -78,6 +78,10 @@ class TrainConfig:
     # generator's matching loss: each image against its caption and the last N distinct captions
     # (0: the batch's captions only)
     match_bank: int = 0
+    # DF-GAN's matching-aware gradient penalty on D at real, matching pairs (text2image; 0: off)
+    lambda_ma_gp: float = 0.0
+    # generator weights saved as their exponential moving average with this decay (text2image; 0: off)
+    ema_decay: float = 0.0
     # optimisation and schedule
     lr: float = 2e-4
     beta1: float = 0.5
@@ -144,9 +148,12 @@ class TrainConfig:
         for name in ("lr", "init_gain"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{_flag(name)} must be > 0, got {getattr(self, name)!r}")
-        for name in ("lambda_A", "lambda_B", "lambda_identity", "lambda_L1", "lambda_gp", "lambda_match"):
+        for name in ("lambda_A", "lambda_B", "lambda_identity", "lambda_L1", "lambda_gp", "lambda_match",
+                     "lambda_ma_gp"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{_flag(name)} must be >= 0, got {getattr(self, name)!r}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"--ema-decay must be in [0, 1) (0 turns it off; e.g. 0.999), got {self.ema_decay!r}")
         if not 0.0 <= self.beta1 < 1.0:
             raise ValueError(f"--beta1 must be in [0, 1), got {self.beta1!r}")
         if (self.task == "cyclegan" and self.lambda_identity > 0

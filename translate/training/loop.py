@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -174,6 +175,7 @@ def train(config: TrainConfig, resume_state: dict[str, Any] | None = None,
             # The lambda is rebuilt from the (possibly extended) config; re-derive the current LR.
             for group, base_lr in zip(scheduler.optimizer.param_groups, scheduler.base_lrs):
                 group["lr"] = base_lr * lr_factor(config)(scheduler.last_epoch)
+            scheduler._last_lr = [group["lr"] for group in scheduler.optimizer.param_groups]  # what the log shows
         step, epoch = int(resume_state["step"]), int(resume_state["epoch"])
         samples_in_epoch = int(resume_state["samples_in_epoch"])
         skipped = list(resume_state.get("skipped_files", []))
@@ -267,7 +269,7 @@ def train(config: TrainConfig, resume_state: dict[str, Any] | None = None,
             with warnings.catch_warnings():
                 # Optimisers that wait for a later phase (text2image's G and D while its matcher
                 # pretrains) have not stepped yet; their schedule still follows the epochs.
-                warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step()`")
+                warnings.filterwarnings("ignore", message=re.escape("Detected call of `lr_scheduler.step()`"))
                 for scheduler in schedulers.values():
                     scheduler.step()
             epoch += 1

@@ -59,3 +59,24 @@ def gradient_penalty(discriminator: nn.Module, real: Tensor, fake: Tensor,
         create_graph=True, retain_graph=True)[0]
     gradients = gradients.reshape(real.shape[0], -1).float()
     return ((gradients.norm(2, dim=1) - 1.0) ** 2).mean()
+
+
+def matching_aware_gradient_penalty(discriminator: nn.Module, real: Tensor, cond: Tensor,
+                                    weight: float = 2.0, power: float = 6.0) -> Tensor:
+    """DF-GAN's matching-aware gradient penalty, `weight * E[||grad D(real, cond)||_2 ** power]`.
+
+    The gradient is taken with respect to both the real image and its (matching) caption
+    embedding, so D's surface is flat around real, matching pairs and the generator's gradient
+    leads its images towards them (Tao et al. 2022 use weight 2, power 6).
+
+    Args:
+        discriminator: `d(x, cond) -> logits`, `(B, 1)` or patch logits `(B, 1, h, w)` (averaged).
+        real: `(B, C, H, W)` in [-1, 1]. cond: `(B, D)`, the captions of `real`.
+    """
+    real = real.detach().requires_grad_(True)
+    cond = cond.detach().requires_grad_(True)
+    # One score per image: a patch discriminator's logits are averaged, as DF-GAN's D gives one.
+    score = discriminator(real, cond).reshape(real.shape[0], -1).mean(dim=1)
+    grad_image, grad_cond = torch.autograd.grad(outputs=score.sum(), inputs=(real, cond), create_graph=True)
+    gradients = torch.cat([grad_image.reshape(real.shape[0], -1), grad_cond.reshape(real.shape[0], -1)], dim=1)
+    return weight * gradients.float().norm(2, dim=1).pow(power).mean()

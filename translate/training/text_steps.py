@@ -24,6 +24,8 @@ from translate.models.networks import init_weights
 from translate.text import build_text_encoder
 from translate.text.matching import CaptionBank, ImageTextMatcher
 from translate.training.config import TrainConfig
+from translate.training.ema import EMA
+from translate.training.losses import matching_aware_gradient_penalty
 from translate.training.steps import TaskStep, Wrap, set_requires_grad, unwrap
 
 
@@ -74,6 +76,11 @@ class Text2ImageStep(TaskStep):
             self.models = {"g": self.g, "d": self.d, **({"text": self.text} if self.trainable_text else {})}
             d_modules = [self.d, self.text] if self.trainable_text else [self.d]
         self.optimizers = {"g": self._adam([self.g]), "d": self._adam(d_modules)}
+        self.g_ema: EMA | None = None
+        if c.ema_decay > 0:
+            # Not in an optimiser and not wrapped: it only follows G, and is what the run saves.
+            self.g_ema = EMA(unwrap(self.g), c.ema_decay).to(device)
+            self.models["g_ema"] = self.g_ema
         if self.matcher is not None:
             # Contrastive pretraining of small encoders: a higher rate and the usual betas.
             self.optimizers["match"] = torch.optim.Adam(
@@ -127,6 +134,12 @@ class Text2ImageStep(TaskStep):
         with self.autocast():
             loss_d = matching_aware_d_loss(self.d, real, fake, cond, cond[mismatch_order(texts)],
                                            self.criterion_gan)
+        losses_d = {}
+        if self.config.lambda_ma_gp > 0:
+            # In float32 outside autocast: the penalty is a high power of a double-backward gradient.
+            penalty = matching_aware_gradient_penalty(unwrap(self.d), real, cond, weight=self.config.lambda_ma_gp)
+            loss_d = loss_d + penalty
+            losses_d["D_ma_gp"] = penalty.detach()
         self._backward_and_step(loss_d, self.optimizers["d"])
 
         set_requires_grad([self.d], False)
@@ -134,7 +147,7 @@ class Text2ImageStep(TaskStep):
         with self.autocast():
             pred_fake = unwrap(self.d)(fake, cond.detach())
         loss_g_gan = self.criterion_gan(pred_fake, True, for_discriminator=False)
-        losses = {"G": loss_g_gan.detach(), "D": loss_d.detach()}
+        losses = {"G": loss_g_gan.detach(), "D": loss_d.detach(), **losses_d}
         loss_g = loss_g_gan
         if self.matcher is not None and self.config.lambda_match > 0:
             with self.autocast():
@@ -145,6 +158,8 @@ class Text2ImageStep(TaskStep):
             loss_g = loss_g + self.config.lambda_match * loss_match
             losses["G_match"] = loss_match.detach()
         self._backward_and_step(loss_g, self.optimizers["g"])
+        if self.g_ema is not None:
+            self.g_ema.update(unwrap(self.g))
 
         self._visuals = [real, fake.detach()]
         return losses
@@ -156,6 +171,11 @@ class Text2ImageStep(TaskStep):
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        if self.g_ema is not None and "g_ema" not in state["models"]:
+            # A run started without --ema-decay and resumed with it: the average starts at G.
+            fresh = EMA(self.plain_models()["g"], self.config.ema_decay)
+            fresh.model.load_state_dict(state["models"]["g"])
+            state = {**state, "models": {**state["models"], "g_ema": fresh.state_dict()}}
         super().load_state_dict(state)
         if self.caption_bank is not None and state.get("caption_bank") is not None:
             self.caption_bank.load_state_dict(state["caption_bank"], self.device)
@@ -171,5 +191,6 @@ class Text2ImageStep(TaskStep):
 
         plain = self.plain_models()
         encoder = plain.get("text", self.text)
-        return save_text2image(plain["g"], encoder, out_dir, architecture=self.architectures["g"],
+        generator = self.g_ema.model if self.g_ema is not None else plain["g"]
+        return save_text2image(generator, encoder, out_dir, architecture=self.architectures["g"],
                                text_encoder_config=self.text_encoder_config)
