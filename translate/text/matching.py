@@ -55,6 +55,15 @@ class ImageEncoder(nn.Module):
         return self.head(self.features(x).flatten(1))
 
 
+def _same_text(rows: Sequence[str], columns: Sequence[str], like: Tensor) -> Tensor:
+    """`(len(rows), len(columns))` table of 1 where the strings are equal, as `like`'s dtype and device.
+    Strings become ids first: one tensor comparison instead of B x N string comparisons per step."""
+    ids: dict[str, int] = {}
+    row_ids = torch.tensor([ids.setdefault(text, len(ids)) for text in rows])
+    column_ids = torch.tensor([ids.setdefault(text, len(ids)) for text in columns])
+    return (row_ids[:, None] == column_ids[None, :]).to(like.device, like.dtype)
+
+
 def matching_loss(image_embedding: Tensor, text_embedding: Tensor, logit_scale: Tensor,
                   texts: Sequence[str] | None = None) -> Tensor:
     """Symmetric InfoNCE: each image must pick its caption among the batch's, and each caption its image.
@@ -75,7 +84,7 @@ def matching_loss(image_embedding: Tensor, text_embedding: Tensor, logit_scale: 
     if texts is not None:
         if len(texts) != batch:
             raise ValueError(f"got {len(texts)} texts for {batch} embeddings")
-        same = torch.tensor([[a == b for b in texts] for a in texts], dtype=logits.dtype, device=logits.device)
+        same = _same_text(texts, texts, logits)
         targets = same / same.sum(dim=1, keepdim=True)
     else:
         targets = torch.eye(batch, dtype=logits.dtype, device=logits.device)
@@ -97,7 +106,7 @@ def image_to_text_loss(image_embedding: Tensor, texts: Sequence[str], text_embed
                          f"candidates for {text_embedding.shape[0]} embeddings")
     logits = logit_scale.exp().clamp(max=100.0) * (
         F.normalize(image_embedding, dim=1) @ F.normalize(text_embedding, dim=1).t())
-    same = torch.tensor([[a == b for b in candidates] for a in texts], dtype=logits.dtype, device=logits.device)
+    same = _same_text(texts, candidates, logits)
     if not bool((same.sum(dim=1) > 0).all()):
         raise ValueError("every image's caption must be among the candidates")
     return F.cross_entropy(logits, same / same.sum(dim=1, keepdim=True))
