@@ -342,3 +342,27 @@ def test_info_on_textcycle_folder_and_text_onnx(textcycle, textcycle_onnx):
     assert result.exit_code == 0, result.output
     for needle in ("textcycle", "text_input", "byte-v1", "max_length", '"ids"', "a street map", "parity_max_abs_error"):
         assert needle in result.output
+
+
+def test_text_unet_textcycle_exports_with_parity(tmp_path):
+    """The U-Net text generators export too: ids input, sides multiples of 2 ** num_downs."""
+    from translate.models.conditioned import TextUnetGenerator
+
+    torch.manual_seed(0)
+    generator = TextUnetGenerator(3, 3, num_downs=5, ngf=4, cond_dim=COND_DIM)
+    _randomize_films(generator)
+    encoder = ByteTextEncoder(dim=COND_DIM, layers=1, heads=2, max_length=24)
+    architecture = {"name": "text_unet", "input_nc": 3, "output_nc": 3, "num_downs": 5, "ngf": 4,
+                    "cond_dim": COND_DIM}
+    model_dir = save_text_model(generator, encoder, tmp_path / "unet", kind="textcycle", architecture=architecture,
+                                text_encoder_config={"name": "byte", **encoder.config()}, domains=DOMAINS)
+    report = export_onnx(model_dir, tmp_path / "unet.onnx")
+    assert report.max_abs_error <= 1e-4 and int(read_onnx_metadata(report.path)["size_multiple"]) == 32
+    images = torch.rand(2, 3, 32, 64, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    expected = load_text_model(model_dir).translate(images, ["map", "aerial photo"])
+    onnx_model = OnnxTextModel(report.path)
+    got = onnx_model.translate(images, ["map", "aerial photo"])
+    assert (got - expected).abs().max() <= 1e-4
+    assert (expected[0] - load_text_model(model_dir).translate(images[:1], ["aerial photo"])[0]).abs().max() > 1e-3
+    with pytest.raises(ValueError, match="multiples of 32"):
+        onnx_model.translate(images[..., :48], ["map", "map"])
