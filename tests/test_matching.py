@@ -117,22 +117,3 @@ def test_bank_loss_sees_hard_negatives_the_batch_lacks():
     assert with_bank.item() > alone.item()  # more candidates to tell apart
     with_bank.backward()
     assert matcher.image_encoder.head.weight.grad is not None
-
-
-def test_matcher_pretraining_with_a_bank_adds_its_captions_as_negatives():
-    from translate.text.matching import CaptionBank
-
-    torch.manual_seed(0)
-    matcher = ImageTextMatcher(build_text_encoder("byte", dim=8, layers=1, heads=2), image_size=16, dim=8, ndf=4)
-    images = torch.randn(2, 3, 16, 16)
-    texts = ["a red square", "a blue circle"]
-    bank = CaptionBank(8)
-    first = matcher(images, texts, bank)
-    assert first.item() == pytest.approx(matcher(images, texts).item(), rel=1e-6)  # an empty bank adds nothing
-    assert bank.texts == texts  # the batch joined it
-    bank.add(["an orange square", "a green circle"], matcher.text_encoder.encode(["an orange square", "a green circle"]))
-    with_bank = matcher(images, texts, bank)
-    assert with_bank.item() > first.item()  # in-batch loss + picking among 4 more captions
-    with_bank.backward()  # the text encoder learns from its batch captions, not the stored negatives
-    assert matcher.text_encoder.token_embedding.weight.grad is not None and matcher.text_projection.weight.grad is not None
-    assert bank.texts == texts + ["an orange square", "a green circle"]

@@ -163,24 +163,9 @@ class ImageTextMatcher(nn.Module):
         # Matcher steps taken: kept in the checkpoint, so a resumed run knows its pretraining is done.
         self.register_buffer("steps", torch.zeros((), dtype=torch.long))
 
-    def forward(self, images: Tensor, texts: Sequence[str], bank: CaptionBank | None = None) -> Tensor:
-        """The matching loss of `images` `(B, C, S, S)` in [-1, 1] and their B captions (a scalar).
-
-        With a `bank`, each image must also pick its caption among the bank's captions (hard
-        negatives: the same caption with one word changed), and the batch's captions join the
-        bank. The bank keeps the embeddings it was given (MoCo's queue): a few hundred steps old
-        at most, which a slowly changing encoder tolerates; recomputing them costs ~1 s a step.
-        """
-        raw = self.text_encoder.encode(list(texts))
-        image_embedding = self.image_encoder(images)
-        loss = matching_loss(image_embedding, self.text_projection(raw), self.logit_scale, texts)
-        if bank is not None:
-            if bank.embeddings is not None:
-                embeddings = torch.cat([raw, bank.embeddings.to(raw.device)])
-                loss = loss + image_to_text_loss(image_embedding, texts, self.text_projection(embeddings),
-                                                 list(texts) + bank.texts, self.logit_scale)
-            bank.add(texts, raw.detach())
-        return loss
+    def forward(self, images: Tensor, texts: Sequence[str]) -> Tensor:
+        """The matching loss of `images` `(B, C, S, S)` in [-1, 1] and their B captions (a scalar)."""
+        return self.loss(images, texts)
 
     def embed_text(self, texts: Sequence[str]) -> Tensor:
         return self.text_projection(self.text_encoder.encode(list(texts)))

@@ -107,7 +107,7 @@ class Text2ImageStep(TaskStep):
         matcher = unwrap(self.matcher)
         self.optimizers["match"].zero_grad(set_to_none=True)
         with self.autocast():
-            loss = self.matcher(real, texts, self.caption_bank)
+            loss = self.matcher(real, texts)
         self._backward_and_step(loss, self.optimizers["match"])
         matcher.steps += 1
         self._visuals = [real]
