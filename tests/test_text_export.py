@@ -366,3 +366,21 @@ def test_text_unet_textcycle_exports_with_parity(tmp_path):
     assert (expected[0] - load_text_model(model_dir).translate(images[:1], ["aerial photo"])[0]).abs().max() > 1e-3
     with pytest.raises(ValueError, match="multiples of 32"):
         onnx_model.translate(images[..., :48], ["map", "map"])
+
+
+def test_text_models_resolve_by_bundled_name(textcycle, tmp_path, monkeypatch):
+    """`--model NAME` finds weights/NAME for text models as for image models; a path still wins."""
+    import shutil
+
+    from translate import translator
+    from translate.text.model import find_text_model
+
+    bundled = tmp_path / "weights"
+    shutil.copytree(textcycle, bundled / "tiny_textcycle")
+    monkeypatch.setattr(translator, "BUNDLED_DIR", bundled)
+    assert find_text_model("tiny_textcycle") == bundled / "tiny_textcycle"
+    assert find_text_model("no_such_model") is None
+    assert load_text_model("tiny_textcycle").domains == DOMAINS
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "tiny_textcycle").mkdir()  # a local folder of that name (not a model) shadows the bundle
+    assert find_text_model("tiny_textcycle") is None

@@ -139,8 +139,13 @@ def save_text2image(generator: nn.Module, text_encoder: nn.Module, out_dir: str 
 
 
 def find_text_model(path: str | Path) -> Path | None:
-    """The text model weights folder at `path` (or in the run directory `path`), or None."""
+    """The text model weights folder at `path` (or in the run directory `path`, or the bundled
+    model of that name in weights/), or None."""
     path = Path(path)
+    if not path.exists() and len(path.parts) == 1:
+        from translate import translator
+
+        path = translator.BUNDLED_DIR / path
     for candidate in (path, *(path / "weights" / kind for kind in TEXT_KINDS)):
         config = candidate / "config.json"
         if config.is_file():
