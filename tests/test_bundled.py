@@ -40,3 +40,27 @@ def test_demo_exports_converts_the_samples_and_writes_a_contact_sheet(tmp_path):
     assert (tmp_path / "demo" / "maps_aerial2map.onnx").is_file()
     sheet = Image.open(tmp_path / "demo" / "contact_sheet.png")
     assert sheet.height > 256 * len(samples)
+
+
+def test_bundled_textcycle_model_translates_by_prompt_both_ways():
+    import torch
+
+    from translate.data.images import to_uint8_tensor
+    from translate.text.model import load_text_model
+
+    folder = BUNDLED_DIR / "maps_textcycle"
+    config = json.loads((folder / "config.json").read_text())
+    assert config["kind"] == "textcycle" and config["dtype"] == "float16"
+    assert set(config["domains"]) == {"aerial", "map"}
+    assert (folder / "model.safetensors").stat().st_size < 10e6
+    card = (folder / "README.md").read_text()
+    for needle in ("RMSE", "identity", "licence", "steps"):
+        assert needle in card
+    model = load_text_model("maps_textcycle")
+    image = Image.open(sorted((MODEL / "samples").glob("*.jpg"))[0]).convert("RGB").resize((128, 128))
+    aerial = to_uint8_tensor(image)[None].float() / 127.5 - 1  # (1, 3, 128, 128) in [-1, 1]
+    with torch.no_grad():
+        as_map, as_aerial = model.translate(aerial, "map"), model.translate(aerial, "aerial photo")
+    # Map tiles are light and flat; the aerial prompt on an aerial photo stays close to it.
+    assert as_map.mean() > aerial.mean() + 0.5
+    assert (as_aerial - aerial).abs().mean() < (as_map - aerial).abs().mean() / 2
