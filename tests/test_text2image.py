@@ -102,6 +102,12 @@ def test_matcher_pretrains_then_freezes_and_guides_the_generator(shapes, tmp_pat
         assert torch.equal(value, after[f"text_encoder.{key}"])
 
 
+def test_text2image_defaults_include_ma_gp_and_ema():
+    config = make_config("text2image", overrides={"data": "x", "out": "y"})
+    assert config.lambda_ma_gp == 2.0 and config.ema_decay == 0.999
+    assert make_config("pix2pix", overrides={"data": "x", "out": "y"}).ema_decay == 0.0
+
+
 def test_ema_generator_is_saved_and_ma_gp_is_logged(shapes, tmp_path, recwarn):
     import numpy as np
 
@@ -123,7 +129,8 @@ def test_ema_generator_is_saved_and_ma_gp_is_logged(shapes, tmp_path, recwarn):
     assert not [w for w in recwarn if "lr_scheduler.step()" in str(w.message)]
     # A run started without an average gets one on resume, starting from G.
     plain = tmp_path / "plain"
-    train(make_config("text2image", overrides={**TINY, "data": str(shapes), "out": str(plain), "max_steps": 2}))
+    train(make_config("text2image", overrides={**TINY, "data": str(shapes), "out": str(plain), "max_steps": 2,
+                                               "ema_decay": 0.0}))
     old = read_checkpoint(plain)
     assert "g_ema" not in old["models"]
     resumed = make_config("text2image", base=old["config"], overrides={"max_steps": 3, "ema_decay": 0.5})

@@ -194,7 +194,7 @@ TASK_DEFAULTS: dict[str, dict[str, Any]] = {
         "gan_mode": "hinge", "pool_size": 0, "lambda_identity": 0.0, "batch_size": 16,
         "load_size": 64, "crop_size": 64, "flip": False, "beta1": 0.0, "beta2": 0.9,
         "n_epochs": 50, "n_epochs_decay": 50, "pretrain_text_steps": 1000, "lambda_match": 1.0,
-        "match_bank": 1024,
+        "match_bank": 1024, "lambda_ma_gp": 2.0, "ema_decay": 0.999,
     },
     # CycleGAN's recipe (lsgan, Adam 0.5, cycle 10, identity 0.5, pool 50, flips, 286 -> 256) with
     # one text-guided generator for all domains and a projection discriminator (StarGAN-like).
