@@ -30,6 +30,7 @@ from torchvision.utils import save_image
 from translate.data import list_images, load_image, to_uint8_tensor
 from translate.data.captions import read_domain_prompts
 from translate.text.model import load_text_model
+from translate.text.onnx import text_size_multiple
 
 
 def paired_files(folder_a: Path, folder_b: Path) -> list[tuple[Path, Path]]:
@@ -84,7 +85,7 @@ def evaluate(model_path: str | Path, data: str | Path, n: int = 50, size: int = 
         raise ValueError(f"--n, --size and the batch size must be positive, got {n}, {size}, {batch_size}")
     model = load_text_model(model_path, device=device, kind="textcycle")
     architecture = model.config["architecture"]
-    multiple = 2 ** architecture["num_downs"] if architecture["name"] == "text_unet" else 4
+    multiple = text_size_multiple(architecture)
     if size % multiple:
         raise ValueError(f"--size {size} must be a multiple of {multiple} for this {architecture['name']} generator")
     folder = Path(data) / phase

@@ -175,7 +175,6 @@ def train(config: TrainConfig, resume_state: dict[str, Any] | None = None,
             # The lambda is rebuilt from the (possibly extended) config; re-derive the current LR.
             for group, base_lr in zip(scheduler.optimizer.param_groups, scheduler.base_lrs):
                 group["lr"] = base_lr * lr_factor(config)(scheduler.last_epoch)
-            scheduler._last_lr = [group["lr"] for group in scheduler.optimizer.param_groups]  # what the log shows
         step, epoch = int(resume_state["step"]), int(resume_state["epoch"])
         samples_in_epoch = int(resume_state["samples_in_epoch"])
         skipped = list(resume_state.get("skipped_files", []))
@@ -252,7 +251,7 @@ def train(config: TrainConfig, resume_state: dict[str, Any] | None = None,
                     losses = {k: round(float(v), 6) for k, v in zip(step_losses, values.tolist())}
                     if step % config.log_every == 0 or step == total_steps:
                         elapsed = time.time() - window_start
-                        log.losses(step, epoch, losses, lr=schedulers["g"].get_last_lr()[0],
+                        log.losses(step, epoch, losses, lr=task.optimizers["g"].param_groups[0]["lr"],
                                    it_per_s=round(window_steps / max(elapsed, 1e-9), 4))
                         window_start, window_steps = time.time(), 0
                     if step % config.sample_every == 0 or step == total_steps:
