@@ -117,3 +117,41 @@ def test_bank_loss_sees_hard_negatives_the_batch_lacks():
     assert with_bank.item() > alone.item()  # more candidates to tell apart
     with_bank.backward()
     assert matcher.image_encoder.head.weight.grad is not None
+
+
+def _colour_squares():
+    colours = {"red": (1, -1, -1), "green": (-1, 1, -1), "blue": (-1, -1, 1), "yellow": (1, 1, -1)}
+    images = torch.tensor(list(colours.values()), dtype=torch.float32)[:, :, None, None].expand(-1, -1, 16, 16)
+    return images, [[f"a {name} square", f"{name} square"] for name in colours]
+
+
+def test_fit_image_side_learns_against_a_frozen_text_encoder():
+    from translate.text.matching import fit_image_side
+
+    torch.manual_seed(0)
+    images, captions = _colour_squares()
+    matcher = ImageTextMatcher(build_text_encoder("byte", dim=16, layers=1, heads=2), image_size=16, dim=16, ndf=4)
+    text_before = {k: v.clone() for k, v in matcher.text_encoder.state_dict().items()}
+    head_before = matcher.image_encoder.head.weight.clone()
+    texts = [c[1] for c in captions]
+    assert matcher.accuracy(images, texts) < 1.0
+    loss = fit_image_side(matcher, images, captions, steps=80, batch_size=4, lr=1e-2, log_every=0)
+    assert loss < 0.2 and matcher.accuracy(images, texts) == 1.0
+    assert int(matcher.steps) == 80 and not matcher.training
+    assert all(torch.equal(text_before[k], v) for k, v in matcher.text_encoder.state_dict().items())
+    assert not torch.equal(head_before, matcher.image_encoder.head.weight)
+
+
+def test_fit_image_side_refusals():
+    from translate.text.matching import fit_image_side
+
+    images, captions = _colour_squares()
+    matcher = ImageTextMatcher(build_text_encoder("byte", dim=16, layers=1, heads=2), image_size=16, dim=16, ndf=4)
+    with pytest.raises(ValueError, match=r"got \(4, 3, 16, 16\) and 3 lists"):
+        fit_image_side(matcher, images, captions[:3], steps=1)
+    with pytest.raises(ValueError, match="batch_size <= 4.*batch_size=5"):
+        fit_image_side(matcher, images, captions, steps=1, batch_size=5)
+    with pytest.raises(ValueError, match="steps=0"):
+        fit_image_side(matcher, images, captions, steps=0, batch_size=4)
+    with pytest.raises(ValueError, match="at least one caption"):
+        fit_image_side(matcher, images, captions[:3] + [[]], steps=1, batch_size=4)

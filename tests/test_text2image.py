@@ -102,6 +102,41 @@ def test_matcher_pretrains_then_freezes_and_guides_the_generator(shapes, tmp_pat
         assert torch.equal(value, after[f"text_encoder.{key}"])
 
 
+def test_refit_matcher_script_widens_the_matcher_and_the_run_resumes(shapes, tmp_path, monkeypatch, capsys):
+    """scripts/refit_matcher.py: a new, wider image side against the same text encoder, in a copy
+    of the run that `translate train --resume` continues (optimiser state included)."""
+    import importlib.util
+    import json
+    import sys
+
+    run, refit = tmp_path / "run", tmp_path / "refit"
+    settings = {**TINY, "data": str(shapes), "out": str(run), "pretrain_text_steps": 2, "lambda_match": 1.0}
+    train(make_config("text2image", overrides={**settings, "max_steps": 3}))
+    spec = importlib.util.spec_from_file_location("refit_matcher",
+                                                  Path(__file__).parents[1] / "scripts" / "refit_matcher.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(sys, "argv", ["refit_matcher.py", "--run", str(run), "--data", str(shapes), "--out",
+                                      str(refit), "--steps", "3", "--batch-size", "8", "--ndf", "12", "--shapes"])
+    module.main()
+    report = json.loads(capsys.readouterr().out.split("\nwrote")[0])
+    assert set(report) == {"before", "after"} and 0 <= report["after"]["val_colour_variants"] <= 1
+    old, new = read_checkpoint(run), read_checkpoint(refit)
+    assert new["config"]["matcher_ndf"] == 12 and new["config"]["out"] == str(refit)
+    assert new["models"]["matcher"]["image_encoder.features.0.weight"].shape[0] == 12
+    assert int(new["models"]["matcher"]["steps"]) == 5
+    for key, value in old["models"]["matcher"].items():
+        if key.startswith("text_encoder."):
+            assert torch.equal(value, new["models"]["matcher"][key])
+    assert all(torch.equal(value, new["models"]["g"][key]) for key, value in old["models"]["g"].items())
+    train(make_config("text2image", base=new["config"], overrides={"max_steps": 5}), resume_state=new)
+    resumed = read_checkpoint(refit)
+    assert resumed["step"] == 5 and torch.equal(resumed["models"]["matcher"]["image_encoder.head.weight"],
+                                                new["models"]["matcher"]["image_encoder.head.weight"])
+    with pytest.raises(SystemExit):  # --out must be new
+        module.main()
+
+
 def test_text2image_defaults_include_ma_gp_and_ema():
     config = make_config("text2image", overrides={"data": "x", "out": "y"})
     assert config.lambda_ma_gp == 2.0 and config.ema_decay == 0.999
@@ -159,6 +194,7 @@ def test_lambda_match_needs_pretraining(shapes, tmp_path):
     ({"text_encoder": "bert"}, "--text-encoder"),
     ({"ema_decay": 1.0}, "--ema-decay must be in \\[0, 1\\).*1.0"),
     ({"lambda_ma_gp": -2.0}, "--lambda-ma-gp must be >= 0"),
+    ({"matcher_ndf": 0}, "--matcher-ndf must be a positive integer.*got 0"),
 ])
 def test_text2image_config_refusals(overrides, needle):
     with pytest.raises(ValueError, match=needle):

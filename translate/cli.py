@@ -196,6 +196,7 @@ def train(
     pretrain_text_steps: Optional[int] = typer.Option(None, "--pretrain-text-steps", help="text2image: first steps train only an image-text matcher (and the byte encoder) on the real images [1000; 0: encoder trained with D]."),
     match_bank: Optional[int] = typer.Option(None, "--match-bank", help="text2image: the matching loss compares each image with its caption and the last N distinct captions [1024; 0: the batch only]."),
     lambda_match: Optional[float] = typer.Option(None, "--lambda-match", help="text2image: weight of the frozen matcher's loss on the generator's images [1.0]."),
+    matcher_ndf: Optional[int] = typer.Option(None, "--matcher-ndf", help="text2image: width of the matcher's image encoder [--ndf]."),
     lambda_ma_gp: Optional[float] = typer.Option(None, "--lambda-ma-gp", help="text2image: weight of DF-GAN's matching-aware gradient penalty on D [2; 0: off]."),
     ema_decay: Optional[float] = typer.Option(None, "--ema-decay", help="text2image: save the generator as the moving average of its weights with this decay [0.999; 0: off]."),
     lr: Optional[float] = typer.Option(None, "--lr", help="Adam learning rate [2e-4]."),

@@ -13,6 +13,7 @@ what the caption says, where the discriminator's signal alone left some colours 
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 
@@ -22,7 +23,9 @@ from torch import Tensor, nn
 
 from translate.text.encoders import TextEncoder
 
-__all__ = ["CaptionBank", "ImageEncoder", "ImageTextMatcher", "image_to_text_loss", "matching_loss"]
+logger = logging.getLogger(__name__)
+
+__all__ = ["CaptionBank", "ImageEncoder", "ImageTextMatcher", "fit_image_side", "image_to_text_loss", "matching_loss"]
 
 
 class ImageEncoder(nn.Module):
@@ -195,3 +198,58 @@ class ImageTextMatcher(nn.Module):
         logits = F.normalize(self.image_encoder(images), dim=1) @ F.normalize(self.embed_text(texts), dim=1).t()
         best = logits.argmax(dim=1).tolist()
         return sum(texts[j] == texts[i] for i, j in enumerate(best)) / len(texts)
+
+
+def fit_image_side(matcher: ImageTextMatcher, images: Tensor, captions: Sequence[Sequence[str]], *, steps: int,
+                   batch_size: int = 256, lr: float = 1e-3, seed: int = 0, log_every: int = 250) -> float:
+    """Train the matcher's image encoder, text projection and temperature against its frozen text
+    encoder on real captioned images (CLIP's loss, one-cycle LR, +-1 pixel shifts).
+
+    Why: pretrained inside a GAN run, the matcher sees the run's small batches, whose random
+    captions rarely differ from each other in one word; a wide batch holds captions that differ
+    only by the colour or the side, so the image side learns to tell those apart. The text
+    encoder stays as it is, so a generator conditioned on its embeddings needs no retraining.
+
+    Args:
+        matcher: trained in place (its text encoder is frozen and left in eval mode).
+        images: `(N, C, S, S)` in [-1, 1], on the matcher's device; captions: N lists of captions
+            (one drawn per image and step).
+        steps, batch_size (<= N), lr, seed: the schedule; log_every: steps between log lines.
+    Returns: the last step's loss.
+    """
+    if images.ndim != 4 or images.shape[0] != len(captions):
+        raise ValueError(f"expected images (N, C, S, S) and N caption lists, got {tuple(images.shape)} "
+                         f"and {len(captions)} lists")
+    if any(len(texts) == 0 for texts in captions):
+        raise ValueError("every image needs at least one caption")
+    if steps < 1 or not 2 <= batch_size <= images.shape[0]:
+        raise ValueError(f"need steps >= 1 and 2 <= batch_size <= {images.shape[0]} (the images), "
+                         f"got steps={steps!r}, batch_size={batch_size!r}")
+    matcher.text_encoder.requires_grad_(False)
+    matcher.text_encoder.eval()
+    params = [p for name, p in matcher.named_parameters() if not name.startswith("text_encoder.")]
+    for p in params:
+        p.requires_grad_(True)
+    optimizer = torch.optim.Adam(params, lr=lr)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, lr, total_steps=steps, pct_start=0.05)
+    generator = torch.Generator().manual_seed(seed)
+    matcher.image_encoder.train()
+    loss = torch.zeros(())
+    for step in range(steps):
+        index = torch.randperm(images.shape[0], generator=generator)[:batch_size]
+        picks = torch.randint(0, 1 << 30, (batch_size,), generator=generator).tolist()
+        texts = [captions[i][pick % len(captions[i])] for i, pick in zip(index.tolist(), picks)]
+        shift = torch.randint(-1, 2, (2,), generator=generator).tolist()
+        batch = torch.roll(images[index], (shift[0], shift[1]), dims=(2, 3))
+        with torch.no_grad():
+            text_embedding = matcher.text_encoder.encode(texts).to(batch.device)
+        loss = matcher.loss(batch, texts, text_embedding=text_embedding)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        matcher.steps += 1
+        if log_every and (step % log_every == 0 or step == steps - 1):
+            logger.info("matcher step %d/%d: loss %.3f", step + 1, steps, loss.item())
+    matcher.eval()
+    return float(loss.detach())

@@ -78,6 +78,8 @@ class TrainConfig:
     # generator's matching loss: each image against its caption and the last N distinct captions
     # (0: the batch's captions only)
     match_bank: int = 0
+    # width of the matcher's image encoder (text2image; None: --ndf)
+    matcher_ndf: int | None = None
     # DF-GAN's matching-aware gradient penalty on D at real, matching pairs (text2image; 0: off)
     lambda_ma_gp: float = 0.0
     # generator weights saved as their exponential moving average with this decay (text2image; 0: off)
@@ -141,6 +143,9 @@ class TrainConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 0:
                 raise ValueError(f"{_flag(name)} must be an integer >= 0, got {value!r}")
+        if self.matcher_ndf is not None and (isinstance(self.matcher_ndf, bool) or not isinstance(self.matcher_ndf, int)
+                                             or self.matcher_ndf < 1):
+            raise ValueError(f"--matcher-ndf must be a positive integer (or unset: --ndf), got {self.matcher_ndf!r}")
         if self.n_epochs + self.n_epochs_decay < 1:
             raise ValueError("--n-epochs plus --n-epochs-decay must be at least 1, got 0")
         if self.max_steps is not None and self.max_steps < 1:

@@ -66,7 +66,8 @@ class Text2ImageStep(TaskStep):
         self.matcher: nn.Module | None = None
         if c.pretrain_text_steps > 0:
             # The matcher owns the encoder; D no longer trains it.
-            matcher = ImageTextMatcher(encoder, c.crop_size, c.output_nc, dim=max(64, cond_dim), ndf=c.ndf)
+            matcher = ImageTextMatcher(encoder, c.crop_size, c.output_nc, dim=max(64, cond_dim),
+                                     ndf=c.matcher_ndf or c.ndf)
             self.matcher = self.wrap(matcher.to(device))
             self.text = encoder
             self.models = {"g": self.g, "d": self.d, "matcher": self.matcher}
