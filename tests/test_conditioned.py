@@ -53,6 +53,17 @@ def test_shapes(size: int) -> None:
     assert logits.shape == NLayerDiscriminator(3, ndf=8, n_layers=3)(x).shape
 
 
+@pytest.mark.parametrize("size", [128, 256])
+def test_text_to_image_generator_large_sizes(size: int) -> None:
+    generator = TextToImageGenerator(noise_dim=8, cond_dim=COND_DIM, ngf=4, image_size=size)
+    _randomize_films(generator)  # FiLM starts as the identity, with no gradient to the text yet
+    noise, cond = torch.randn(2, 8), torch.randn(2, COND_DIM, requires_grad=True)
+    y = generator(noise, cond)
+    assert y.shape == (2, 3, size, size) and y.abs().max() <= 1
+    y.mean().backward()
+    assert cond.grad is not None and cond.grad.abs().sum() > 0
+
+
 def test_errors() -> None:
     generator = TextResnetGenerator(3, 3, ngf=8, n_blocks=1, cond_dim=COND_DIM)
     with pytest.raises(ValueError, match=r"\(2, 16\), got \(2, 8\)"):
