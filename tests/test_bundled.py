@@ -64,3 +64,29 @@ def test_bundled_textcycle_model_translates_by_prompt_both_ways():
     # Map tiles are light and flat; the aerial prompt on an aerial photo stays close to it.
     assert as_map.mean() > aerial.mean() + 0.5
     assert (as_aerial - aerial).abs().mean() < (as_map - aerial).abs().mean() / 2
+
+
+def test_bundled_shapes_model_draws_the_colour_position_and_size_asked():
+    """The shipped text2image model, loaded by name, on 40 prompts (every colour at every position,
+    sizes and shapes drawn), scored from the pixels."""
+    import numpy as np
+
+    from translate.evaluation.shapes import COLORS, POSITIONS, SHAPES, SIZES, TEMPLATES, conditioning_accuracy, make_caption
+    from translate.text.model import load_text_model
+
+    folder = BUNDLED_DIR / "shapes_text2image"
+    config = json.loads((folder / "config.json").read_text())
+    assert config["kind"] == "text2image" and config["dtype"] == "float16"
+    assert (folder / "model.safetensors").stat().st_size < 10e6
+    card = (folder / "README.md").read_text()
+    for needle in ("colour", "position", "held-out", "steps", "refit_matcher"):
+        assert needle in card
+    rng = np.random.default_rng(0)
+    prompts = [make_caption({"shape": str(rng.choice(SHAPES)), "color": colour, "size": str(rng.choice(SIZES)),
+                             "position": position}, rng, template=TEMPLATES[0])
+               for colour in COLORS for position in POSITIONS]
+    model = load_text_model("shapes_text2image")
+    images = model.generate(prompts, seed=0)
+    assert images.shape == (40, 3, 32, 32) and images.min() >= -1 and images.max() <= 1
+    scores = conditioning_accuracy(images, prompts)
+    assert scores["color"] >= 0.8 and scores["position"] >= 0.8 and scores["size"] >= 0.8, scores
