@@ -494,5 +494,11 @@ def info_command(
         typer.echo(f"{key:<{width}}  {text}")
 
 
+# --- eval (translate/cli_eval.py; registered here so that `translate eval` sits beside the rest) ---
+from translate.cli_eval import eval_command  # noqa: E402
+
+app.command("eval")(eval_command)
+
+
 if __name__ == "__main__":
     app()

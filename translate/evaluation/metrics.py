@@ -1,0 +1,282 @@
+"""Image-quality metrics: paired (PSNR, SSIM, L1, RMSE, pixel accuracy within delta) and
+distribution (FID, KID) scores of a set of generated images against real ones.
+
+    scores = evaluate_folders("datasets/maps/val_B", "out/fake_B")      # dict, see `evaluate_folders`
+
+Conventions, chosen to match what papers on these data sets report:
+
+- paired metrics are on 8-bit images, 0..255: L1 and RMSE in levels, PSNR in dB with a peak of
+  255, SSIM (Gaussian window 11, sigma 1.5) with a data range of 255, and "accuracy": the share of
+  pixels whose every channel is within `delta` levels of the ground truth (pix2pix's maps metric,
+  delta 5). Each is computed per image, then averaged over the images.
+- FID and KID compare Inception pool3 features (`translate.evaluation.inception`, the TF
+  2015-12-05 weights every FID paper uses, loaded offline); the statistics are torchmetrics'
+  `FrechetInceptionDistance` and `KernelInceptionDistance` (cubic polynomial kernel, 100 subsets).
+  The features are computed once and fed to both.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import os
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from translate.data.images import list_images, load_image, to_uint8_tensor
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["DEFAULT_DELTA", "PAIRED_METRICS", "DistributionScores", "PairedScores", "evaluate_folders",
+           "paired_metrics", "pair_files", "markdown_table"]
+
+DEFAULT_DELTA = 5
+PAIRED_METRICS = ("psnr", "ssim", "l1", "rmse", "accuracy")
+
+
+def _check_uint8_pair(fake: Tensor, real: Tensor) -> None:
+    for name, images in (("fake", fake), ("real", real)):
+        if images.ndim != 4 or images.dtype != torch.uint8:
+            raise ValueError(f"{name} must be (B, C, H, W) uint8 in 0..255, got shape {tuple(images.shape)} "
+                             f"dtype {images.dtype}; for [-1, 1] tensors use ((x + 1) * 127.5).round().byte()")
+    if fake.shape != real.shape:
+        raise ValueError(f"fake {tuple(fake.shape)} and real {tuple(real.shape)} must have one shape; resize the "
+                         "generated images to the ground truth's size first")
+
+
+def paired_metrics(fake: Tensor, real: Tensor, delta: int = DEFAULT_DELTA) -> dict[str, Tensor]:
+    """Per-image paired metrics of generated images against their ground truth.
+
+    Args:
+        fake, real: `(B, C, H, W)` uint8 in 0..255, one shape.
+        delta: accuracy tolerance in levels (every channel within it counts the pixel as right).
+    Returns:
+        `{"psnr", "ssim", "l1", "rmse", "accuracy"}`, each `(B,)` float64: dB, [-1, 1], levels,
+        levels, fraction of pixels. PSNR of identical images is capped at 100 dB.
+    """
+    from torchmetrics.functional.image import structural_similarity_index_measure
+
+    _check_uint8_pair(fake, real)
+    if isinstance(delta, bool) or not isinstance(delta, int) or delta < 0:
+        raise ValueError(f"delta must be an integer >= 0 (levels on 0..255), got {delta!r}")
+    diff = fake.double() - real.double()
+    mse = diff.pow(2).mean(dim=(1, 2, 3))
+    psnr = (10.0 * torch.log10(255.0**2 / mse.clamp(min=1e-12))).clamp(max=100.0)
+    ssim = structural_similarity_index_measure(fake.double(), real.double(), data_range=255.0, reduction="none")
+    return {
+        "psnr": psnr,
+        "ssim": ssim.reshape(-1).double(),
+        "l1": diff.abs().mean(dim=(1, 2, 3)),
+        "rmse": mse.sqrt(),
+        "accuracy": (diff.abs() <= delta).all(dim=1).double().mean(dim=(1, 2)),
+    }
+
+
+class PairedScores:
+    """Running means of `paired_metrics` over any number of batches."""
+
+    def __init__(self, delta: int = DEFAULT_DELTA) -> None:
+        self.delta = delta
+        self.sums = dict.fromkeys(PAIRED_METRICS, 0.0)
+        self.count = 0
+
+    def update(self, fake: Tensor, real: Tensor) -> None:
+        """`fake`, `real`: `(B, C, H, W)` uint8, one shape."""
+        for name, values in paired_metrics(fake, real, self.delta).items():
+            self.sums[name] += float(values.sum())
+        self.count += fake.shape[0]
+
+    def compute(self) -> dict[str, float]:
+        if self.count == 0:
+            raise ValueError("no image pairs were scored")
+        return {name: total / self.count for name, total in self.sums.items()}
+
+
+class _Precomputed(nn.Module):
+    """Lets torchmetrics' FID / KID take features computed once for both (their "custom model")."""
+
+    def __init__(self, num_features: int) -> None:
+        super().__init__()
+        self.num_features = num_features
+
+    def forward(self, features: Tensor) -> Tensor:
+        return features
+
+
+class DistributionScores:
+    """FID and KID of generated images against real ones, from one pass of the Inception network.
+
+    `update(images, real)`: `(B, 3, H, W)` uint8, any size (the network resizes to 299).
+    `compute()`: `{"fid", "kid_mean", "kid_std"}`; KID's subsets hold min(1000, n_real, n_fake) images.
+    """
+
+    def __init__(self, inception: nn.Module, device: torch.device | str = "cpu", kid_subsets: int = 100) -> None:
+        self.inception = inception.to(device).eval()
+        self.device = torch.device(device)
+        self.kid_subsets = kid_subsets
+        self.features: dict[bool, list[Tensor]] = {True: [], False: []}
+
+    @torch.inference_mode()
+    def update(self, images: Tensor, real: bool) -> None:
+        if images.ndim != 4 or images.dtype != torch.uint8 or images.shape[1] != 3:
+            raise ValueError(f"expected (B, 3, H, W) uint8 images, got shape {tuple(images.shape)} dtype {images.dtype}")
+        features = self.inception(images.to(self.device).float() / 255.0)
+        self.features[real].append(features.double().cpu())
+
+    def counts(self) -> tuple[int, int]:
+        return tuple(sum(f.shape[0] for f in self.features[side]) for side in (True, False))  # type: ignore[return-value]
+
+    def compute(self) -> dict[str, float]:
+        from torchmetrics.image.fid import FrechetInceptionDistance
+        from torchmetrics.image.kid import KernelInceptionDistance
+
+        n_real, n_fake = self.counts()
+        if min(n_real, n_fake) < 2:
+            raise ValueError(f"FID and KID need at least 2 real and 2 generated images, got {n_real} and {n_fake}")
+        subset = min(1000, n_real, n_fake)
+        dim = int(self.features[True][0].shape[1])
+        fid = FrechetInceptionDistance(feature=_Precomputed(dim), normalize=True)
+        with warnings.catch_warnings():
+            # KID keeps every feature vector, and warns so; ours are in memory already.
+            warnings.filterwarnings("ignore", message=".*will save all extracted features in buffer.*")
+            kid = KernelInceptionDistance(feature=_Precomputed(dim), subsets=self.kid_subsets, subset_size=subset,
+                                          normalize=True)
+        for side in (True, False):
+            for features in self.features[side]:
+                fid.update(features, real=side)
+                kid.update(features, real=side)
+        kid_mean, kid_std = kid.compute()
+        return {"fid": float(fid.compute()), "kid_mean": float(kid_mean), "kid_std": float(kid_std),
+                "kid_subset_size": subset}
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def pair_files(real: Sequence[Path], fake: Sequence[Path], real_root: Path, fake_root: Path) -> list[tuple[Path, Path]]:
+    """Pairs of (real, fake) files with the same path relative to their folder, less the extension
+    (a converted `a/x.png` pairs with the ground truth `a/x.jpg`)."""
+    by_key = {p.relative_to(real_root).with_suffix("").as_posix(): p for p in real}
+    pairs = []
+    for path in fake:
+        key = path.relative_to(fake_root).with_suffix("").as_posix()
+        if key in by_key:
+            pairs.append((by_key[key], path))
+    return pairs
+
+
+def _batches(paths: Sequence[Path], batch_size: int) -> Iterator[list[Tensor]]:
+    for start in range(0, len(paths), batch_size):
+        yield [to_uint8_tensor(load_image(path)) for path in paths[start:start + batch_size]]
+
+
+def _stack_by_size(images: list[Tensor]) -> Iterator[Tensor]:
+    """Same-size runs of `images` stacked, so folders of mixed sizes still go through in batches."""
+    groups: dict[tuple[int, ...], list[Tensor]] = {}
+    for image in images:
+        groups.setdefault(tuple(image.shape), []).append(image)
+    for group in groups.values():
+        yield torch.stack(group)
+
+
+def evaluate_folders(real: str | os.PathLike[str], fake: str | os.PathLike[str], *, fid: bool = True,
+                     inception: nn.Module | None = None, inception_path: str | os.PathLike[str] | None = None,
+                     paired: bool | None = None, delta: int = DEFAULT_DELTA, batch_size: int = 16,
+                     device: torch.device | str = "cpu",
+                     on_progress: Callable[[str, int, int], None] | None = None) -> dict[str, Any]:
+    """Score the generated images in `fake` against the real ones in `real` (folders, recursive).
+
+    Args:
+        fid: compute FID and KID (needs the Inception weights: `inception`, or found by
+            `translate.evaluation.inception.find_inception_weights(inception_path)`).
+        paired: compute the paired metrics on files with the same relative name (extension aside);
+            None: when every generated image has its ground truth.
+        delta: the accuracy tolerance in levels; batch_size: images per Inception batch.
+        on_progress: called with (stage, done, total).
+    Returns:
+        `{"real", "fake", "n_real", "n_fake", "n_pairs", "fid", "kid_mean", "kid_std", "psnr",
+        "ssim", "l1", "rmse", "accuracy", "delta", "inception"}` (the keys of what was computed).
+    """
+    real_root, fake_root = Path(real), Path(fake)
+    for name, root in (("real", real_root), ("fake", fake_root)):
+        if not root.is_dir():
+            raise FileNotFoundError(f"--{name} {str(root)!r} is not a folder of images")
+    real_files, fake_files = list_images(real_root), list_images(fake_root)
+    for name, files, root in (("real", real_files, real_root), ("fake", fake_files, fake_root)):
+        if not files:
+            raise FileNotFoundError(f"no images under --{name} {str(root)!r} (png, jpg, webp, ...)")
+    report: dict[str, Any] = {"real": str(real_root), "fake": str(fake_root), "n_real": len(real_files),
+                              "n_fake": len(fake_files)}
+    pairs = pair_files(real_files, fake_files, real_root, fake_root)
+    if paired is None:
+        paired = len(pairs) == len(fake_files)
+    elif paired and not pairs:
+        raise ValueError(f"no generated image under {fake_root} has a same-name ground truth under {real_root}; "
+                         "name the outputs like their inputs (translate convert does), or leave out --paired")
+    if paired:
+        scores = PairedScores(delta)
+        for start in range(0, len(pairs), batch_size):
+            chunk = pairs[start:start + batch_size]
+            for real_path, fake_path in chunk:
+                real_image, fake_image = to_uint8_tensor(load_image(real_path)), to_uint8_tensor(load_image(fake_path))
+                if real_image.shape != fake_image.shape:
+                    raise ValueError(f"{fake_path} is {tuple(fake_image.shape[1:])} but its ground truth {real_path} "
+                                     f"is {tuple(real_image.shape[1:])}; paired metrics need one size (convert at "
+                                     "the input's size, or leave out --paired for FID / KID only)")
+                scores.update(fake_image[None], real_image[None])
+            if on_progress:
+                on_progress("paired", min(start + batch_size, len(pairs)), len(pairs))
+        report.update(n_pairs=len(pairs), delta=delta, **scores.compute())
+    if fid:
+        from translate.evaluation.inception import find_inception_weights, load_inception
+
+        if inception is None:
+            weights = find_inception_weights(inception_path)
+            inception = load_inception(weights, device=device)
+            report["inception"] = {"path": str(weights), "sha256": _sha256(weights)}
+        distribution = DistributionScores(inception, device)
+        total = len(real_files) + len(fake_files)
+        done = 0
+        for side, files in ((True, real_files), (False, fake_files)):
+            for images in _batches(files, batch_size):
+                for batch in _stack_by_size(images):
+                    distribution.update(batch, real=side)
+                done += len(images)
+                if on_progress:
+                    on_progress("inception", done, total)
+        report.update(distribution.compute())
+    return report
+
+
+_COLUMNS = (("fid", "FID", "{:.2f}"), ("kid_mean", "KID x 1000", "{:.2f}"), ("psnr", "PSNR (dB)", "{:.2f}"),
+            ("ssim", "SSIM", "{:.4f}"), ("l1", "L1 (0-255)", "{:.2f}"), ("rmse", "RMSE (0-255)", "{:.2f}"),
+            ("accuracy", "accuracy", "{:.1%}"))
+
+
+def markdown_table(rows: Sequence[dict[str, Any]], name_key: str = "fake") -> str:
+    """A markdown table of reports (one row each), with the columns any of them has."""
+    columns = [c for c in _COLUMNS if any(c[0] in row for row in rows)]
+    header = ["images", "n"] + [title if key != "accuracy" else f"accuracy (delta {rows[0].get('delta', DEFAULT_DELTA)})"
+                                for key, title, _ in columns]
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    for row in rows:
+        cells = [str(row.get(name_key, "")), str(row.get("n_fake", ""))]
+        for key, _, fmt in columns:
+            value = row.get(key)
+            if value is None or (isinstance(value, float) and math.isnan(value)):
+                cells.append("")
+            else:
+                cells.append(fmt.format(value * 1000 if key == "kid_mean" else value))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
