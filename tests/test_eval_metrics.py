@@ -143,8 +143,10 @@ def test_split_aligned_writes_halves_in_either_direction(tmp_path):
     inputs, targets = split_aligned(tmp_path / "val", tmp_path / "ab")
     assert Image.open(inputs / "p.png").size == (8, 8)
     assert Image.open(inputs / "p.png").getpixel((0, 0))[0] < 20 < Image.open(targets / "p.png").getpixel((0, 0))[0]
-    inputs, targets = split_aligned(tmp_path / "val", tmp_path / "ba", direction="BtoA")
-    assert Image.open(inputs / "p.png").getpixel((0, 0))[0] > 180
+    inputs, targets = split_aligned(tmp_path / "val", tmp_path / "ba", direction="BtoA", load_size=12)
+    assert Image.open(inputs / "p.png").getpixel((0, 0))[0] > 180 and Image.open(targets / "p.png").size == (12, 12)
+    with pytest.raises(ValueError, match="load_size must be a positive integer.*0"):
+        split_aligned(tmp_path / "val", tmp_path / "x", load_size=0)
     with pytest.raises(ValueError, match="direction must be AtoB or BtoA, got 'up'"):
         split_aligned(tmp_path / "val", tmp_path / "x", direction="up")
     (tmp_path / "empty").mkdir()

@@ -16,6 +16,7 @@ def eval_command(
     data: Optional[Path] = typer.Option(None, "--data", help="With --model: a data set whose PHASE folder holds aligned A|B images."),
     phase: str = typer.Option("val", "--phase", help="With --model: the split to translate (val, test)."),
     direction: str = typer.Option("AtoB", "--direction", help="With --model: AtoB | BtoA."),
+    load_size: Optional[int] = typer.Option(None, "--load-size", help="With --model: resize each half to N x N first (the reference tests at 256) [the data's size]."),
     limit: Optional[int] = typer.Option(None, "--limit", help="With --model: only the first N pairs (sorted by name)."),
     out: Optional[Path] = typer.Option(None, "--out", help="With --model: where the inputs, outputs and targets are written [EVAL_DIR]."),
     fid: bool = typer.Option(True, "--fid/--no-fid", help="FID and KID (need the Inception weights)."),
@@ -46,7 +47,7 @@ def eval_command(
         out = out or Path(f"eval_{Path(str(model)).name}_{phase}")
         try:
             real, fake = translate_aligned_split(model, data, out, phase=phase, direction=direction, device=device,
-                                                 limit=limit)
+                                                 limit=limit, load_size=load_size)
         except (ValueError, FileNotFoundError) as error:
             fail(str(error))
         typer.echo(f"translated {data / phase} with {model}: outputs in {fake}, targets in {real}")

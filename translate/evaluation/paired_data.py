@@ -13,6 +13,8 @@ import logging
 import os
 from pathlib import Path
 
+from PIL import Image
+
 from translate.data.images import list_images, load_image
 
 logger = logging.getLogger(__name__)
@@ -21,17 +23,21 @@ __all__ = ["split_aligned", "translate_aligned_split"]
 
 
 def split_aligned(source: str | os.PathLike[str], out: str | os.PathLike[str], direction: str = "AtoB",
-                  limit: int | None = None) -> tuple[Path, Path]:
+                  limit: int | None = None, load_size: int | None = None) -> tuple[Path, Path]:
     """Write each aligned A|B image's halves as `out/input/NAME.png` and `out/target/NAME.png`.
 
     Args:
         source: folder of aligned images (recursive); an odd last column is dropped.
         direction: "AtoB" (left half is the input) or "BtoA".
         limit: only the first N images, sorted by path.
+        load_size: resize each half to N x N (bicubic), as the reference's test does at 256;
+            None keeps the data set's size.
     Returns: (input folder, target folder).
     """
     if direction not in ("AtoB", "BtoA"):
         raise ValueError(f"direction must be AtoB or BtoA, got {direction!r}")
+    if load_size is not None and (isinstance(load_size, bool) or not isinstance(load_size, int) or load_size < 1):
+        raise ValueError(f"load_size must be a positive integer (pixels), got {load_size!r}")
     source, out = Path(source), Path(out)
     files = list_images(source)
     if not files:
@@ -45,6 +51,8 @@ def split_aligned(source: str | os.PathLike[str], out: str | os.PathLike[str], d
         if half == 0:
             raise ValueError(f"{path} is {both.width} pixels wide: too narrow to hold an A|B pair")
         a, b = both.crop((0, 0, half, both.height)), both.crop((half, 0, 2 * half, both.height))
+        if load_size:
+            a, b = (half.resize((load_size, load_size), Image.Resampling.BICUBIC) for half in (a, b))
         source_half, target_half = (a, b) if direction == "AtoB" else (b, a)
         name = path.relative_to(source).with_suffix(".png")
         for folder, image in ((inputs, source_half), (targets, target_half)):
@@ -56,7 +64,8 @@ def split_aligned(source: str | os.PathLike[str], out: str | os.PathLike[str], d
 
 def translate_aligned_split(model: str | os.PathLike[str], data: str | os.PathLike[str],
                             out: str | os.PathLike[str], *, phase: str = "val", direction: str = "AtoB",
-                            device: str = "auto", limit: int | None = None) -> tuple[Path, Path]:
+                            device: str = "auto", limit: int | None = None,
+                            load_size: int | None = None) -> tuple[Path, Path]:
     """Split `data/phase`'s aligned pairs into `out/`, translate the inputs with `model` (fp32, at
     their own size) into `out/output/`. Returns (target folder, output folder)."""
     from translate.convert import convert_folder
@@ -64,7 +73,7 @@ def translate_aligned_split(model: str | os.PathLike[str], data: str | os.PathLi
     source = Path(data) / phase
     if not source.is_dir():
         raise FileNotFoundError(f"no {phase!r} split at {str(source)!r}; pass --phase (e.g. val or test)")
-    inputs, targets = split_aligned(source, out, direction, limit)
+    inputs, targets = split_aligned(source, out, direction, limit, load_size)
     outputs = Path(out) / "output"
     summary = convert_folder(inputs, outputs, str(model), precision="fp32", device=device, overwrite=True)
     if summary.failed:
