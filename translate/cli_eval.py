@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Optional
 
@@ -53,9 +54,17 @@ def eval_command(
         typer.echo(f"translated {data / phase} with {model}: outputs in {fake}, targets in {real}")
     if real is None or fake is None:
         fail("pass --real DIR and --fake DIR (or --model M --data DIR)")
+    last = [0.0]
+
+    def progress(stage: str, done: int, total: int) -> None:
+        if time.monotonic() - last[0] > 10 or done == total:
+            last[0] = time.monotonic()
+            what = "Inception features" if stage == "inception" else "paired metrics"
+            typer.echo(f"{what}: {done}/{total} images", err=True)
+
     try:
         report = evaluate_folders(real, fake, fid=fid, inception_path=inception, paired=paired, delta=delta,
-                                  batch_size=batch_size, device=device)
+                                  batch_size=batch_size, device=device, on_progress=progress)
     except (ValueError, FileNotFoundError) as error:
         fail(str(error))
     table = markdown_table([report])

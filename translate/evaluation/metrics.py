@@ -113,7 +113,8 @@ class DistributionScores:
     """FID and KID of generated images against real ones, from one pass of the Inception network.
 
     `update(images, real)`: `(B, 3, H, W)` uint8, any size (the network resizes to 299).
-    `compute()`: `{"fid", "kid_mean", "kid_std"}`; KID's subsets hold min(1000, n_real, n_fake) images.
+    `compute()`: `{"fid", "kid_mean", "kid_std", "kid_subset_size"}`; KID's 100 subsets hold min(1000,
+    n / 2) images, n the smaller set.
     """
 
     def __init__(self, inception: nn.Module, device: torch.device | str = "cpu", kid_subsets: int = 100) -> None:
@@ -139,7 +140,9 @@ class DistributionScores:
         n_real, n_fake = self.counts()
         if min(n_real, n_fake) < 2:
             raise ValueError(f"FID and KID need at least 2 real and 2 generated images, got {n_real} and {n_fake}")
-        subset = min(1000, n_real, n_fake)
+        # Subsets of half the smaller set below 2000 images: subsets of the whole set would all be the
+        # same draw, and KID's standard deviation would read 0.
+        subset = min(1000, max(2, min(n_real, n_fake) // 2))
         dim = int(self.features[True][0].shape[1])
         fid = FrechetInceptionDistance(feature=_Precomputed(dim), normalize=True)
         with warnings.catch_warnings():
