@@ -179,3 +179,35 @@ def test_cli_eval_model_translates_an_aligned_split(tmp_path):
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["n_pairs"] == 2 and report["real"] == str(tmp_path / "ev" / "target")
     assert sorted(p.name for p in (tmp_path / "ev" / "output").glob("*.png")) == ["1.png", "2.png"]
+
+
+def test_best_report_direction_and_refusals():
+    from translate.evaluation.paired_data import best_report
+
+    reports = [{"model": "a", "l1": 3.0, "psnr": 20.0}, {"model": "b", "l1": 2.0, "psnr": 18.0}]
+    assert best_report(reports, "l1")["model"] == "b" and best_report(reports, "psnr")["model"] == "a"
+    with pytest.raises(ValueError, match="metric must be one of .*got 'speed'"):
+        best_report(reports, "speed")
+    with pytest.raises(ValueError, match="no report has 'fid'"):
+        best_report(reports, "fid")
+
+
+def test_cli_eval_scores_every_checkpoint_of_a_run_and_names_the_best(tmp_path):
+    from translate.demo import make_paired_dataset
+    from translate.training import make_config, train
+
+    data = make_paired_dataset(tmp_path / "data", n_train=2, n_test=2, size=32)
+    run = tmp_path / "run"
+    train(make_config("pix2pix", overrides={"data": str(data), "out": str(run), "ngf": 4, "ndf": 4, "netG": "resnet_6blocks",
+                                            "load_size": 32, "crop_size": 32, "n_epochs": 1, "n_epochs_decay": 1,
+                                            "save_epoch_freq": 1, "workers": 0, "device": "cpu", "batch_size": 2}))
+    result = runner.invoke(app, ["eval", "--model", str(run), "--data", str(data), "--phase", "test", "--all-checkpoints",
+                                 "--no-fid", "--out", str(tmp_path / "ev"), "--json", str(tmp_path / "r.json")])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert [Path(r["model"]).name for r in report["reports"]] == ["epoch_0001.pt", "epoch_0002.pt"]
+    assert report["best_by"] == "l1" and report["best"] == min(report["reports"], key=lambda r: r["l1"])["model"]
+    assert "best checkpoint by l1" in result.output and "epoch_0002.pt" in result.output
+    result = runner.invoke(app, ["eval", "--model", str(tmp_path / "data"), "--data", str(data), "--all-checkpoints",
+                                 "--no-fid"])
+    assert result.exit_code == 2 and "no epoch checkpoints" in result.output

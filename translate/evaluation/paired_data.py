@@ -19,7 +19,7 @@ from translate.data.images import list_images, load_image
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["split_aligned", "translate_aligned_split"]
+__all__ = ["LOWER_IS_BETTER", "best_report", "run_checkpoints", "split_aligned", "translate_aligned_split"]
 
 
 def split_aligned(source: str | os.PathLike[str], out: str | os.PathLike[str], direction: str = "AtoB",
@@ -79,3 +79,28 @@ def translate_aligned_split(model: str | os.PathLike[str], data: str | os.PathLi
     if summary.failed:
         raise ValueError(f"{len(summary.failed)} images failed to translate, first: {summary.failed[0]}")
     return targets, outputs
+
+
+LOWER_IS_BETTER = {"fid": True, "kid_mean": True, "l1": True, "rmse": True, "psnr": False, "ssim": False,
+                   "accuracy": False}
+
+
+def run_checkpoints(run: str | os.PathLike[str]) -> list[Path]:
+    """A run's kept checkpoints (`RUN/checkpoints/epoch_*.pt`), in epoch order."""
+    folder = Path(run) / "checkpoints"
+    checkpoints = sorted(folder.glob("epoch_*.pt"))
+    if not checkpoints:
+        raise FileNotFoundError(f"no epoch checkpoints under {str(folder)!r}: expected a run directory written by "
+                                "`translate train` (it keeps one every --save-epoch-freq epochs)")
+    return checkpoints
+
+
+def best_report(reports: list[dict[str, object]], metric: str) -> dict[str, object]:
+    """The report with the best `metric` (lowest FID / KID / L1 / RMSE, highest PSNR / SSIM / accuracy)."""
+    if metric not in LOWER_IS_BETTER:
+        raise ValueError(f"metric must be one of {', '.join(LOWER_IS_BETTER)}, got {metric!r}")
+    scored = [r for r in reports if isinstance(r.get(metric), float)]
+    if not scored:
+        raise ValueError(f"no report has {metric!r}; pick a metric that was computed (e.g. l1 with --no-fid)")
+    sign = 1.0 if LOWER_IS_BETTER[metric] else -1.0
+    return min(scored, key=lambda r: sign * float(r[metric]))  # type: ignore[arg-type]
