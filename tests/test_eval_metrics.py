@@ -113,11 +113,25 @@ def test_evaluate_folders_paired_and_distribution(tmp_path):
     expected = {k: float(v.mean()) for k, v in paired_metrics(fake, real).items()}
     assert report["n_pairs"] == 4 and report["delta"] == 5
     assert {k: report[k] for k in expected} == pytest.approx(expected)
-    assert report["fid"] > 0 and "kid_mean" in report and "inception" not in report
-    # An unmatched generated image turns the paired metrics off (auto), FID stays.
-    _write(tmp_path / "fake", ["extra.png"], _images(1, seed=6))
+    assert "kid_mean" in report and "inception" not in report
+
+    def direct_fid(fakes: torch.Tensor) -> float:
+        direct = DistributionScores(_ColourFeatures())
+        direct.update(real, real=True)
+        direct.update(fakes, real=False)
+        return direct.compute()["fid"]
+
+    assert report["fid"] == pytest.approx(direct_fid(fake)) and report["fid"] > 0
+    # An unmatched generated image turns the paired metrics off (auto); forced on, the pairs are scored
+    # and the extra image still counts for FID.
+    extra = _images(1, seed=6)
+    _write(tmp_path / "fake", ["extra.png"], extra)
     report = evaluate_folders(tmp_path / "real", tmp_path / "fake", inception=_ColourFeatures())
-    assert "psnr" not in report and report["n_fake"] == 5 and report["fid"] > 0
+    assert "psnr" not in report and report["n_fake"] == 5
+    assert report["fid"] == pytest.approx(direct_fid(torch.cat([fake, extra])))
+    forced = evaluate_folders(tmp_path / "real", tmp_path / "fake", inception=_ColourFeatures(), paired=True)
+    assert forced["n_pairs"] == 4 and forced["psnr"] == pytest.approx(expected["psnr"])
+    assert forced["fid"] == pytest.approx(report["fid"])
     table = markdown_table([report])
     assert "FID" in table and "PSNR" not in table and str(tmp_path / "fake") in table
 

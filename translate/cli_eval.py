@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Optional
+from typing import NoReturn, Optional
 
 import typer
 
@@ -38,7 +38,7 @@ def eval_command(
     DIR/PHASE's aligned A|B pairs first). Exit status 2 on bad arguments or missing weights."""
     from translate.evaluation.metrics import evaluate_folders, markdown_table
 
-    def fail(message: str) -> None:
+    def fail(message: str) -> NoReturn:
         typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
         raise typer.Exit(code=2)
 
@@ -47,8 +47,7 @@ def eval_command(
     def progress(stage: str, done: int, total: int) -> None:
         if time.monotonic() - last[0] > 10 or done == total:
             last[0] = time.monotonic()
-            what = "Inception features" if stage == "inception" else "paired metrics"
-            typer.echo(f"{what}: {done}/{total} images", err=True)
+            typer.echo(f"scored {done}/{total} images", err=True)
 
     def score(real_dir: Path, fake_dir: Path) -> dict:
         try:
@@ -56,7 +55,6 @@ def eval_command(
                                     batch_size=batch_size, device=device, on_progress=progress)
         except (ValueError, FileNotFoundError) as error:
             fail(str(error))
-            raise
 
     def write(reports: list[dict], extra: dict | None = None) -> None:
         table = markdown_table(reports)

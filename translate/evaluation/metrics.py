@@ -17,7 +17,6 @@ Conventions, chosen to match what papers on these data sets report:
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import os
@@ -159,14 +158,6 @@ class DistributionScores:
                 "kid_subset_size": subset}
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def pair_files(real: Sequence[Path], fake: Sequence[Path], real_root: Path, fake_root: Path) -> list[tuple[Path, Path]]:
     """Pairs of (real, fake) files with the same path relative to their folder, less the extension
     (a converted `a/x.png` pairs with the ground truth `a/x.jpg`)."""
@@ -206,7 +197,7 @@ def evaluate_folders(real: str | os.PathLike[str], fake: str | os.PathLike[str],
         paired: compute the paired metrics on files with the same relative name (extension aside);
             None: when every generated image has its ground truth.
         delta: the accuracy tolerance in levels; batch_size: images per Inception batch.
-        on_progress: called with (stage, done, total).
+        on_progress: called with ("images", images read, images in both folders).
     Returns:
         `{"real", "fake", "n_real", "n_fake", "n_pairs", "fid", "kid_mean", "kid_std", "psnr",
         "ssim", "l1", "rmse", "accuracy", "delta", "inception"}` (the keys of what was computed).
@@ -227,37 +218,53 @@ def evaluate_folders(real: str | os.PathLike[str], fake: str | os.PathLike[str],
     elif paired and not pairs:
         raise ValueError(f"no generated image under {fake_root} has a same-name ground truth under {real_root}; "
                          "name the outputs like their inputs (translate convert does), or leave out --paired")
-    if paired:
-        scores = PairedScores(delta)
-        for start in range(0, len(pairs), batch_size):
-            chunk = pairs[start:start + batch_size]
-            for real_path, fake_path in chunk:
-                real_image, fake_image = to_uint8_tensor(load_image(real_path)), to_uint8_tensor(load_image(fake_path))
-                if real_image.shape != fake_image.shape:
-                    raise ValueError(f"{fake_path} is {tuple(fake_image.shape[1:])} but its ground truth {real_path} "
-                                     f"is {tuple(real_image.shape[1:])}; paired metrics need one size (convert at "
-                                     "the input's size, or leave out --paired for FID / KID only)")
-                scores.update(fake_image[None], real_image[None])
-            if on_progress:
-                on_progress("paired", min(start + batch_size, len(pairs)), len(pairs))
-        report.update(n_pairs=len(pairs), delta=delta, **scores.compute())
+    distribution = None
     if fid:
-        from translate.evaluation.inception import find_inception_weights, load_inception
+        from translate.evaluation.inception import INCEPTION_SHA256, find_inception_weights, load_inception
 
         if inception is None:
             weights = find_inception_weights(inception_path)
             inception = load_inception(weights, device=device)
-            report["inception"] = {"path": str(weights), "sha256": _sha256(weights)}
+            # load_inception checked an archive against the pinned hash; a .safetensors copy is not hashed.
+            report["inception"] = {"path": str(weights),
+                                   "sha256": None if weights.suffix == ".safetensors" else INCEPTION_SHA256}
         distribution = DistributionScores(inception, device)
-        total = len(real_files) + len(fake_files)
-        done = 0
+    total = len(real_files) + len(fake_files)
+    done = 0
+
+    def features(images: list[Tensor], real: bool) -> None:
+        nonlocal done
+        if distribution is not None:
+            for batch in _stack_by_size(images):
+                distribution.update(batch, real=real)
+        done += len(images)
+        if on_progress:
+            on_progress("images", done, total)
+
+    # Each image is decoded once: pairs feed the paired metrics and the Inception features together.
+    scores = PairedScores(delta) if paired else None
+    paired_files: set[Path] = set()
+    for start in range(0, len(pairs) if scores else 0, batch_size):
+        reals, fakes = [], []
+        for real_path, fake_path in pairs[start:start + batch_size]:
+            real_image, fake_image = to_uint8_tensor(load_image(real_path)), to_uint8_tensor(load_image(fake_path))
+            if real_image.shape != fake_image.shape:
+                raise ValueError(f"{fake_path} is {tuple(fake_image.shape[1:])} but its ground truth {real_path} "
+                                 f"is {tuple(real_image.shape[1:])}; paired metrics need one size (convert at "
+                                 "the input's size, or leave out --paired for FID / KID only)")
+            scores.update(fake_image[None], real_image[None])  # type: ignore[union-attr]
+            reals.append(real_image)
+            fakes.append(fake_image)
+            paired_files.update((real_path, fake_path))
+        features(reals, real=True)
+        features(fakes, real=False)
+    if scores is not None:
+        report.update(n_pairs=len(pairs), delta=delta, **scores.compute())
+    if distribution is not None:
         for side, files in ((True, real_files), (False, fake_files)):
-            for images in _batches(files, batch_size):
-                for batch in _stack_by_size(images):
-                    distribution.update(batch, real=side)
-                done += len(images)
-                if on_progress:
-                    on_progress("inception", done, total)
+            rest = [path for path in files if path not in paired_files]
+            for images in _batches(rest, batch_size):
+                features(images, real=side)
         report.update(distribution.compute())
     return report
 
