@@ -11,6 +11,8 @@ from typing import Optional
 
 import typer
 
+from translate.cli_progress import convert_progress, progress_printer
+
 app = typer.Typer(
     name="translate",
     help="Image-to-image translation: train CycleGAN / pix2pix, import reference checkpoints, convert folders.",
@@ -94,68 +96,6 @@ def import_reference_command(
 
 # --- train (owner: training) -------------------------------------------------------------------
 
-class _StepRate:
-    """it/s since the first event seen (a resumed run starts counting at its resume step)."""
-
-    def __init__(self) -> None:
-        import time
-
-        self.clock = time.time
-        self.t0: float | None = None
-        self.s0 = 0
-
-    def __call__(self, step: int) -> float:
-        if self.t0 is None:
-            self.t0, self.s0 = self.clock(), step - 1
-        return (step - self.s0) / max(self.clock() - self.t0, 1e-9)
-
-
-def _format_losses(losses: dict, limit: int = 6) -> str:
-    return " ".join(f"{k} {v:.3f}" for k, v in list(losses.items())[:limit])
-
-
-def _progress_printer(every_s: float = 30.0):
-    """Training progress: a rich bar with it/s, ETA and the latest losses on a terminal; one plain
-    line every `every_s` seconds in logs and pipes, where a bar cannot redraw. Returns
-    (callback, close)."""
-    import sys
-
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                               TimeRemainingColumn)
-
-    rate = _StepRate()
-    if not sys.stdout.isatty():
-        last = {"time": None}
-
-        def print_line(event) -> None:
-            speed = rate(event.step)
-            if last["time"] is None:  # the first step only starts the clock: no rate to show yet
-                last["time"] = rate.clock()
-            if rate.clock() - last["time"] < every_s and event.step != event.total_steps:
-                return
-            last["time"] = rate.clock()
-            eta = (event.total_steps - event.step) / max(speed, 1e-9)
-            typer.echo(f"step {event.step}/{event.total_steps} epoch {event.epoch + 1}/{event.total_epochs} "
-                       f"{speed:.2f} it/s ETA {eta / 60:.1f} min | {_format_losses(event.losses)}")
-
-        return print_line, lambda: None
-
-    bar = Progress(TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
-                   TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("ETA"),
-                   TimeRemainingColumn(), TextColumn("{task.fields[losses]}"))
-    task_ids: list = []
-
-    def update(event) -> None:
-        if not task_ids:
-            bar.start()
-            task_ids.append(bar.add_task("train", total=event.total_steps, completed=event.step - 1,
-                                         epoch="", rate="", losses=""))
-        bar.update(task_ids[0], completed=event.step, epoch=f"{event.epoch + 1}/{event.total_epochs}",
-                   rate=f"{rate(event.step):.2f} it/s", losses=_format_losses(event.losses))
-
-    return update, bar.stop
-
-
 @app.command()
 def train(
     task: Optional[str] = typer.Argument(None, help="cyclegan | pix2pix | text2image | textcycle (omit with --resume)."),
@@ -211,6 +151,10 @@ def train(
     log_every: Optional[int] = typer.Option(None, "--log-every", help="Log losses every K steps [50]."),
     sample_every: Optional[int] = typer.Option(None, "--sample-every", help="Sample grid every K steps [500]."),
     save_epoch_freq: Optional[int] = typer.Option(None, "--save-epoch-freq", help="Keep a checkpoint every K epochs [5]."),
+    eval_every: Optional[int] = typer.Option(None, "--eval-every", help="pix2pix, cyclegan: score the generators on held-out images every K epochs and at the end, logged with the losses [0: off]."),
+    eval_phase: Optional[str] = typer.Option(None, "--eval-phase", help="Held-out folder for --eval-every [val for pix2pix, test for cyclegan]."),
+    eval_limit: Optional[int] = typer.Option(None, "--eval-limit", help="First N held-out images per direction for --eval-every [200]."),
+    eval_fid: Optional[bool] = typer.Option(None, "--eval-fid/--no-eval-fid", help="FID and KID in --eval-every (needs the Inception weights, see translate eval) [on]."),
 ) -> None:
     """Train a CycleGAN (unpaired), pix2pix (paired), text2image (captioned) or textcycle (domain folders with
     prompts) model, or --resume a run."""
@@ -244,7 +188,7 @@ def train(
     except (ValueError, FileNotFoundError) as error:
         _fail(str(error))
     main_process = os.environ.get("RANK", "0") == "0"
-    update, close = _progress_printer() if main_process else (None, lambda: None)
+    update, close = progress_printer() if main_process else (None, lambda: None)
     try:
         result = run_training(cfg, resume_state=resume_state, on_progress=update)
     except NonFiniteLossError as error:
@@ -261,47 +205,15 @@ def train(
             typer.echo(f"skipped {len(result.skipped_files)} unreadable file(s); see {result.run_dir / 'log.jsonl'}")
         for direction, path in result.weights.items():
             typer.echo(f"weights {direction}: {path}")
+        if result.evaluations:
+            key = next((k for k in result.evaluations[-1] if k.endswith("/fid")), None) or next(
+                k for k in result.evaluations[-1] if k.endswith("/l1"))
+            best = min(result.evaluations, key=lambda e: e[key])
+            typer.echo(f"eval: best {key} {best[key]:.4g} at epoch {best['epoch']} (final {result.evaluations[-1][key]:.4g});"
+                       f" every score in {result.run_dir / 'log.jsonl'} (event 'eval')")
 
 
 # --- convert (owner: inference) ----------------------------------------------------------------
-
-def _convert_progress(every_s: float = 10.0):
-    """A rich bar with images/s on a terminal; a plain line every `every_s` seconds elsewhere.
-    Returns (callback, close). Called from the writer threads; both outputs lock internally."""
-    import sys
-    import threading
-    import time
-
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
-        TimeRemainingColumn
-
-    if not sys.stdout.isatty():
-        last = {"time": time.monotonic()}
-        lock = threading.Lock()
-
-        def print_line(event) -> None:
-            with lock:
-                if time.monotonic() - last["time"] < every_s and event.done != event.total:
-                    return
-                last["time"] = time.monotonic()
-            typer.echo(f"{event.done}/{event.total} images, {event.images_per_s:.2f} images/s, "
-                       f"{event.failed} failed")
-
-        return print_line, lambda: None
-
-    bar = Progress(TextColumn("convert"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
-                   TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.fields[failed]}"))
-    task_ids: list = []
-
-    def update(event) -> None:
-        if not task_ids:
-            bar.start()
-            task_ids.append(bar.add_task("convert", total=event.total, rate="", failed=""))
-        bar.update(task_ids[0], completed=event.done, rate=f"{event.images_per_s:.2f} images/s",
-                   failed=f"{event.failed} failed" if event.failed else "")
-
-    return update, bar.stop
-
 
 @app.command()
 def convert(
@@ -332,7 +244,7 @@ def convert(
     Exit status: 0 all converted (or already done), 1 some files failed (listed in the report), 2 bad arguments."""
     from translate.convert import convert_folder
 
-    update, close = _convert_progress()
+    update, close = convert_progress()
     try:
         summary = convert_folder(input_dir, output_dir, model, direction=direction, backend=backend,
                                  precision=precision, device=device, provider=provider, batch_size=batch_size,
@@ -402,7 +314,7 @@ def demo(
         typer.echo(f"no bundled model {DEFAULT_BUNDLED_MODEL!r} in {BUNDLED_DIR}; running the training demo")
         train = True
     if train:
-        update, close = _progress_printer()
+        update, close = progress_printer()
         try:
             paths = run_demo(out_dir, steps=steps, on_progress=update)
         finally:

@@ -113,7 +113,7 @@ class DistributionScores:
 
     `update(images, real)`: `(B, 3, H, W)` uint8, any size (the network resizes to 299).
     `compute()`: `{"fid", "kid_mean", "kid_std", "kid_subset_size"}`; KID's 100 subsets hold min(1000,
-    n / 2) images, n the smaller set.
+    n / 2) images, n the smaller set, drawn with a fixed seed (the same sets give the same KID).
     """
 
     def __init__(self, inception: nn.Module, device: torch.device | str = "cpu", kid_subsets: int = 100) -> None:
@@ -153,7 +153,11 @@ class DistributionScores:
             for features in self.features[side]:
                 fid.update(features, real=side)
                 kid.update(features, real=side)
-        kid_mean, kid_std = kid.compute()
+        # KID draws its subsets from the global RNG: a fixed seed makes the score repeatable, and the
+        # fork leaves a training run's random stream (dropout, pools) as it was.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            kid_mean, kid_std = kid.compute()
         return {"fid": float(fid.compute()), "kid_mean": float(kid_mean), "kid_std": float(kid_std),
                 "kid_subset_size": subset}
 

@@ -100,6 +100,12 @@ class TrainConfig:
     log_every: int = 50
     sample_every: int = 500
     save_epoch_freq: int = 5
+    # evaluation during training (pix2pix, cyclegan): every K epochs (0: off) on the first N
+    # held-out images of `eval_phase` (None: val for pix2pix, test for cyclegan), FID/KID optional
+    eval_every: int = 0
+    eval_phase: str | None = None
+    eval_limit: int | None = 200
+    eval_fid: bool = True
 
     def __post_init__(self) -> None:
         _check_choice("task", self.task, TASKS)
@@ -139,13 +145,22 @@ class TrainConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{_flag(name)} must be a positive integer, got {value!r}")
-        for name in ("n_epochs", "n_epochs_decay", "workers", "pool_size", "pretrain_text_steps", "match_bank"):
+        for name in ("n_epochs", "n_epochs_decay", "workers", "pool_size", "pretrain_text_steps", "match_bank",
+                     "eval_every"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 0:
                 raise ValueError(f"{_flag(name)} must be an integer >= 0, got {value!r}")
         if self.matcher_ndf is not None and (isinstance(self.matcher_ndf, bool) or not isinstance(self.matcher_ndf, int)
                                              or self.matcher_ndf < 1):
             raise ValueError(f"--matcher-ndf must be a positive integer (or unset: --ndf), got {self.matcher_ndf!r}")
+        if self.eval_limit is not None and (isinstance(self.eval_limit, bool) or not isinstance(self.eval_limit, int)
+                                            or self.eval_limit < 2):
+            raise ValueError(f"--eval-limit must be an integer >= 2 (FID needs two images), got {self.eval_limit!r}")
+        if self.eval_every and self.task not in ("pix2pix", "cyclegan"):
+            raise ValueError(f"--eval-every is available for pix2pix and cyclegan, not {self.task}; leave it at 0")
+        if self.eval_every and self.task == "cyclegan" and not self.eval_fid:
+            raise ValueError("--eval-every on cyclegan scores FID and KID only (unpaired data has no ground "
+                             "truth), so it cannot run with --no-eval-fid; drop one of them")
         if self.n_epochs + self.n_epochs_decay < 1:
             raise ValueError("--n-epochs plus --n-epochs-decay must be at least 1, got 0")
         if self.max_steps is not None and self.max_steps < 1:

@@ -47,6 +47,15 @@ class RunLogger:
                 if isinstance(value, (int, float)):
                     self.writer.add_scalar(f"train/{name}", value, step)
 
+    def evaluation(self, step: int, epoch: int, scores: dict[str, float]) -> None:
+        """An `eval` event (scores keyed e.g. `AtoB/fid`) and TensorBoard scalars under `eval/`."""
+        if not self.enabled:
+            return
+        self.event("eval", step=step, epoch=epoch, **scores)
+        if self.writer is not None:
+            for name, value in scores.items():
+                self.writer.add_scalar(f"eval/{name}", value, step)
+
     def samples(self, step: int, rows: list[Tensor], max_images: int = 4) -> Path | None:
         """Save a grid with one row per visual (e.g. real_a, fake_b, rec_a), images in [-1, 1]."""
         if not self.enabled or not rows:

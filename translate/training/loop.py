@@ -27,6 +27,7 @@ from translate.training.config import TrainConfig, save_config
 from translate.training.distributed import (DistInfo, barrier, cleanup, ddp_wrapper,
                                             init_distributed)
 from translate.training.logs import RunLogger
+from translate.training.periodic_eval import PeriodicEvaluator
 from translate.training.steps import TaskStep, build_task
 
 logger = logging.getLogger(__name__)
@@ -56,6 +57,7 @@ class TrainResult:
     skipped_files: list[str]
     weights: dict[str, Path]
     seconds: float
+    evaluations: list[dict[str, Any]] = field(default_factory=list)
 
 
 def linear_decay(config: TrainConfig) -> Callable[[int], float]:
@@ -138,6 +140,22 @@ def save_weights_folders(task: TaskStep, config: TrainConfig, run_dir: Path) -> 
     return out
 
 
+def build_evaluator(config: TrainConfig, device: torch.device) -> PeriodicEvaluator | None:
+    """The `--eval-every` evaluator, built before training so a missing held-out set or missing
+    Inception weights fail at once rather than after the first epoch."""
+    if not config.eval_every:
+        return None
+    inception = None
+    if config.eval_fid:
+        from translate.evaluation.inception import load_inception
+
+        try:
+            inception = load_inception(device=device)
+        except FileNotFoundError as error:
+            raise FileNotFoundError(f"{error}\nor train with --no-eval-fid (paired metrics only)") from None
+    return PeriodicEvaluator(config, device, inception)
+
+
 def train(config: TrainConfig, resume_state: dict[str, Any] | None = None,
           on_progress: Callable[[Progress], None] | None = None) -> TrainResult:
     """Train `config.task` on `config.data`, writing the run to `config.out`.
@@ -163,6 +181,8 @@ def train(config: TrainConfig, resume_state: dict[str, Any] | None = None,
                         # whose state the checkpoint restores for dropout.
                         generator=torch.Generator().manual_seed(config.seed))
     task = build_task(config, info.device, ddp_wrapper(info))
+    evaluator = build_evaluator(config, info.device) if info.is_main else None
+    evaluations: list[dict[str, Any]] = []
     schedulers = {name: torch.optim.lr_scheduler.LambdaLR(opt, lr_factor(config))
                   for name, opt in task.optimizers.items()}
 
@@ -276,6 +296,12 @@ def train(config: TrainConfig, resume_state: dict[str, Any] | None = None,
             checkpoint("latest")
             if epoch % config.save_epoch_freq == 0:
                 checkpoint(f"epoch_{epoch:04d}")
+            if evaluator is not None and (epoch % config.eval_every == 0 or epoch == config.total_epochs):
+                plain = task.plain_models()
+                scores = evaluator({d: plain[spec["model"]] for d, spec in task.generator_specs().items()})
+                evaluations.append({"step": step, "epoch": epoch, **scores})
+                log.evaluation(step, epoch, scores)
+                logger.info("eval epoch %d: %s", epoch, " ".join(f"{k} {v:.4g}" for k, v in scores.items()))
         checkpoint("latest")
         weights = save_weights_folders(task, config, run_dir) if info.is_main else {}
         log.event("end", step=step, epoch=epoch, skipped_files=len(skipped),
@@ -285,4 +311,4 @@ def train(config: TrainConfig, resume_state: dict[str, Any] | None = None,
         log.close()
         cleanup(info)
     return TrainResult(run_dir=run_dir, step=step, epoch=epoch, losses=losses, skipped_files=skipped,
-                       weights=weights, seconds=time.time() - started)
+                       weights=weights, seconds=time.time() - started, evaluations=evaluations)

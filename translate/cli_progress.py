@@ -1,0 +1,107 @@
+"""Progress display for the CLI's long commands: a rich bar on a terminal, plain lines in logs.
+
+Only the CLI prints; these helpers turn the library's progress callbacks into output.
+"""
+
+from __future__ import annotations
+
+import typer
+
+class _StepRate:
+    """it/s since the first event seen (a resumed run starts counting at its resume step)."""
+
+    def __init__(self) -> None:
+        import time
+
+        self.clock = time.time
+        self.t0: float | None = None
+        self.s0 = 0
+
+    def __call__(self, step: int) -> float:
+        if self.t0 is None:
+            self.t0, self.s0 = self.clock(), step - 1
+        return (step - self.s0) / max(self.clock() - self.t0, 1e-9)
+
+
+def _format_losses(losses: dict, limit: int = 6) -> str:
+    return " ".join(f"{k} {v:.3f}" for k, v in list(losses.items())[:limit])
+
+
+def progress_printer(every_s: float = 30.0):
+    """Training progress: a rich bar with it/s, ETA and the latest losses on a terminal; one plain
+    line every `every_s` seconds in logs and pipes, where a bar cannot redraw. Returns
+    (callback, close)."""
+    import sys
+
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                               TimeRemainingColumn)
+
+    rate = _StepRate()
+    if not sys.stdout.isatty():
+        last = {"time": None}
+
+        def print_line(event) -> None:
+            speed = rate(event.step)
+            if last["time"] is None:  # the first step only starts the clock: no rate to show yet
+                last["time"] = rate.clock()
+            if rate.clock() - last["time"] < every_s and event.step != event.total_steps:
+                return
+            last["time"] = rate.clock()
+            eta = (event.total_steps - event.step) / max(speed, 1e-9)
+            typer.echo(f"step {event.step}/{event.total_steps} epoch {event.epoch + 1}/{event.total_epochs} "
+                       f"{speed:.2f} it/s ETA {eta / 60:.1f} min | {_format_losses(event.losses)}")
+
+        return print_line, lambda: None
+
+    bar = Progress(TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
+                   TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("ETA"),
+                   TimeRemainingColumn(), TextColumn("{task.fields[losses]}"))
+    task_ids: list = []
+
+    def update(event) -> None:
+        if not task_ids:
+            bar.start()
+            task_ids.append(bar.add_task("train", total=event.total_steps, completed=event.step - 1,
+                                         epoch="", rate="", losses=""))
+        bar.update(task_ids[0], completed=event.step, epoch=f"{event.epoch + 1}/{event.total_epochs}",
+                   rate=f"{rate(event.step):.2f} it/s", losses=_format_losses(event.losses))
+
+    return update, bar.stop
+
+
+def convert_progress(every_s: float = 10.0):
+    """A rich bar with images/s on a terminal; a plain line every `every_s` seconds elsewhere.
+    Returns (callback, close). Called from the writer threads; both outputs lock internally."""
+    import sys
+    import threading
+    import time
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
+        TimeRemainingColumn
+
+    if not sys.stdout.isatty():
+        last = {"time": time.monotonic()}
+        lock = threading.Lock()
+
+        def print_line(event) -> None:
+            with lock:
+                if time.monotonic() - last["time"] < every_s and event.done != event.total:
+                    return
+                last["time"] = time.monotonic()
+            typer.echo(f"{event.done}/{event.total} images, {event.images_per_s:.2f} images/s, "
+                       f"{event.failed} failed")
+
+        return print_line, lambda: None
+
+    bar = Progress(TextColumn("convert"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
+                   TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.fields[failed]}"))
+    task_ids: list = []
+
+    def update(event) -> None:
+        if not task_ids:
+            bar.start()
+            task_ids.append(bar.add_task("convert", total=event.total, rate="", failed=""))
+        bar.update(task_ids[0], completed=event.done, rate=f"{event.images_per_s:.2f} images/s",
+                   failed=f"{event.failed} failed" if event.failed else "")
+
+    return update, bar.stop

@@ -1,0 +1,162 @@
+"""Evaluation every K epochs during training (`translate train --eval-every K`).
+
+At the end of every K-th epoch the generators translate a fixed held-out set (pix2pix: the
+`val` pairs; CycleGAN: `testA` / `testB`) and the scores go to `log.jsonl` as an `eval` event, to
+TensorBoard under `eval/`, and to the log, beside the losses. Scores:
+- FID and KID (the same Inception network and statistics as `translate eval`), when `eval_fid`;
+- for paired data also PSNR, SSIM, L1, RMSE and pixel accuracy (delta 5) on 0..255.
+
+Every image is resized to `crop_size` x `crop_size`, the size the generator trains at, and the
+set is cut to its first `eval_limit` images (sorted by path) so an evaluation costs seconds on a
+GPU. FID on a few hundred images reads higher than on a full test set: these figures compare
+epochs within a run; score the final model with `translate eval` for tables.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from translate.data import (ImageReadError, PairedDataset, PreprocessConfig, UnpairedDataset, load_image,
+                            prepare_image)
+from translate.evaluation.metrics import DistributionScores, PairedScores
+from translate.training.config import TrainConfig
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["EvalSet", "PeriodicEvaluator", "default_eval_phase"]
+
+_BATCH = 16
+
+
+def default_eval_phase(task: str) -> str:
+    """pix2pix keeps its held-out pairs in `val/` (the reference's maps, facades); CycleGAN in `test*/`."""
+    return "val" if task == "pix2pix" else "test"
+
+
+@dataclass
+class EvalSet:
+    """One data direction's held-out images, `(N, C, S, S)` uint8.
+
+    `targets` are the ground truth of `sources` (same order) when `paired`, else the target
+    domain's own images.
+    """
+
+    direction: str
+    sources: Tensor
+    targets: Tensor
+    paired: bool
+
+
+def _load_all(paths: list[Path], channels: int, preprocess: PreprocessConfig) -> Tensor:
+    images = []
+    for path in paths:
+        try:
+            images.append(prepare_image(load_image(path, channels), preprocess))
+        except ImageReadError as error:
+            logger.warning("eval set: skipping unreadable image %s: %s", error.path, error.reason)
+    if not images:
+        raise FileNotFoundError(f"no readable evaluation images among {len(paths)} files, e.g. {paths[:1]}")
+    return torch.stack(images)
+
+
+def load_eval_sets(config: TrainConfig, phase: str, limit: int | None) -> list[EvalSet]:
+    """The held-out images of each direction the task trains, resized to `crop_size`."""
+    size = config.crop_size
+    preprocess = PreprocessConfig(preprocess="resize_and_crop", load_size=size, crop_size=size, flip=False)
+    nc_a, nc_b = ((config.input_nc, config.output_nc) if config.direction == "AtoB"
+                  else (config.output_nc, config.input_nc))
+    if config.task == "pix2pix":
+        data = PairedDataset(config.data, phase=phase, channels_a=nc_a, channels_b=nc_b, preprocess=preprocess)
+        items = [data[i] for i in range(min(len(data), limit or len(data)))]
+        items = [item for item in items if "a" in item]
+        if not items:
+            raise FileNotFoundError(f"no readable evaluation pairs in {config.data}/{phase}")
+        a, b = torch.stack([item["a"] for item in items]), torch.stack([item["b"] for item in items])
+        sources, targets = (a, b) if config.direction == "AtoB" else (b, a)
+        return [EvalSet(config.direction, sources, targets, paired=True)]
+    if config.task == "cyclegan":
+        data = UnpairedDataset(config.data, phase=phase, channels_a=nc_a, channels_b=nc_b, preprocess=preprocess)
+        a = _load_all(data.paths_a[:limit], nc_a, preprocess)
+        b = _load_all(data.paths_b[:limit], nc_b, preprocess)
+        return [EvalSet("AtoB", a, b, paired=False), EvalSet("BtoA", b, a, paired=False)]
+    raise ValueError(f"--eval-every is available for pix2pix and cyclegan, not {config.task!r}; score text "
+                     "models with scripts/eval_shapes.py or translate eval on generated folders")
+
+
+def _to_uint8(images: Tensor) -> Tensor:
+    """`(B, C, H, W)` in [-1, 1] -> uint8 0..255, rounded as when saved to PNG."""
+    return ((images.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+
+
+def _rgb(images: Tensor) -> Tensor:
+    """The Inception network takes 3 channels: grey repeats, extra channels are dropped."""
+    return images.expand(-1, 3, -1, -1) if images.shape[1] == 1 else images[:, :3]
+
+
+class PeriodicEvaluator:
+    """Scores the task's generators on fixed held-out images; the real side's features are
+    computed once.
+
+    Args:
+        config: the run's config (task, data, direction, crop_size, eval_* options).
+        device: where the generators run.
+        inception: the FID network, or None to skip FID / KID (paired metrics only).
+    """
+
+    def __init__(self, config: TrainConfig, device: torch.device, inception: nn.Module | None) -> None:
+        phase = config.eval_phase or default_eval_phase(config.task)
+        self.sets = load_eval_sets(config, phase, config.eval_limit)
+        self.device = device
+        self.inception = inception
+        self.real_features: dict[str, list[Tensor]] = {}
+        if inception is not None:
+            for eval_set in self.sets:
+                scores = DistributionScores(inception, device)
+                for start in range(0, len(eval_set.targets), _BATCH):
+                    scores.update(_rgb(eval_set.targets[start:start + _BATCH]), real=True)
+                self.real_features[eval_set.direction] = scores.features[True]
+        logger.info("evaluation every %d epoch(s) on %s", config.eval_every, ", ".join(
+            f"{s.direction}: {len(s.sources)} {phase} images" for s in self.sets))
+
+    @torch.no_grad()
+    def __call__(self, generators: dict[str, nn.Module]) -> dict[str, float]:
+        """Scores keyed `"{direction}/{metric}"`, e.g. `"AtoB/fid"`, `"AtoB/l1"`.
+
+        `generators` maps each data direction to its plain (unwrapped) network; each is put in
+        eval mode for the pass and back in its previous mode afterwards.
+        """
+        results: dict[str, float] = {}
+        for eval_set in self.sets:
+            generator = generators[eval_set.direction]
+            was_training = generator.training
+            generator.eval()
+            try:
+                results.update({f"{eval_set.direction}/{k}": v for k, v in self._score(generator, eval_set).items()})
+            finally:
+                generator.train(was_training)
+        return results
+
+    def _score(self, generator: nn.Module, eval_set: EvalSet) -> dict[str, float]:
+        paired = PairedScores() if eval_set.paired else None
+        distribution = DistributionScores(self.inception, self.device) if self.inception is not None else None
+        if distribution is not None:
+            distribution.features[True] = list(self.real_features[eval_set.direction])
+        for start in range(0, len(eval_set.sources), _BATCH):
+            source = eval_set.sources[start:start + _BATCH].to(self.device).float() / 127.5 - 1
+            fake = _to_uint8(generator(source)).cpu()
+            if paired is not None:
+                paired.update(fake, eval_set.targets[start:start + _BATCH])
+            if distribution is not None:
+                distribution.update(_rgb(fake), real=False)
+        scores: dict[str, Any] = {}
+        if paired is not None:
+            scores.update(paired.compute())
+        if distribution is not None:
+            scores.update({k: v for k, v in distribution.compute().items() if k != "kid_subset_size"})
+        return {k: float(v) for k, v in scores.items()}
