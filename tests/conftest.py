@@ -73,3 +73,12 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     architecture = GeneratorConfig(name="resnet_6blocks", ngf=8)
     return save_weights(build_generator(architecture), tmp_path_factory.mktemp("model") / "model", architecture,
                         direction="AtoB")
+
+
+@pytest.fixture
+def loopback_server(tmp_path: Path):
+    """A `LoopbackServer` (tests/http_server.py) on 127.0.0.1 serving `tmp_path / "www"`."""
+    from http_server import LoopbackServer
+
+    with LoopbackServer(tmp_path / "www") as server:
+        yield server

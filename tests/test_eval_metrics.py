@@ -225,3 +225,39 @@ def test_cli_eval_scores_every_checkpoint_of_a_run_and_names_the_best(tmp_path):
     result = runner.invoke(app, ["eval", "--model", str(tmp_path / "data"), "--data", str(data), "--all-checkpoints",
                                  "--no-fid"])
     assert result.exit_code == 2 and "no epoch checkpoints" in result.output
+
+
+def test_feature_cache_is_keyed_by_content_and_survives_damage(tmp_path):
+    from translate.evaluation.feature_cache import FeatureCache
+
+    _write(tmp_path / "img", ["a.png", "b.png"], _images(2, seed=7))
+    a, b = tmp_path / "img" / "a.png", tmp_path / "img" / "b.png"
+    cache = FeatureCache(tmp_path / "cache", "f" * 64)
+    assert cache.get(a) is None
+    cache.put(a, torch.tensor([1.0, 2.0], dtype=torch.float64))
+    (tmp_path / "img" / "renamed.png").write_bytes(a.read_bytes())
+    assert torch.equal(cache.get(tmp_path / "img" / "renamed.png"), torch.tensor([1.0, 2.0]))
+    assert cache.get(b) is None, "other bytes, other entry"
+    assert FeatureCache(tmp_path / "cache", "e" * 64).get(a) is None, "other weights, other entry"
+    next(cache.folder.glob("*.npy")).write_bytes(b"not an array")
+    assert cache.get(a) is None and (cache.hits, cache.misses) == (1, 3)
+    assert not list(cache.folder.glob("*.tmp"))
+    with pytest.raises(ValueError, match="weights_id"):
+        FeatureCache(tmp_path, "../up")
+
+
+def test_evaluate_folders_reuses_cached_real_features_only(tmp_path):
+    from translate.evaluation.feature_cache import FeatureCache
+
+    real, fake = _images(5, seed=8), _images(5, seed=9)
+    _write(tmp_path / "real", [f"{i}.png" for i in range(5)], real)
+    _write(tmp_path / "fake", [f"{i}.png" for i in range(4)] + ["extra.png"], fake)
+    cache = FeatureCache(tmp_path / "cache", "c" * 64)
+    first = evaluate_folders(tmp_path / "real", tmp_path / "fake", inception=_ColourFeatures(), feature_cache=cache)
+    assert first["feature_cache"]["misses"] == 5 and first["feature_cache"]["hits"] == 0
+    assert len(list(cache.folder.glob("*.npy"))) == 5, "generated images are not cached"
+    _write(tmp_path / "fake", ["0.png"], real[:1])  # a different model's outputs, same real set
+    second = evaluate_folders(tmp_path / "real", tmp_path / "fake", inception=_ColourFeatures(), feature_cache=cache)
+    fresh = evaluate_folders(tmp_path / "real", tmp_path / "fake", inception=_ColourFeatures())
+    assert second["feature_cache"] == {"folder": str(cache.folder), "hits": 5, "misses": 0}
+    assert second["fid"] == pytest.approx(fresh["fid"], rel=1e-5) and second["fid"] != pytest.approx(first["fid"])

@@ -59,5 +59,5 @@ def test_bad_inputs_say_what_is_expected(model_dir, tmp_path):
         t(np.zeros((8, 8, 5), np.uint8))
     with pytest.raises(TypeError, match="PIL image"):
         t("a string")
-    with pytest.raises(FileNotFoundError, match="no bundled model"):
+    with pytest.raises(FileNotFoundError, match="no bundled or installed model.*translate pretrained NAME"):
         Translator(tmp_path / "missing")

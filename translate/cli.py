@@ -11,7 +11,7 @@ from typing import Optional
 
 import typer
 
-from translate.cli_progress import convert_progress, progress_printer
+from translate.cli_common import convert_progress, fail, progress_printer
 
 app = typer.Typer(
     name="translate",
@@ -20,11 +20,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_show_locals=False,
 )
-
-
-def _fail(message: str) -> None:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(code=2)
 
 
 @app.callback()
@@ -73,24 +68,24 @@ def import_reference_command(
     from translate.reference import import_reference
 
     if (netG is None) == (netD is None):
-        _fail("pass exactly one of --netG (a generator) or --netD (a discriminator)")
+        fail("pass exactly one of --netG (a generator) or --netD (a discriminator)")
     try:
         if netG is not None:
             if ndf is not None or n_layers_D is not None:
-                _fail("--ndf and --n-layers-D apply to discriminators; with --netG use --ngf")
+                fail("--ndf and --n-layers-D apply to discriminators; with --netG use --ngf")
             architecture = GeneratorConfig(
                 name=netG, input_nc=input_nc, output_nc=3 if output_nc is None else output_nc,
                 ngf=64 if ngf is None else ngf, norm=norm, dropout=bool(dropout))
         else:
             if ngf is not None or dropout is not None or output_nc is not None or direction is not None:
-                _fail("--ngf, --dropout, --output-nc and --direction apply to generators; "
+                fail("--ngf, --dropout, --output-nc and --direction apply to generators; "
                       "with --netD use --ndf and --n-layers-D")
             architecture = DiscriminatorConfig(
                 name=netD, input_nc=input_nc, ndf=64 if ndf is None else ndf,
                 n_layers=3 if n_layers_D is None else n_layers_D, norm=norm)
         written = import_reference(ckpt, out_dir, architecture, direction=direction)
     except (ValueError, TypeError, OSError) as err:
-        _fail(str(err))
+        fail(str(err))
     typer.echo(f"wrote {written} ({architecture.name}); load it with translate.load({str(written)!r})")
 
 
@@ -173,20 +168,20 @@ def train(
             resume_state = read_checkpoint(resume)
             base = dict(resume_state["config"])
             if task is not None and task != base["task"]:
-                _fail(f"the run in {resume} trains {base['task']!r}, not {task!r}")
+                fail(f"the run in {resume} trains {base['task']!r}, not {task!r}")
             overrides["out"] = str(resume)
             cfg = make_config(base["task"], base=base, overrides=overrides)
         else:
             if task is None:
-                _fail("name a task (cyclegan, pix2pix, text2image or textcycle), or pass --resume RUN_DIR")
+                fail("name a task (cyclegan, pix2pix, text2image or textcycle), or pass --resume RUN_DIR")
             base = load_yaml_config(config) if config is not None else None
             cfg = make_config(task, base=base, overrides=overrides)
             if not cfg.data or not cfg.out:
-                _fail("--data DIR and --out RUN_DIR are required")
+                fail("--data DIR and --out RUN_DIR are required")
             if (Path(cfg.out) / "checkpoints" / "latest.pt").exists():
-                _fail(f"{cfg.out} already holds a run; continue it with --resume {cfg.out} or pick another --out")
+                fail(f"{cfg.out} already holds a run; continue it with --resume {cfg.out} or pick another --out")
     except (ValueError, FileNotFoundError) as error:
-        _fail(str(error))
+        fail(str(error))
     main_process = os.environ.get("RANK", "0") == "0"
     update, close = progress_printer() if main_process else (None, lambda: None)
     try:
@@ -197,7 +192,7 @@ def train(
         raise typer.Exit(code=3)
     except (ValueError, FileNotFoundError) as error:
         close()
-        _fail(str(error))
+        fail(str(error))
     close()
     if main_process:
         typer.echo(f"done: {result.step} steps, epoch {result.epoch}, {result.seconds:.1f} s; run in {result.run_dir}")
@@ -254,7 +249,7 @@ def convert(
                                  report=report, on_progress=update, prompt=prompt)
     except (ValueError, FileNotFoundError) as error:
         close()
-        _fail(str(error))
+        fail(str(error))
     close()
     typer.echo(f"converted {len(summary.converted)}, skipped {len(summary.skipped)} (already done), "
                f"failed {len(summary.failed)} in {summary.seconds:.1f} s ({summary.images_per_s:.2f} images/s) "
@@ -289,7 +284,7 @@ def generate(
             t2i = load_text2image(model, device=pick_device(device))
         images = t2i.generate(list(prompt), n=n, seed=seed)
     except (ValueError, FileNotFoundError) as error:
-        _fail(str(error))
+        fail(str(error))
     out.mkdir(parents=True, exist_ok=True)
     for index, image in enumerate(images):
         text = prompt[index // n]
@@ -324,7 +319,7 @@ def demo(
         try:
             paths = run_bundled_demo(out_dir)
         except (ValueError, FileNotFoundError) as error:
-            _fail(str(error))
+            fail(str(error))
         typer.echo(f"onnx model: {paths['onnx']}")
     typer.echo(f"converted images: {paths['converted']}\ncontact sheet (input | output): {paths['contact_sheet']}")
 
@@ -364,7 +359,7 @@ def export_command(
         typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
         raise typer.Exit(code=1)
     except (ValueError, FileNotFoundError) as error:
-        _fail(str(error))
+        fail(str(error))
     unit = " levels" if report.io == "uint8" else ""
     for case in report.cases:
         in_levels = not isinstance(case, TextParityCase) or case.part == "model"
@@ -399,7 +394,7 @@ def info_command(
         else:
             info = read_model_config(model, direction=direction)
     except (ValueError, FileNotFoundError) as error:
-        _fail(str(error))
+        fail(str(error))
     width = max((len(key) for key in info), default=0)
     for key, value in info.items():
         text = json.dumps(value) if isinstance(value, (dict, list)) else str(value)
@@ -410,6 +405,16 @@ def info_command(
 from translate.cli_eval import eval_command  # noqa: E402
 
 app.command("eval")(eval_command)
+
+# --- data (translate/cli_data.py: download the reference implementation's data sets) ---
+from translate.cli_data import data_app  # noqa: E402
+
+app.add_typer(data_app, name="data")
+
+# --- pretrained (translate/cli_pretrained.py: the reference's published generators by name) ---
+from translate.cli_pretrained import pretrained_command  # noqa: E402
+
+app.command("pretrained")(pretrained_command)
 
 
 if __name__ == "__main__":

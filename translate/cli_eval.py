@@ -5,9 +5,14 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import NoReturn, Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
+
+from translate.cli_common import fail
+
+if TYPE_CHECKING:
+    from translate.evaluation.feature_cache import FeatureCache
 
 
 def eval_command(
@@ -27,6 +32,7 @@ def eval_command(
     paired: Optional[bool] = typer.Option(None, "--paired/--unpaired", help="Paired metrics on same-name files [auto: when every generated image has one]."),
     delta: int = typer.Option(5, "--delta", help="Pixel accuracy: every channel within DELTA levels of 0..255."),
     batch_size: int = typer.Option(16, "--batch-size", help="Images per Inception batch."),
+    feature_cache: bool = typer.Option(True, "--feature-cache/--no-feature-cache", help="Keep the real images' Inception features on disk, keyed by file content, for the next evaluation against the same images [$TRANSLATE_CACHE/inception_features]."),
     device: str = typer.Option("cpu", "--device", help="cpu | cuda | mps (the Inception network)."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Write the report as JSON here."),
     markdown: Optional[Path] = typer.Option(None, "--markdown", help="Write the report as a markdown table here."),
@@ -38,10 +44,6 @@ def eval_command(
     DIR/PHASE's aligned A|B pairs first). Exit status 2 on bad arguments or missing weights."""
     from translate.evaluation.metrics import evaluate_folders, markdown_table
 
-    def fail(message: str) -> NoReturn:
-        typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(code=2)
-
     last = [0.0]
 
     def progress(stage: str, done: int, total: int) -> None:
@@ -49,10 +51,14 @@ def eval_command(
             last[0] = time.monotonic()
             typer.echo(f"scored {done}/{total} images", err=True)
 
+    cache = None
+    if fid and feature_cache:
+        cache = _feature_cache(inception)
+
     def score(real_dir: Path, fake_dir: Path) -> dict:
         try:
             return evaluate_folders(real_dir, fake_dir, fid=fid, inception_path=inception, paired=paired, delta=delta,
-                                    batch_size=batch_size, device=device, on_progress=progress)
+                                    batch_size=batch_size, device=device, on_progress=progress, feature_cache=cache)
         except (ValueError, FileNotFoundError) as error:
             fail(str(error))
 
@@ -102,3 +108,19 @@ def eval_command(
     if real is None or fake is None:
         fail("pass --real DIR and --fake DIR (or --model M --data DIR)")
     write([score(real, fake)])
+
+
+def _feature_cache(inception: Optional[Path]) -> "FeatureCache":
+    """The real-feature cache of the Inception weights that will be used (their SHA-256 names it)."""
+    from translate.backends import cache_dir
+    from translate.evaluation.feature_cache import FeatureCache
+    from translate.evaluation.inception import INCEPTION_SHA256, find_inception_weights
+    from translate.hub.fetch import file_sha256
+
+    try:
+        weights = find_inception_weights(inception)
+    except FileNotFoundError as error:
+        fail(str(error))
+    # An archive is checked against the pinned hash when loaded; a .safetensors copy is hashed here.
+    weights_id = file_sha256(weights) if weights.suffix == ".safetensors" else INCEPTION_SHA256
+    return FeatureCache(cache_dir() / "inception_features", weights_id)

@@ -13,7 +13,6 @@ likely differs, diagnosed from the checkpoint's keys.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import logging
 import re
 from collections.abc import Mapping
@@ -22,12 +21,14 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from translate.hub.fetch import file_sha256
 from translate.models import DiscriminatorConfig, GeneratorConfig, generator_names
 from translate.weights import StateDictDiff, build_model, save_weights, state_dict_diff, torch_load_safely
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ReferenceMismatchError", "read_reference_state_dict", "diagnose_mismatch", "import_reference"]
+__all__ = ["ReferenceMismatchError", "read_reference_state_dict", "diagnose_mismatch", "reference_network",
+           "import_reference"]
 
 Architecture = GeneratorConfig | DiscriminatorConfig
 
@@ -282,30 +283,15 @@ def _describe(architecture: Architecture) -> str:
     return f"{architecture.name} ({fields})"
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+def reference_network(ckpt: str | Path, architecture: Architecture) -> nn.Module:
+    """The network `architecture` with the reference `.pth` loaded strictly, in eval mode.
 
-
-def import_reference(ckpt: str | Path, out_dir: str | Path, architecture: Architecture, *,
-                     direction: str | None = None, domains: Mapping[str, str] | None = None,
-                     task: str | None = None) -> Path:
-    """Convert a reference `.pth` into a weights folder at `out_dir`; return `out_dir`.
-
-    `architecture` states the reference options the checkpoint was trained with. The weights are
-    loaded strictly; on any mismatch `ReferenceMismatchError` lists the differing keys and the
-    likely wrong option. The folder records the file name and sha256 of `ckpt`.
+    On any mismatch `ReferenceMismatchError` lists the differing keys and the likely wrong option.
     """
     ckpt = Path(ckpt)
     if not isinstance(architecture, (GeneratorConfig, DiscriminatorConfig)):
         raise TypeError(f"architecture must be a GeneratorConfig or DiscriminatorConfig, "
                         f"got {type(architecture).__name__}")
-    if isinstance(architecture, DiscriminatorConfig) and direction is not None:
-        raise ValueError(f"direction={direction!r} applies to generators only; leave it unset for "
-                         f"discriminator {architecture.name!r}")
     raw = read_reference_state_dict(ckpt)
     model = build_model(architecture, init=False)
     state = _adapt_legacy_keys(raw, model)
@@ -318,6 +304,26 @@ def import_reference(ckpt: str | Path, out_dir: str | Path, architecture: Archit
         raise ReferenceMismatchError(
             f"{ckpt.name} does not match {_describe(architecture)}:\n{diff.summary()}\n{causes}", diff, hints)
     model.load_state_dict(state, strict=True)
-    source = {"reference_checkpoint": ckpt.name, "sha256": _sha256(ckpt)}
+    return model.eval()
+
+
+def import_reference(ckpt: str | Path, out_dir: str | Path, architecture: Architecture, *,
+                     direction: str | None = None, domains: Mapping[str, str] | None = None,
+                     task: str | None = None, origin: str | None = None) -> Path:
+    """Convert a reference `.pth` into a weights folder at `out_dir`; return `out_dir`.
+
+    `architecture` states the reference options the checkpoint was trained with. The weights are
+    loaded strictly; on any mismatch `ReferenceMismatchError` lists the differing keys and the
+    likely wrong option. The folder records the file name and sha256 of `ckpt`, and `origin`
+    (e.g. the URL it came from) when given.
+    """
+    ckpt = Path(ckpt)
+    if isinstance(architecture, DiscriminatorConfig) and direction is not None:
+        raise ValueError(f"direction={direction!r} applies to generators only; leave it unset for "
+                         f"discriminator {architecture.name!r}")
+    model = reference_network(ckpt, architecture)
+    source = {"reference_checkpoint": ckpt.name, "sha256": file_sha256(ckpt)}
+    if origin is not None:
+        source["origin"] = origin
     return save_weights(model, out_dir, architecture, task=task, direction=direction, domains=domains,
                         source=source)

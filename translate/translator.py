@@ -32,16 +32,21 @@ BUNDLED_DIR = Path(__file__).resolve().parents[1] / "weights"
 
 
 def resolve_model(model: str | Path) -> Path:
-    """A path as given when it exists, else the bundled model of that name in weights/."""
+    """A path as given when it exists, else the bundled model of that name in weights/, else a
+    model installed by `translate pretrained` (see `translate.hub.pretrained.models_dir`)."""
+    from translate.hub.pretrained import models_dir
+
     path = Path(model)
     if path.exists():
         return path
-    bundled = BUNDLED_DIR / str(model)
-    if bundled.exists():
-        return bundled
+    for folder in (BUNDLED_DIR, models_dir()):
+        if (folder / str(model)).exists():
+            return folder / str(model)
     names = sorted(p.name for p in BUNDLED_DIR.iterdir() if (p / "config.json").is_file()) if BUNDLED_DIR.is_dir() else []
-    raise FileNotFoundError(f"no model at {str(model)!r} and no bundled model of that name; bundled: "
-                            f"{', '.join(names) or 'none'}")
+    installed = sorted(p.name for p in models_dir().iterdir() if (p / "config.json").is_file()) if models_dir().is_dir() else []
+    raise FileNotFoundError(f"no model at {str(model)!r} and no bundled or installed model of that name; bundled: "
+                            f"{', '.join(names) or 'none'}; installed in {models_dir()}: {', '.join(installed) or 'none'} "
+                            f"(install one with `translate pretrained NAME`)")
 
 
 class Translator:

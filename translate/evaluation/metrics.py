@@ -21,7 +21,7 @@ import logging
 import math
 import os
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from translate.data.images import list_images, load_image, to_uint8_tensor
+from translate.evaluation.feature_cache import FeatureCache
 
 logger = logging.getLogger(__name__)
 
@@ -123,10 +124,17 @@ class DistributionScores:
         self.features: dict[bool, list[Tensor]] = {True: [], False: []}
 
     @torch.inference_mode()
-    def update(self, images: Tensor, real: bool) -> None:
+    def embed(self, images: Tensor) -> Tensor:
+        """`(B, 3, H, W)` uint8 -> `(B, D)` float64 Inception features on the CPU."""
         if images.ndim != 4 or images.dtype != torch.uint8 or images.shape[1] != 3:
             raise ValueError(f"expected (B, 3, H, W) uint8 images, got shape {tuple(images.shape)} dtype {images.dtype}")
-        features = self.inception(images.to(self.device).float() / 255.0)
+        return self.inception(images.to(self.device).float() / 255.0).double().cpu()
+
+    def update(self, images: Tensor, real: bool) -> None:
+        self.add_features(self.embed(images), real)
+
+    def add_features(self, features: Tensor, real: bool) -> None:
+        """Features computed elsewhere (a cache, a held-out set's real side): `(B, D)`."""
         self.features[real].append(features.double().cpu())
 
     def counts(self) -> tuple[int, int]:
@@ -174,25 +182,27 @@ def pair_files(real: Sequence[Path], fake: Sequence[Path], real_root: Path, fake
     return pairs
 
 
-def _batches(paths: Sequence[Path], batch_size: int) -> Iterator[list[Tensor]]:
-    for start in range(0, len(paths), batch_size):
-        yield [to_uint8_tensor(load_image(path)) for path in paths[start:start + batch_size]]
-
-
-def _stack_by_size(images: list[Tensor]) -> Iterator[Tensor]:
-    """Same-size runs of `images` stacked, so folders of mixed sizes still go through in batches."""
-    groups: dict[tuple[int, ...], list[Tensor]] = {}
-    for image in images:
-        groups.setdefault(tuple(image.shape), []).append(image)
-    for group in groups.values():
-        yield torch.stack(group)
+def _embed_in_order(distribution: "DistributionScores", images: list[Tensor], batch_size: int) -> list[Tensor]:
+    """Each image's `(D,)` features, in order; same-size images go through in batches, so folders of
+    mixed sizes still work."""
+    out: list[Tensor | None] = [None] * len(images)
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for index, image in enumerate(images):
+        groups.setdefault(tuple(image.shape), []).append(index)
+    for indices in groups.values():
+        for start in range(0, len(indices), batch_size):
+            chunk = indices[start:start + batch_size]
+            for index, features in zip(chunk, distribution.embed(torch.stack([images[i] for i in chunk]))):
+                out[index] = features
+    return out  # type: ignore[return-value]
 
 
 def evaluate_folders(real: str | os.PathLike[str], fake: str | os.PathLike[str], *, fid: bool = True,
                      inception: nn.Module | None = None, inception_path: str | os.PathLike[str] | None = None,
                      paired: bool | None = None, delta: int = DEFAULT_DELTA, batch_size: int = 16,
                      device: torch.device | str = "cpu",
-                     on_progress: Callable[[str, int, int], None] | None = None) -> dict[str, Any]:
+                     on_progress: Callable[[str, int, int], None] | None = None,
+                     feature_cache: FeatureCache | None = None) -> dict[str, Any]:
     """Score the generated images in `fake` against the real ones in `real` (folders, recursive).
 
     Args:
@@ -202,6 +212,8 @@ def evaluate_folders(real: str | os.PathLike[str], fake: str | os.PathLike[str],
             None: when every generated image has its ground truth.
         delta: the accuracy tolerance in levels; batch_size: images per Inception batch.
         on_progress: called with ("images", images read, images in both folders).
+        feature_cache: where the real images' Inception features are looked up and stored (it must
+            belong to the same Inception weights); None computes them every time.
     Returns:
         `{"real", "fake", "n_real", "n_fake", "n_pairs", "fid", "kid_mean", "kid_std", "psnr",
         "ssim", "l1", "rmse", "accuracy", "delta", "inception"}` (the keys of what was computed).
@@ -235,12 +247,20 @@ def evaluate_folders(real: str | os.PathLike[str], fake: str | os.PathLike[str],
         distribution = DistributionScores(inception, device)
     total = len(real_files) + len(fake_files)
     done = 0
+    cache_before = (feature_cache.hits, feature_cache.misses) if feature_cache is not None else (0, 0)
 
-    def features(images: list[Tensor], real: bool) -> None:
+    def features(images: list[Tensor], paths: list[Path], real: bool) -> None:
         nonlocal done
-        if distribution is not None:
-            for batch in _stack_by_size(images):
-                distribution.update(batch, real=real)
+        if distribution is not None and images:
+            cache = feature_cache if real else None
+            found = [cache.get(path) for path in paths] if cache is not None else [None] * len(images)
+            missing = [i for i, f in enumerate(found) if f is None]
+            for index, computed in zip(missing, _embed_in_order(distribution, [images[i] for i in missing],
+                                                                batch_size)):
+                found[index] = computed
+                if cache is not None:
+                    cache.put(paths[index], computed)
+            distribution.add_features(torch.stack(found), real=real)  # type: ignore[arg-type]
         done += len(images)
         if on_progress:
             on_progress("images", done, total)
@@ -260,16 +280,22 @@ def evaluate_folders(real: str | os.PathLike[str], fake: str | os.PathLike[str],
             reals.append(real_image)
             fakes.append(fake_image)
             paired_files.update((real_path, fake_path))
-        features(reals, real=True)
-        features(fakes, real=False)
+        chunk = pairs[start:start + batch_size]
+        features(reals, [r for r, _ in chunk], real=True)
+        features(fakes, [f for _, f in chunk], real=False)
     if scores is not None:
         report.update(n_pairs=len(pairs), delta=delta, **scores.compute())
     if distribution is not None:
         for side, files in ((True, real_files), (False, fake_files)):
             rest = [path for path in files if path not in paired_files]
-            for images in _batches(rest, batch_size):
-                features(images, real=side)
+            for start in range(0, len(rest), batch_size):
+                chunk = rest[start:start + batch_size]
+                features([to_uint8_tensor(load_image(path)) for path in chunk], chunk, real=side)
         report.update(distribution.compute())
+        if feature_cache is not None:
+            report["feature_cache"] = {"folder": str(feature_cache.folder),
+                                       "hits": feature_cache.hits - cache_before[0],
+                                       "misses": feature_cache.misses - cache_before[1]}
     return report
 
 

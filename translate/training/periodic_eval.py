@@ -118,9 +118,9 @@ class PeriodicEvaluator:
         if inception is not None:
             for eval_set in self.sets:
                 scores = DistributionScores(inception, device)
-                for start in range(0, len(eval_set.targets), _BATCH):
-                    scores.update(_rgb(eval_set.targets[start:start + _BATCH]), real=True)
-                self.real_features[eval_set.direction] = scores.features[True]
+                self.real_features[eval_set.direction] = [
+                    scores.embed(_rgb(eval_set.targets[start:start + _BATCH]))
+                    for start in range(0, len(eval_set.targets), _BATCH)]
         logger.info("evaluation every %d epoch(s) on %s", config.eval_every, ", ".join(
             f"{s.direction}: {len(s.sources)} {phase} images" for s in self.sets))
 
@@ -146,7 +146,8 @@ class PeriodicEvaluator:
         paired = PairedScores() if eval_set.paired else None
         distribution = DistributionScores(self.inception, self.device) if self.inception is not None else None
         if distribution is not None:
-            distribution.features[True] = list(self.real_features[eval_set.direction])
+            for features in self.real_features[eval_set.direction]:
+                distribution.add_features(features, real=True)
         for start in range(0, len(eval_set.sources), _BATCH):
             source = eval_set.sources[start:start + _BATCH].to(self.device).float() / 127.5 - 1
             fake = _to_uint8(generator(source)).cpu()

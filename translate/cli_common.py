@@ -1,11 +1,21 @@
-"""Progress display for the CLI's long commands: a rich bar on a terminal, plain lines in logs.
+"""What the CLI's command modules share: the error exit and the progress displays (a rich bar on a
+terminal, plain lines in logs and pipes).
 
-Only the CLI prints; these helpers turn the library's progress callbacks into output.
+Only the CLI prints; these helpers turn the library's errors and progress callbacks into output.
 """
 
 from __future__ import annotations
 
+from typing import Callable, NoReturn, Optional
+
 import typer
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    """Print `error: MESSAGE` in red on stderr and exit with `code` (2: bad arguments or input;
+    1: a download or check that failed)."""
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code=code)
 
 class _StepRate:
     """it/s since the first event seen (a resumed run starts counting at its resume step)."""
@@ -103,5 +113,43 @@ def convert_progress(every_s: float = 10.0):
             task_ids.append(bar.add_task("convert", total=event.total, rate="", failed=""))
         bar.update(task_ids[0], completed=event.done, rate=f"{event.images_per_s:.2f} images/s",
                    failed=f"{event.failed} failed" if event.failed else "")
+
+    return update, bar.stop
+
+
+def download_progress(label: str, every_s: float = 10.0) -> tuple[Callable[[int, Optional[int]], None],
+                                                                   Callable[[], None]]:
+    """A rich bar (bytes, speed, ETA) on stderr when it is a terminal; elsewhere a plain stderr line
+    every `every_s` seconds and at the end. Returns (callback, close)."""
+    import sys
+    import time
+
+    if not sys.stderr.isatty():
+        last = {"time": time.monotonic()}
+
+        def print_line(done: int, total: Optional[int]) -> None:
+            finished = total is not None and done >= total
+            if time.monotonic() - last["time"] < every_s and not finished:
+                return
+            last["time"] = time.monotonic()
+            of = f" of {total / 1e6:.1f}" if total is not None else ""
+            typer.echo(f"{label}: {done / 1e6:.1f}{of} MB", err=True)
+
+        return print_line, lambda: None
+
+    from rich.console import Console
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+
+    bar = Progress(TextColumn(label), BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn(),
+                   console=Console(stderr=True))
+    task_ids: list = []
+
+    def update(done: int, total: Optional[int]) -> None:
+        if not task_ids:
+            bar.start()
+            task_ids.append(bar.add_task(label, total=total))
+        bar.update(task_ids[0], completed=done, total=total)
+        if total is not None and done >= total:
+            bar.stop()  # before the extraction's log lines, which would tangle with a live bar
 
     return update, bar.stop
