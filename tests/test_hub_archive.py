@@ -200,3 +200,17 @@ def test_an_existing_target_is_not_overwritten(tmp_path):
 def test_a_missing_archive_is_a_file_not_found_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="nothing.zip"):
         safe_extract(tmp_path / "nothing.zip", tmp_path / "x")
+
+
+@pytest.mark.parametrize("member", [".. /evil.txt", "data/.../x.txt", "data/x.txt:stream"])
+def test_names_windows_would_read_as_parent_or_stream_are_refused(tmp_path, member):
+    import zipfile
+
+    from translate.hub.archive import UnsafeArchiveError, safe_extract
+
+    archive = tmp_path / "w.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr(member, b"x")
+    with pytest.raises(UnsafeArchiveError, match="Windows"):
+        safe_extract(archive, tmp_path / "out")
+    assert not (tmp_path / "out").exists()

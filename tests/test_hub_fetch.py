@@ -143,3 +143,12 @@ def test_a_refused_connection_is_a_download_error(tmp_path):
     with pytest.raises(DownloadError, match=f"cannot download http://127.0.0.1:{port}/a.zip"):
         download_file(f"http://127.0.0.1:{port}/a.zip", tmp_path / "a.zip", timeout=5)
     assert not (tmp_path / "a.zip.part").exists()
+
+
+def test_a_part_from_another_url_is_not_continued(served, tmp_path):
+    dest = tmp_path / "blob.bin"
+    _part(dest).write_bytes(b"bytes from the old mirror")
+    dest.with_name(dest.name + ".part.url").write_text("http://old-mirror.example/blob.bin")
+    download_file(served.url + "/blob.bin", dest)
+    assert served.requests == [("/blob.bin", None)], "no Range: the old bytes were dropped"
+    assert dest.read_bytes() == BLOB and not dest.with_name(dest.name + ".part.url").exists()

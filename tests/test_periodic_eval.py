@@ -152,3 +152,29 @@ def test_evaluation_leaves_the_training_random_stream_alone(paired_data, fake_in
     torch.manual_seed(5)
     evaluator({"AtoB": generator})
     assert torch.equal(torch.rand(3), expected)
+
+
+def test_kid_seeding_leaves_accelerator_streams_alone(paired_data, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("an evaluation reseeded the CUDA generators (training dropout would change)")
+
+    monkeypatch.setattr(torch.cuda, "manual_seed_all", refuse)
+    monkeypatch.setattr(torch.cuda, "manual_seed", refuse)
+    evaluator = PeriodicEvaluator(pix2pix_config(paired_data, Path("unused")), torch.device("cpu"), MeanColour())
+    assert "AtoB/kid_mean" in evaluator({"AtoB": nn.Sequential(nn.Conv2d(3, 3, 1), nn.Tanh())})
+
+
+def test_evaluating_does_not_change_what_is_trained(paired_data, tmp_path, fake_inception):
+    """pix2pix has dropout and batch norm: a pass in eval mode with a forked RNG must leave both alone."""
+    runs = {}
+    for every in (0, 1):
+        config = pix2pix_config(paired_data, tmp_path / f"run{every}", eval_every=every, n_epochs=1, n_epochs_decay=1)
+        train(config)
+        runs[every] = torch.load(tmp_path / f"run{every}" / "checkpoints" / "latest.pt", weights_only=True)
+    for name, tensor in runs[0]["models"]["g"].items():
+        assert torch.equal(tensor, runs[1]["models"]["g"][name]), name
+
+
+def test_a_run_stopped_by_max_steps_inside_an_epoch_is_scored_at_the_end(paired_data, tmp_path, fake_inception):
+    result = train(pix2pix_config(paired_data, tmp_path / "run", max_steps=4, eval_every=5))
+    assert [(e["step"], e["epoch"]) for e in result.evaluations] == [(4, 1)]

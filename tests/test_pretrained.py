@@ -159,8 +159,27 @@ def test_wrong_file_is_refused_and_nothing_installed(loopback_server, models):
     assert result.exit_code == 1
     assert "does not match" in result.output and "resnet_6blocks" in result.output
     assert sorted(p.name for p in models.iterdir()) == [".downloads"]
+    assert not list((models / ".downloads").iterdir()), "a file that does not import is not kept"
     with pytest.raises(ReferenceMismatchError):
         download_pretrained("apple2orange", mirror=loopback_server.url)
+    # the server is fixed: the next run downloads again instead of failing on the old bytes
+    monkeypatch_small = dataclasses.replace(hub.CYCLEGAN_G, ngf=8)
+    serve_reference_checkpoint(loopback_server, "apple2orange.pth", monkeypatch_small)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(hub, "CYCLEGAN_G", monkeypatch_small)
+        assert (download_pretrained("apple2orange", mirror=loopback_server.url) / "config.json").is_file()
+
+
+def test_a_folder_that_is_not_a_model_is_never_replaced(loopback_server, tmp_path):
+    data = tmp_path / "datasets" / "horse2zebra" / "trainA"
+    data.mkdir(parents=True)
+    (data / "1.jpg").write_bytes(b"a horse")
+    requests = len(loopback_server.requests)
+    for force in (False, True):
+        result = CliRunner().invoke(app, ["pretrained", "horse2zebra", str(tmp_path / "datasets"), "--mirror",
+                                          loopback_server.url] + (["--force"] if force else []))
+        assert result.exit_code == 1 and "is not a translate model" in result.output
+    assert (data / "1.jpg").read_bytes() == b"a horse" and len(loopback_server.requests) == requests
 
 
 def test_checksum_mismatch_and_missing_file_are_errors(loopback_server, models, monkeypatch):

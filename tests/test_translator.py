@@ -61,3 +61,16 @@ def test_bad_inputs_say_what_is_expected(model_dir, tmp_path):
         t("a string")
     with pytest.raises(FileNotFoundError, match="no bundled or installed model.*translate pretrained NAME"):
         Translator(tmp_path / "missing")
+
+
+def test_a_plain_name_prefers_an_installed_model_over_a_data_folder(model_dir, tmp_path, monkeypatch):
+    import shutil
+
+    from translate.translator import resolve_model
+
+    monkeypatch.setenv("TRANSLATE_MODELS", str(tmp_path / "models"))
+    shutil.copytree(model_dir, tmp_path / "models" / "horse2zebra")
+    (tmp_path / "here" / "horse2zebra" / "trainA").mkdir(parents=True)  # `translate data download horse2zebra .`
+    monkeypatch.chdir(tmp_path / "here")
+    assert resolve_model("horse2zebra") == tmp_path / "models" / "horse2zebra"
+    assert resolve_model("./horse2zebra") == Path("./horse2zebra"), "a path is taken as given"

@@ -6,7 +6,7 @@ Only the CLI prints; these helpers turn the library's errors and progress callba
 
 from __future__ import annotations
 
-from typing import Callable, NoReturn, Optional
+from typing import Any, Callable, NoReturn, Optional
 
 import typer
 
@@ -37,7 +37,7 @@ def _format_losses(losses: dict, limit: int = 6) -> str:
     return " ".join(f"{k} {v:.3f}" for k, v in list(losses.items())[:limit])
 
 
-def progress_printer(every_s: float = 30.0):
+def progress_printer(every_s: float = 30.0) -> tuple[Callable[[Any], None], Callable[[], None]]:
     """Training progress: a rich bar with it/s, ETA and the latest losses on a terminal; one plain
     line every `every_s` seconds in logs and pipes, where a bar cannot redraw. Returns
     (callback, close)."""
@@ -79,7 +79,7 @@ def progress_printer(every_s: float = 30.0):
     return update, bar.stop
 
 
-def convert_progress(every_s: float = 10.0):
+def convert_progress(every_s: float = 10.0) -> tuple[Callable[[Any], None], Callable[[], None]]:
     """A rich bar with images/s on a terminal; a plain line every `every_s` seconds elsewhere.
     Returns (callback, close). Called from the writer threads; both outputs lock internally."""
     import sys

@@ -53,7 +53,7 @@ def eval_command(
 
     cache = None
     if fid and feature_cache:
-        cache = _feature_cache(inception)
+        cache = _feature_cache(inception, device)
 
     def score(real_dir: Path, fake_dir: Path) -> dict:
         try:
@@ -110,7 +110,7 @@ def eval_command(
     write([score(real, fake)])
 
 
-def _feature_cache(inception: Optional[Path]) -> "FeatureCache":
+def _feature_cache(inception: Optional[Path], device: str) -> "FeatureCache":
     """The real-feature cache of the Inception weights that will be used (their SHA-256 names it)."""
     from translate.backends import cache_dir
     from translate.evaluation.feature_cache import FeatureCache
@@ -123,4 +123,4 @@ def _feature_cache(inception: Optional[Path]) -> "FeatureCache":
         fail(str(error))
     # An archive is checked against the pinned hash when loaded; a .safetensors copy is hashed here.
     weights_id = file_sha256(weights) if weights.suffix == ".safetensors" else INCEPTION_SHA256
-    return FeatureCache(cache_dir() / "inception_features", weights_id)
+    return FeatureCache(cache_dir() / "inception_features", weights_id, device)

@@ -14,6 +14,7 @@ onnxruntime-gpu finds a GPU), so a service needs no PyTorch model code for them.
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any, Union
 
@@ -31,17 +32,27 @@ ImageInput = Union[Image.Image, np.ndarray, Tensor, list]
 BUNDLED_DIR = Path(__file__).resolve().parents[1] / "weights"
 
 
+def _holds_model(folder: Path) -> bool:
+    """A weights folder or a run directory."""
+    return any((folder / name).exists() for name in ("config.json", "checkpoints", "weights"))
+
+
 def resolve_model(model: str | Path) -> Path:
     """A path as given when it exists, else the bundled model of that name in weights/, else a
     model installed by `translate pretrained` (see `translate.hub.pretrained.models_dir`)."""
     from translate.hub.pretrained import models_dir
 
     path = Path(model)
-    if path.exists():
+    # A plain name that is also a folder here without a model in it (e.g. the data set
+    # `translate data download horse2zebra .` made) still means the installed model.
+    plain_name = isinstance(model, str) and "/" not in model and os.sep not in model
+    if path.exists() and not (plain_name and path.is_dir() and not _holds_model(path)):
         return path
     for folder in (BUNDLED_DIR, models_dir()):
         if (folder / str(model)).exists():
             return folder / str(model)
+    if path.exists():
+        return path
     names = sorted(p.name for p in BUNDLED_DIR.iterdir() if (p / "config.json").is_file()) if BUNDLED_DIR.is_dir() else []
     installed = sorted(p.name for p in models_dir().iterdir() if (p / "config.json").is_file()) if models_dir().is_dir() else []
     raise FileNotFoundError(f"no model at {str(model)!r} and no bundled or installed model of that name; bundled: "

@@ -2,7 +2,7 @@
 
 Scoring several models or checkpoints against one test set recomputes the real side's features
 each time; on a CPU that is half the cost of `translate eval`. The cache keeps one `.npy` of
-float32 features per image under `ROOT/<weights id>/<sha256 of the file>.npy`, so a renamed or
+float32 features per image under `ROOT/<weights id>-<device type>-v1/<sha256 of the file>.npy`, so a renamed or
 re-written file with the same bytes hits, and an edited one misses. `.npy` is read with
 `allow_pickle=False`: a cache file cannot run code.
 
@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -26,6 +27,8 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["FeatureCache"]
 
+FORMAT = "v1"
+
 
 class FeatureCache:
     """`get(path)` -> `(D,)` features or None; `put(path, features)` stores them atomically.
@@ -33,12 +36,16 @@ class FeatureCache:
     Args:
         root: the cache folder (e.g. `translate.backends.cache_dir() / "inception_features"`).
         weights_id: identifies the network that made the features (its weights' SHA-256).
+        device: where the network runs (its type is part of the key).
     """
 
-    def __init__(self, root: str | os.PathLike[str], weights_id: str) -> None:
-        if not weights_id or "/" in weights_id:
-            raise ValueError(f"weights_id must be a non-empty name without '/', got {weights_id!r}")
-        self.folder = Path(root) / weights_id[:32]
+    def __init__(self, root: str | os.PathLike[str], weights_id: str, device: torch.device | str = "cpu") -> None:
+        if not isinstance(weights_id, str) or not re.fullmatch(r"[0-9a-f]{16,64}", weights_id):
+            raise ValueError(f"weights_id must be the weights' SHA-256 (16-64 lowercase hex digits), got {weights_id!r}")
+        # The device is part of the key: GPU convolutions (TF32) round differently from the CPU's,
+        # and real features from one beside generated features from the other would bias FID.
+        # FORMAT changes when the decoding or the network's preprocessing does.
+        self.folder = Path(root) / f"{weights_id[:32]}-{torch.device(device).type}-{FORMAT}"
         self.hits = 0
         self.misses = 0
 
@@ -49,7 +56,9 @@ class FeatureCache:
         file = self._file(Path(path))
         try:
             features = torch.from_numpy(np.load(file, allow_pickle=False))
-        except (OSError, ValueError):  # absent, or a damaged entry, which is then recomputed
+        except (OSError, ValueError, EOFError):  # absent, or a damaged entry, which is then recomputed
+            features = None
+        if features is None or features.ndim != 1:
             self.misses += 1
             return None
         self.hits += 1
@@ -57,13 +66,20 @@ class FeatureCache:
 
     def put(self, path: str | os.PathLike[str], features: Tensor) -> None:
         file = self._file(Path(path))
-        self.folder.mkdir(parents=True, exist_ok=True)
-        # Write then rename: two evaluations sharing the cache never see half a file.
-        handle, temporary = tempfile.mkstemp(dir=self.folder, suffix=".tmp")
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            # Write then rename: two evaluations sharing the cache never see half a file.
+            handle, temporary = tempfile.mkstemp(dir=self.folder, suffix=".tmp")
+        except OSError as error:  # a read-only or full cache must not stop an evaluation
+            logger.warning("cannot write the feature cache in %s (%s); going on without it", self.folder, error)
+            return
         try:
             with os.fdopen(handle, "wb") as out:
                 np.save(out, features.detach().float().cpu().numpy(), allow_pickle=False)
             os.replace(temporary, file)
+        except OSError as error:
+            Path(temporary).unlink(missing_ok=True)
+            logger.warning("cannot write the feature cache in %s (%s); going on without it", self.folder, error)
         except BaseException:
             Path(temporary).unlink(missing_ok=True)
             raise

@@ -164,7 +164,8 @@ class DistributionScores:
         # KID draws its subsets from the global RNG: a fixed seed makes the score repeatable, and the
         # fork leaves a training run's random stream (dropout, pools) as it was.
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(0)
+            # The CPU generator only: torch.manual_seed would also reseed CUDA / MPS dropout streams.
+            torch.random.default_generator.manual_seed(0)
             kid_mean, kid_std = kid.compute()
         return {"fid": float(fid.compute()), "kid_mean": float(kid_mean), "kid_std": float(kid_std),
                 "kid_subset_size": subset}

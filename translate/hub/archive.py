@@ -118,9 +118,10 @@ def _member_parts(name: str, archive: Path) -> tuple[str, ...]:
     if name.startswith(("/", "\\")) or any(_DRIVE.match(part) for part in parts):
         raise UnsafeArchiveError(f"{archive}: member {name!r} has an absolute path or a drive letter; "
                                  f"refusing to extract (a safe archive holds relative paths only)")
-    if ".." in parts:
-        raise UnsafeArchiveError(f"{archive}: member {name!r} points outside the target folder ('..'); "
-                                 f"refusing to extract")
+    # Windows drops trailing dots and spaces (".. " is ".."), and "x:y" names an alternate data stream.
+    if any(part.rstrip(". ") in ("", "..") or ":" in part for part in parts):
+        raise UnsafeArchiveError(f"{archive}: member {name!r} points outside the target folder ('..') or has a "
+                                 f"name Windows would read as one; refusing to extract")
     return parts
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from translate.hub.archive import ArchiveError, safe_extract
-from translate.hub.fetch import ProgressCallback, download_file
+from translate.hub.fetch import ProgressCallback, download_file, mirror_url
 
 logger = logging.getLogger(__name__)
 
@@ -94,6 +94,12 @@ def list_datasets() -> list[DatasetInfo]:
     return list(DATASETS)
 
 
+def did_you_mean(name: str, names: list[str]) -> str:
+    """'did you mean a or b? ' for the known names close to a mistyped one, else ''."""
+    close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
+    return f"did you mean {' or '.join(close)}? " if close else ""
+
+
 def get_dataset(name: str, family: str | None = None) -> DatasetInfo:
     """The data set called `name`; for a name in both families, `family` picks one (default cyclegan).
 
@@ -105,9 +111,7 @@ def get_dataset(name: str, family: str | None = None) -> DatasetInfo:
     matches = [info for info in DATASETS if info.name == name]
     if not matches:
         names = sorted({info.name for info in DATASETS})
-        close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
-        hint = f"did you mean {' or '.join(close)}? " if close else ""
-        raise ValueError(f"unknown data set {name!r}; {hint}known data sets: {', '.join(names)}")
+        raise ValueError(f"unknown data set {name!r}; {did_you_mean(name, names)}known data sets: {', '.join(names)}")
     if family is None:
         return matches[0]  # the CycleGAN entry comes first in DATASETS
     for info in matches:
@@ -151,7 +155,7 @@ def download_dataset(
     if dest.exists():
         raise FileExistsError(f"{dest} already exists; delete it to download {info.name} again, "
                               f"or pass another folder")
-    url = f"{mirror.rstrip('/')}/{info.filename}" if mirror is not None else info.url
+    url = mirror_url(mirror, info.url)
     archive = download_file(url, root / ".downloads" / info.filename, sha256=sha256 or info.sha256,
                             progress=progress)
     logger.info("extracting %s", archive)
@@ -180,7 +184,7 @@ def _extract_into(archive: Path, dest: Path) -> None:
     safe_extract(archive, staging)
     try:
         shutil.rmtree(staging / "__MACOSX", ignore_errors=True)  # macOS zip metadata, never data
-        entries = list(staging.iterdir())
+        entries = [entry for entry in staging.iterdir() if not entry.name.startswith(".")]  # .DS_Store
         top = staging / dest.name
         source = top if entries == [top] and top.is_dir() else staging
         os.replace(source, dest)

@@ -72,16 +72,35 @@ def download_file(
         logger.warning("%s exists but its SHA-256 differs from %s; downloading it again", dest, sha256)
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
+    # The URL a part came from sits beside it: bytes from one server (or --mirror) are never
+    # continued from another, whose file may differ.
+    origin = dest.with_name(dest.name + ".part.url")
+    if part.is_file() and origin.is_file() and origin.read_text() != url:
+        logger.info("%s came from another URL; starting %s again", part, url)
+        part.unlink()
+    origin.write_text(url)
     logger.info("downloading %s to %s", url, dest)
-    _fetch(url, part, progress=progress, timeout=timeout, chunk_size=chunk_size)
+    try:
+        _fetch(url, part, progress=progress, timeout=timeout, chunk_size=chunk_size)
+    except BaseException:
+        if not part.exists():  # nothing arrived: leave no trace
+            origin.unlink(missing_ok=True)
+        raise
     if sha256 is not None:
         digest = file_sha256(part)
         if digest != sha256:
             part.unlink()
+            origin.unlink(missing_ok=True)
             raise DownloadError(f"{url}: SHA-256 mismatch: expected {sha256}, got {digest}; the download was "
                                 f"deleted. Check the checksum, or whether the server sends a different file")
     os.replace(part, dest)  # atomic: dest never holds a partial file
+    origin.unlink(missing_ok=True)
     return dest
+
+
+def mirror_url(mirror: str | None, default: str) -> str:
+    """`default`, or the same file name under the base URL `mirror` (with or without a final '/')."""
+    return f"{mirror.rstrip('/')}/{default.rsplit('/', 1)[-1]}" if mirror else default
 
 
 def file_sha256(path: str | os.PathLike) -> str:

@@ -6,7 +6,7 @@ states the options they were trained with (CycleGAN: resnet_9blocks, ngf 64, ins
 dropout; pix2pix: unet_256, ngf 64, batch norm, dropout), so that
 
     path = download_pretrained("horse2zebra")      # -> ~/.local/share/translate/models/horse2zebra
-    translate.load("horse2zebra")                   # found there by name, like a bundled model
+    Translator("horse2zebra")                       # found there by name, like a bundled model
 
 downloads the `.pth` (resumable, over a mirror if asked), imports it strictly through
 `import_reference`, checks that the imported network runs and that the saved folder reloads to the
@@ -18,18 +18,17 @@ same outputs, and only then moves the folder into place, with a model card.
 
 from __future__ import annotations
 
-import difflib
 import logging
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import torch
 
-from translate.hub.fetch import download_file, file_sha256
+from translate.hub.datasets import did_you_mean
+from translate.hub.fetch import download_file, file_sha256, mirror_url
 from translate.models import GeneratorConfig
 
 logger = logging.getLogger(__name__)
@@ -142,9 +141,7 @@ def find_pretrained(name: str, family: str | None = None) -> PretrainedModel:
     if candidates:  # a plain name in both lists is CycleGAN's
         return next((e for e in candidates if e.family == "cyclegan"), candidates[0])
     names = sorted({e.name for e in PRETRAINED.values()} | {e.key for e in PRETRAINED.values()})
-    close = difflib.get_close_matches(name, names, n=3)
-    hint = f"; did you mean {', '.join(close)}?" if close else ""
-    raise ValueError(f"no pretrained model {name!r}{hint} Known models: "
+    raise ValueError(f"no pretrained model {name!r}; {did_you_mean(name, names)}known models: "
                      + ", ".join(e.key for e in PRETRAINED.values()))
 
 
@@ -209,14 +206,19 @@ def download_pretrained(name: str, root: str | os.PathLike[str] | None = None, *
     if (final / "config.json").is_file() and not force:
         logger.info("%s is installed at %s (force=True replaces it)", entry.key, final)
         return final
-    url = f"{mirror.rstrip('/')}/{entry.filename}" if mirror else entry.url
+    url = mirror_url(mirror, entry.url)
+    if final.exists() and not (final / "config.json").is_file():
+        raise FileExistsError(f"{final} exists and is not a translate model; nothing was downloaded. Remove it, "
+                              f"or install into another folder (translate pretrained {entry.key} DIR)")
     downloads = root / ".downloads"
     downloads.mkdir(parents=True, exist_ok=True)
-    partial = downloads / f"{entry.family}_{entry.filename}"
-    checkpoint = download_file(url, partial, sha256=sha256 or entry.sha256, progress=progress)
-    staging = Path(tempfile.mkdtemp(prefix=f".{entry.folder_name}.", dir=root))
+    checkpoint = download_file(url, downloads / f"{entry.family}_{entry.filename}", sha256=sha256 or entry.sha256,
+                               progress=progress)
+    # A fixed staging name: a run killed half-way leaves one folder, which the next run clears.
+    staging = root / f".{entry.folder_name}.staging"
+    shutil.rmtree(staging, ignore_errors=True)
     try:
-        folder = import_reference(checkpoint, staging / "model", entry.architecture, direction=entry.direction,
+        folder = import_reference(checkpoint, staging, entry.architecture, direction=entry.direction,
                                   domains={"source": entry.source, "target": entry.target}, task=entry.family,
                                   origin=url)
         _verify(folder, reference_network(checkpoint, entry.architecture))
@@ -224,6 +226,11 @@ def download_pretrained(name: str, root: str | os.PathLike[str] | None = None, *
         if final.exists():
             shutil.rmtree(final)
         os.replace(folder, final)
+    except BaseException:
+        # A file that does not import is not kept: the next run downloads it again (from a fixed
+        # server or --mirror) instead of failing on the same bytes.
+        checkpoint.unlink(missing_ok=True)
+        raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     if not keep_download:

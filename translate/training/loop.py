@@ -228,6 +228,13 @@ def train(config: TrainConfig, resume_state: dict[str, Any] | None = None,
             samples_in_epoch=samples_in_epoch, skipped_files=skipped)
         atomic_save(state, run_dir / "checkpoints" / f"{name}.pt")
 
+    def evaluate() -> None:
+        plain = task.plain_models()
+        scores = evaluator({d: plain[spec["model"]] for d, spec in task.generator_specs().items()})
+        evaluations.append({"step": step, "epoch": epoch, **scores})
+        log.evaluation(step, epoch, scores)
+        logger.info("eval epoch %d (step %d): %s", epoch, step, " ".join(f"{k} {v:.4g}" for k, v in scores.items()))
+
     losses: dict[str, float] = {}
     window_start, window_steps = time.time(), 0
     done = step >= total_steps
@@ -296,12 +303,10 @@ def train(config: TrainConfig, resume_state: dict[str, Any] | None = None,
             checkpoint("latest")
             if epoch % config.save_epoch_freq == 0:
                 checkpoint(f"epoch_{epoch:04d}")
-            if evaluator is not None and (epoch % config.eval_every == 0 or epoch == config.total_epochs):
-                plain = task.plain_models()
-                scores = evaluator({d: plain[spec["model"]] for d, spec in task.generator_specs().items()})
-                evaluations.append({"step": step, "epoch": epoch, **scores})
-                log.evaluation(step, epoch, scores)
-                logger.info("eval epoch %d: %s", epoch, " ".join(f"{k} {v:.4g}" for k, v in scores.items()))
+            if evaluator is not None and epoch % config.eval_every == 0:
+                evaluate()
+        if evaluator is not None and (not evaluations or evaluations[-1]["step"] != step):
+            evaluate()  # the final model always gets a score, also when --max-steps stopped mid-epoch
         checkpoint("latest")
         weights = save_weights_folders(task, config, run_dir) if info.is_main else {}
         log.event("end", step=step, epoch=epoch, skipped_files=len(skipped),
