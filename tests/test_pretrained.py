@@ -200,6 +200,9 @@ def test_force_replaces_an_installed_model(loopback_server, models, monkeypatch)
     assert (download_pretrained("map2sat", mirror=loopback_server.url) / "model.safetensors").read_bytes() == first
     second = download_pretrained("map2sat", mirror=loopback_server.url, force=True)
     assert (second / "model.safetensors").read_bytes() != first
+    exported = CliRunner().invoke(app, ["export", "map2sat", str(models / "map2sat.onnx")])
+    assert exported.exit_code == 0, exported.output
+    assert (models / "map2sat.onnx").stat().st_size > 0
 
 
 def test_cli_lists_every_model_and_refuses_bad_input():

@@ -328,7 +328,7 @@ def demo(
 
 @app.command("export")
 def export_command(
-    model: Path = typer.Argument(..., help="Weights folder, run directory or checkpoint."),
+    model: Path = typer.Argument(..., help="Weights folder, run directory, checkpoint, or a bundled or installed (translate pretrained) model name."),
     out: Path = typer.Argument(..., help="The .onnx file to write."),
     direction: Optional[str] = typer.Option(None, "--direction", help="AtoB | BtoA (CycleGAN runs)."),
     half: bool = typer.Option(False, "--half", help="float16 weights and compute (io stays as --io)."),
@@ -341,6 +341,7 @@ def export_command(
     """Export one generator (or a text model with its text encoder) to ONNX, then check it against PyTorch."""
     from translate.export import DEFAULT_OPSET, ExportParityError, export_onnx
     from translate.text.onnx import TextExportReport, TextParityCase
+    from translate.translator import resolve_model
 
     def case_text(case) -> str:
         if not isinstance(case, TextParityCase):
@@ -350,7 +351,7 @@ def export_command(
         return f"{where}batch {case.batch}{size}{f' length {case.length}' if case.length else ''}"
 
     try:
-        report = export_onnx(model, out, direction=direction, half=half, io=io,
+        report = export_onnx(resolve_model(str(model)), out, direction=direction, half=half, io=io,
                              opset=DEFAULT_OPSET if opset is None else opset, text_input=text_input,
                              bake_prompts=bake_prompts or None, bake_domain_prompts=bake_from_domains)
     except ExportParityError as error:
