@@ -119,7 +119,7 @@ def _assert_nothing_written(tmp_path: Path, archive: Path) -> None:
 
 
 @pytest.mark.parametrize("case", UNSAFE_TARS)
-def test_unsafe_tar_members_are_refused_before_anything_is_written(tmp_path, case):
+def test_unsafe_tar_members_are_refused_and_nothing_is_left(tmp_path, case):
     files, extra = UNSAFE_TARS[case]
     archive = make_tar(tmp_path / "evil.tar.gz", {**GOOD, **files}, extra)
     bad = next(iter(files)) if files else extra[0].name
@@ -214,3 +214,13 @@ def test_names_windows_would_read_as_parent_or_stream_are_refused(tmp_path, memb
     with pytest.raises(UnsafeArchiveError, match="Windows"):
         safe_extract(archive, tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_a_staging_folder_left_by_a_killed_run_is_cleared(tmp_path):
+    archive = make_tar(tmp_path / "a.tar.gz", GOOD)
+    stale = tmp_path / "out" / ".x.partial"
+    (stale / "half").mkdir(parents=True)
+    (stale / "half" / "file.png").write_bytes(b"from a killed extraction")
+    safe_extract(archive, tmp_path / "out" / "x")
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["x"]
+    assert not (tmp_path / "out" / "x" / "half").exists()

@@ -1,27 +1,30 @@
-"""Extract zip and tar archives safely: every member is checked before anything is written, and the
-result appears all at once or not at all.
+"""Extract zip and tar archives safely: every member is checked before it is written, and the result
+appears all at once or not at all.
 
 A data set needs only files and folders, so links of any kind (symbolic or hard, wherever they
 point) and special files (devices, FIFOs) are refused rather than judged: judging link targets is
 where zip-slip / tar-slip bugs live. Member names must be relative, with no `..` and no drive
-letter. The members are written into a hidden sibling of the target (same parent, so the final
-rename is atomic) by this module's own loop, not by `extractall`, so the rules hold on every Python
-version, and the sibling is removed on any error.
+letter. The members are written into a hidden sibling of the target (`.NAME.partial`: same
+parent, so the final rename is atomic) by this module's own loop, not by `extractall`, so the rules
+hold on every Python version; the sibling is removed on any error, and one left by a killed process
+is cleared by the next call. A zip's members are all checked first (its directory is at the end); a
+tar is read once, as a stream, each member checked before it is written, so a multi-GB .tar.gz is
+decompressed only once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
-import secrets
 import shutil
 import stat
 import tarfile
 import zipfile
 import zlib
 from pathlib import Path
-from typing import IO, Callable
+from typing import IO, Callable, Iterator
 
 logger = logging.getLogger(__name__)
 
@@ -60,11 +63,11 @@ def safe_extract(archive: str | os.PathLike, target: str | os.PathLike) -> Path:
     # Tar first: is_zipfile looks for a zip directory near the end of the file, which an uncompressed
     # tar whose last member is a .zip also has; a zip never starts with a valid tar header.
     if _is_tar(archive):
-        with tarfile.open(archive, mode="r:*") as opened:
+        with tarfile.open(archive, mode="r|*") as opened:  # a stream: read once, in order
             _extract_all(archive, target, _tar_members(opened, archive))
     elif zipfile.is_zipfile(archive):
         with zipfile.ZipFile(archive) as opened:
-            _extract_all(archive, target, _zip_members(opened, archive))
+            _extract_all(archive, target, iter(_zip_members(opened, archive)()))
     else:
         raise ArchiveError(f"{archive} is not a zip or tar archive, or it is truncated or corrupt; "
                            f"delete it and download it again")
@@ -78,35 +81,41 @@ def _is_tar(archive: Path) -> bool:
         return False
 
 
-def _extract_all(archive: Path, target: Path, members: Callable[[], list[_Member]]) -> None:
-    try:
-        checked = members()  # all of them, before anything is written
-    except _READ_ERRORS as error:
-        raise ArchiveError(f"{archive} is truncated or corrupt ({error}); delete it and download it again") from None
+def _extract_all(archive: Path, target: Path, members: Iterator[_Member]) -> None:
+    made_parent = not target.parent.exists()
     target.parent.mkdir(parents=True, exist_ok=True)
     # A hidden sibling, so that the rename below stays on one file system and is atomic.
-    temp = target.parent / f".{target.name}.{secrets.token_hex(4)}.partial"
+    temp = target.parent / f".{target.name}.partial"
+    if temp.exists():  # left by a process killed mid-extraction: only this function writes there
+        shutil.rmtree(temp)
     temp.mkdir()
+    count = 0
+    parts: tuple[str, ...] = ()
     try:
-        for parts, opener in checked:
-            path = temp.joinpath(*parts)
-            if opener is None:
-                path.mkdir(parents=True, exist_ok=True)
-                continue
-            path.parent.mkdir(parents=True, exist_ok=True)
-            try:
+        try:
+            for parts, opener in members:  # a tar member is read, and checked, only here
+                path = temp.joinpath(*parts)
+                count += 1
+                if opener is None:
+                    path.mkdir(parents=True, exist_ok=True)
+                    continue
+                path.parent.mkdir(parents=True, exist_ok=True)
                 with opener() as source, open(path, "wb") as out:
                     shutil.copyfileobj(source, out, 1 << 20)
-            except _READ_ERRORS as error:
-                if isinstance(error, OSError) and error.errno is not None:
-                    raise  # a real file-system error (disk full, permissions): report it as it is
-                raise ArchiveError(f"{archive}: member {'/'.join(parts)!r} is truncated or corrupt ({error}); "
-                                   f"delete the archive and download it again") from None
+        except _READ_ERRORS as error:
+            if isinstance(error, OSError) and error.errno is not None:
+                raise  # a real file-system error (disk full, permissions): report it as it is
+            where = f": member {'/'.join(parts)!r}" if parts else ""
+            raise ArchiveError(f"{archive}{where} is truncated or corrupt ({error}); delete the archive and "
+                               f"download it again") from None
         os.replace(temp, target)
     except BaseException:  # including KeyboardInterrupt: never leave half a data set
         shutil.rmtree(temp, ignore_errors=True)
+        if made_parent:
+            with contextlib.suppress(OSError):  # only when empty: the folder this call created
+                target.parent.rmdir()
         raise
-    logger.debug("extracted %d members of %s into %s", len(checked), archive, target)
+    logger.debug("extracted %d members of %s into %s", count, archive, target)
 
 
 def _member_parts(name: str, archive: Path) -> tuple[str, ...]:
@@ -157,24 +166,19 @@ def _zip_members(opened: zipfile.ZipFile, archive: Path) -> Callable[[], list[_M
     return members
 
 
-def _tar_members(opened: tarfile.TarFile, archive: Path) -> Callable[[], list[_Member]]:
-    def members() -> list[_Member]:
-        checked: list[_Member] = []
-        # getmembers() reads the whole archive, so truncation is found here, before any write.
-        for member in opened.getmembers():
-            parts = _member_parts(member.name, archive)
-            if member.issym():
-                raise _refuse_kind(archive, member.name, f"symbolic link (to {member.linkname!r})")
-            if member.islnk():
-                raise _refuse_kind(archive, member.name, f"hard link (to {member.linkname!r})")
-            if not (member.isdir() or member.isfile()):
-                raise _refuse_kind(archive, member.name, "special file (device or FIFO)")
-            if parts or member.isfile():  # the archive's own "./" entry needs nothing
-                checked.append((_file_parts(parts, member.name, archive),
-                                None if member.isdir() else (lambda member=member: _tar_reader(opened, member))))
-        return checked
-
-    return members
+def _tar_members(opened: tarfile.TarFile, archive: Path) -> Iterator[_Member]:
+    """Each member as the stream reaches it, checked; a file's opener must be used before the next."""
+    for member in opened:
+        parts = _member_parts(member.name, archive)
+        if member.issym():
+            raise _refuse_kind(archive, member.name, f"symbolic link (to {member.linkname!r})")
+        if member.islnk():
+            raise _refuse_kind(archive, member.name, f"hard link (to {member.linkname!r})")
+        if not (member.isdir() or member.isfile()):
+            raise _refuse_kind(archive, member.name, "special file (device or FIFO)")
+        if parts or member.isfile():  # the archive's own "./" entry needs nothing
+            yield (_file_parts(parts, member.name, archive),
+                   None if member.isdir() else (lambda member=member: _tar_reader(opened, member)))
 
 
 def _tar_reader(opened: tarfile.TarFile, member: tarfile.TarInfo) -> IO[bytes]:
