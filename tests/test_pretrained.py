@@ -107,6 +107,7 @@ def test_horse2zebra_installs_verified_and_converts_by_name(loopback_server, mod
     probe = torch.rand(1, 3, 64, 64) * 2 - 1
     with torch.no_grad():
         assert torch.allclose(translate.load(folder)(probe), reference(probe), atol=1e-5)
+        assert torch.allclose(translate.load("horse2zebra")(probe), reference(probe), atol=1e-5), "by name"
 
     photos, out = tmp_path / "photos", tmp_path / "out"
     photos.mkdir()

@@ -416,8 +416,14 @@ def load_with_config(path: str | Path, direction: str | None = None, device: str
                      ) -> tuple[nn.Module, dict[str, Any]]:
     """Like `load`, also returning the model's config.json-style dict (architecture, normalization,
     size_multiple, domains...)."""
+    from translate.translator import resolve_model  # a bundled or installed model name works too
+
     _check_optional_choice("direction", direction, DIRECTIONS)
-    located = _locate(Path(path), direction)
+    try:
+        candidate = resolve_model(path)
+    except FileNotFoundError:  # _locate's message says which forms a model path can take
+        candidate = Path(path)
+    located = _locate(candidate, direction)
     if located.kind == "folder":
         config = _check_folder_direction(_read_folder_config(located.path), located.path, direction)
         weights_path = located.path / WEIGHTS_FILE
@@ -443,8 +449,9 @@ def load_with_config(path: str | Path, direction: str | None = None, device: str
 def load(path: str | Path, direction: str | None = None, device: str | torch.device = "cpu") -> nn.Module:
     """A ready network (eval mode, requires_grad False) from any saved form.
 
-    path: a weights folder; a training checkpoint file; or a run directory (its
-    weights/<direction>/ folder when present, else checkpoints/latest.pt). direction: "AtoB" or
+    path: a weights folder; a training checkpoint file; a run directory (its
+    weights/<direction>/ folder when present, else checkpoints/latest.pt); or the name of a bundled
+    model or one installed by `translate pretrained`. direction: "AtoB" or
     "BtoA" for files holding both generators; None picks "AtoB", or the only one.
     A generator maps `(B, input_nc, H, W)` in [-1, 1] to `(B, output_nc, H, W)` in [-1, 1] with H, W
     multiples of its config's size_multiple.

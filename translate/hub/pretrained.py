@@ -6,7 +6,7 @@ states the options they were trained with (CycleGAN: resnet_9blocks, ngf 64, ins
 dropout; pix2pix: unet_256, ngf 64, batch norm, dropout), so that
 
     path = download_pretrained("horse2zebra")      # -> ~/.local/share/translate/models/horse2zebra
-    Translator("horse2zebra")                       # found there by name, like a bundled model
+    translate.load("horse2zebra")                   # found there by name, like a bundled model
 
 downloads the `.pth` (resumable, over a mirror if asked), imports it strictly through
 `import_reference`, checks that the imported network runs and that the saved folder reloads to the
