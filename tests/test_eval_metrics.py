@@ -261,3 +261,20 @@ def test_evaluate_folders_reuses_cached_real_features_only(tmp_path):
     fresh = evaluate_folders(tmp_path / "real", tmp_path / "fake", inception=_ColourFeatures())
     assert second["feature_cache"] == {"folder": str(cache.folder), "hits": 5, "misses": 0}
     assert second["fid"] == pytest.approx(fresh["fid"], rel=1e-5) and second["fid"] != pytest.approx(first["fid"])
+
+
+def test_feature_cache_hashes_a_missed_file_once(tmp_path, monkeypatch):
+    import hashlib
+
+    from translate.evaluation import feature_cache as module
+
+    _write(tmp_path / "img", ["a.png"], _images(1, seed=10))
+    path = tmp_path / "img" / "a.png"
+    calls, sha256 = [], hashlib.sha256
+    monkeypatch.setattr(module.hashlib, "sha256", lambda data: calls.append(1) or sha256(data))
+    cache = module.FeatureCache(tmp_path / "cache", "d" * 64)
+    assert cache.get(path) is None
+    cache.put(path, torch.ones(3))
+    assert len(calls) == 1
+    path.write_bytes(path.read_bytes() + b"changed")  # new size: hashed again, a miss
+    assert cache.get(path) is None and len(calls) == 2

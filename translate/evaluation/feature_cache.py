@@ -48,9 +48,15 @@ class FeatureCache:
         self.folder = Path(root) / f"{weights_id[:32]}-{torch.device(device).type}-{FORMAT}"
         self.hits = 0
         self.misses = 0
+        # A miss hashes the file in get() and needs the same name in put(): hash it once.
+        self._names: dict[tuple[Path, int, int], str] = {}
 
     def _file(self, path: Path) -> Path:
-        return self.folder / f"{hashlib.sha256(Path(path).read_bytes()).hexdigest()}.npy"
+        stat = path.stat()
+        key = (path.resolve(), stat.st_size, stat.st_mtime_ns)
+        if key not in self._names:
+            self._names[key] = hashlib.sha256(path.read_bytes()).hexdigest()
+        return self.folder / f"{self._names[key]}.npy"
 
     def get(self, path: str | os.PathLike[str]) -> Tensor | None:
         file = self._file(Path(path))
