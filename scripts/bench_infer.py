@@ -6,14 +6,14 @@
 
 1. Model throughput for each variant (torch-fp32 = PyTorch eager float32, onnxruntime-fp32,
    onnxruntime-fp16, torch-bf16 = PyTorch bfloat16 autocast, torch-fp16) x architecture x size x
-   batch, through `translate.backends.make_backend`: the product's own inference path. Inputs are
+   batch, through `translate.deploy.backends.make_backend`: the product's own inference path. Inputs are
    natural-looking random images in [-1, 1], already on the backend's device. After warm-up, each
    round times every variant once, in a rotating order (the machine is shared and noisy, so only
    same-round ratios are fair); the figure is the median over rounds. Each non-fp32 variant is
    compared with torch-fp32 on the same input: PSNR on [0, 1] and max / mean abs error on [-1, 1].
    The architectures are saved with random weights (ngf 64, the reference size) unless --model
    names a trained model; a trained model gives the more telling accuracy figures.
-2. End-to-end: `translate.convert.convert_folder` on --n-images generated JPEGs, with the fastest
+2. End-to-end: `translate.deploy.convert.convert_folder` on --n-images generated JPEGs, with the fastest
    variant and with torch-fp32, beside the model throughput of the same variant and batch size,
    timed again just before and after each convert run (the grid's figure may be minutes old and
    the load on a shared machine changes). "steady" leaves out model loading and the first batch.
@@ -55,11 +55,11 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # run as a file from anywhere
     sys.path.insert(0, str(REPO))
 
-from translate.backends import Backend, cpu_has_native_bf16, make_backend  # noqa: E402
-from translate.convert import convert_folder  # noqa: E402
+from translate.deploy.backends import Backend, cpu_has_native_bf16, make_backend  # noqa: E402
+from translate.deploy.convert import convert_folder  # noqa: E402
+from translate.formats.locator import locate  # noqa: E402
+from translate.formats.weights import read_model_config, save_weights  # noqa: E402
 from translate.models import GeneratorConfig, build_generator, size_multiple  # noqa: E402
-from translate.translator import resolve_model  # noqa: E402
-from translate.weights import read_model_config, save_weights  # noqa: E402
 
 logger = logging.getLogger("bench_infer")
 
@@ -130,7 +130,7 @@ def default_variants(device: torch.device, *, include_cpu_fp16: bool, include_sl
     """torch-fp32 and onnxruntime-fp32 always; onnxruntime-fp16 on a GPU (on the CPU, ONNX Runtime
     casts it back to float32 op by op); torch-bf16 on a GPU or a CPU with native bfloat16
     (emulated bfloat16 is ~2.5x slower than float32)."""
-    from translate.quantize import cpu_has_vnni
+    from translate.deploy.quantize import cpu_has_vnni
 
     variants = ["torch-fp32", "onnxruntime-fp32"]
     on_gpu = device.type == "cuda"
@@ -247,7 +247,7 @@ def load_backends(model: Path, variants: list[str], config: BenchConfig, device:
     (a CPU-only onnxruntime build) are left out and noted in `skipped`: they would time the host."""
     backends = {}
     for name in variants:
-        from translate.quantize import Int8AccuracyError
+        from translate.deploy.quantize import Int8AccuracyError
 
         backend, precision = split_variant(name)
         try:
@@ -388,7 +388,7 @@ def run(config: BenchConfig, work: Path) -> dict[str, Any]:
 
     started = time.perf_counter()
     if config.model:
-        path = resolve_model(config.model)  # a path, or the name of a bundled model in weights/
+        path = locate(config.model).path  # a path, or the name of a bundled model in weights/
         models = {read_model_config(path)["architecture"]["name"]: path}
     else:
         models = {arch: save_random_model(arch, config.ngf, work / "models", seed=config.seed) for arch in config.archs}

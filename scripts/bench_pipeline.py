@@ -19,8 +19,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-import translate.backends as backends
-from translate.convert import convert_folder
+import translate.deploy.backends as backends
+from translate.deploy.convert import convert_folder
 
 
 class IdentityBackend(backends.Backend):

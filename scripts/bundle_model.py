@@ -20,8 +20,8 @@ from pathlib import Path
 import torch
 
 from translate.data import PairedDataset, PreprocessConfig, eval_transform
+from translate.formats.weights import load_with_config, save_weights
 from translate.models import config_from_dict
-from translate.weights import load_with_config, save_weights
 
 
 def main() -> None:

@@ -241,8 +241,8 @@ def measure(variants: list[Variant], evaluation: list[np.ndarray], timing: list[
     reference = [variants[0].run(x) for x in evaluation]
     for variant in variants:
         outputs = [variant.run(x) for x in evaluation[:variant.max_eval]]
-        variant.psnr_db = statistics.fmean(psnr_vs_reference(o, r) for o, r in zip(outputs, reference))
-        variant.max_abs_error = max(float(np.abs(o - r).max()) for o, r in zip(outputs, reference))
+        variant.psnr_db = statistics.fmean(psnr_vs_reference(o, r) for o, r in zip(outputs, reference, strict=False))
+        variant.max_abs_error = max(float(np.abs(o - r).max()) for o, r in zip(outputs, reference, strict=False))
     batch = timing[0].shape[0]
     # The accuracy pass above is the warm-up. Each call is timed on its own: under contention from
     # other users the per-call median is steadier than a mean over a block of calls.

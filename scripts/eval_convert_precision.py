@@ -4,7 +4,7 @@ Usage:
     python scripts/eval_convert_precision.py --model maps_aerial2map --images DIR [--n 40] \
         [--modes torch-fp32 onnxruntime-fp32 onnxruntime-int8] [--maps-pairs] [--json out.json]
 
-Each mode converts the same N images with `translate.convert.convert_folder` (a fresh output
+Each mode converts the same N images with `translate.deploy.convert.convert_folder` (a fresh output
 folder, outputs as PNG, which is lossless); the first mode is the reference. PSNR compares each
 mode's output files with the reference's, on the [0, 1] scale: mean over the images, and the
 worst image. With --maps-pairs, DIR holds A|B side-by-side pairs (the pix2pix layout) and the
@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from translate.convert import convert_folder
 from translate.data.images import list_images
+from translate.deploy.convert import convert_folder
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:

@@ -27,8 +27,8 @@ import torch
 from torchvision.utils import save_image
 
 from translate.evaluation.shapes import COLORS, POSITIONS, SHAPES, SIZES, conditioning_accuracy, make_caption
-from translate.text import normalize_text
 from translate.models.conditioned import TextToImageGenerator
+from translate.text import normalize_text
 from translate.text.encoders import ByteTextEncoder
 from translate.text.model import Text2ImageModel, load_text2image
 from translate.training import read_checkpoint

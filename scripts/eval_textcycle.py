@@ -29,8 +29,8 @@ from torchvision.utils import save_image
 
 from translate.data import list_images, load_image, to_uint8_tensor
 from translate.data.captions import read_domain_prompts
+from translate.deploy.text_export import text_size_multiple
 from translate.text.model import load_text_model
-from translate.text.onnx import text_size_multiple
 
 
 def paired_files(folder_a: Path, folder_b: Path) -> list[tuple[Path, Path]]:

@@ -79,7 +79,7 @@ def split_domains(data: str | Path, out: str | Path, names: tuple[str, str] = DE
     for split in splits:
         dataset = PairedDataset(data, phase=split, preprocess=PreprocessConfig(preprocess="none", flip=False))
         folders = [out / split / name for name in names]
-        for folder, prompts in zip(folders, (prompts_a, prompts_b)):
+        for folder, prompts in zip(folders, (prompts_a, prompts_b), strict=False):
             folder.mkdir(parents=True, exist_ok=True)
             (folder / PROMPTS_NAME).write_text("\n".join(prompts) + "\n", encoding="utf-8")
         written = 0
@@ -89,7 +89,7 @@ def split_domains(data: str | Path, out: str | Path, names: tuple[str, str] = DE
                 logger.warning("skipping %s: %s", item["error"], item["reason"])
                 continue
             name = _relative_name(dataset, item["path_a"]).with_suffix(f".{fmt}")
-            for folder, half in zip(folders, (item["a"], item["b"])):
+            for folder, half in zip(folders, (item["a"], item["b"]), strict=False):
                 image = Image.fromarray(half.permute(1, 2, 0).numpy())
                 if size is not None and image.size != (size, size):
                     image = image.resize((size, size), Image.Resampling.BICUBIC)

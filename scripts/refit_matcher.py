@@ -72,7 +72,7 @@ def colour_variant_accuracy(matcher: ImageTextMatcher, images: torch.Tensor,
     """Shapes data: share of images that pick their caption among its 8 colour variants."""
     matcher.eval()
     hits = 0
-    for image, texts in zip(images, captions):
+    for image, texts in zip(images, captions, strict=False):
         variants = [_COLOR_WORD.sub(name, texts[0]) for name in COLORS]
         scores = F.normalize(matcher.image_encoder(image[None]), dim=1) @ F.normalize(
             matcher.embed_text(variants), dim=1).t()

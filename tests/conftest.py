@@ -66,8 +66,8 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     test module (a module may define its own `model_dir` instead)."""
     import torch
 
+    from translate.formats.weights import save_weights
     from translate.models import GeneratorConfig, build_generator
-    from translate.weights import save_weights
 
     torch.manual_seed(0)
     architecture = GeneratorConfig(name="resnet_6blocks", ngf=8)

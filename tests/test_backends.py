@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-
 import pytest
 import torch
 
-from translate import backends
-from translate.backends import choose_backend, make_backend, resolve_precision, resolve_providers
+from translate.deploy import backends
+from translate.deploy.backends import choose_backend, make_backend, resolve_precision, resolve_providers
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
 
@@ -87,7 +86,7 @@ def test_onnx_copies_are_cached_by_checksum_and_precision(model_dir, onnx_cache)
 
 
 def test_an_onnx_file_runs_at_its_own_precision(model_dir, tmp_path):
-    from translate.export import export_onnx
+    from translate.deploy.export import export_onnx
 
     path = export_onnx(model_dir, tmp_path / "m.onnx").path
     assert make_backend(path, device="cpu").precision == "fp32"

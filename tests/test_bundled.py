@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from translate import Translator
 from translate.cli import app
-from translate.translator import BUNDLED_DIR
+from translate.core.paths import BUNDLED_DIR
 
 MODEL = BUNDLED_DIR / "maps_aerial2map"
 
@@ -36,7 +36,7 @@ def test_demo_exports_converts_the_samples_and_writes_a_contact_sheet(tmp_path):
     samples = sorted((MODEL / "samples").glob("*.jpg"))
     converted = sorted((tmp_path / "demo" / "converted").glob("*.png"))
     assert [p.stem for p in converted] == [p.stem for p in samples]
-    assert all(Image.open(c).size == Image.open(s).size for c, s in zip(converted, samples))
+    assert all(Image.open(c).size == Image.open(s).size for c, s in zip(converted, samples, strict=False))
     assert (tmp_path / "demo" / "maps_aerial2map.onnx").is_file()
     sheet = Image.open(tmp_path / "demo" / "contact_sheet.png")
     assert sheet.height > 256 * len(samples)
@@ -71,7 +71,15 @@ def test_bundled_shapes_model_draws_the_colour_position_and_size_asked():
     sizes and shapes drawn), scored from the pixels."""
     import numpy as np
 
-    from translate.evaluation.shapes import COLORS, POSITIONS, SHAPES, SIZES, TEMPLATES, conditioning_accuracy, make_caption
+    from translate.evaluation.shapes import (
+        COLORS,
+        POSITIONS,
+        SHAPES,
+        SIZES,
+        TEMPLATES,
+        conditioning_accuracy,
+        make_caption,
+    )
     from translate.text.model import load_text_model
 
     folder = BUNDLED_DIR / "shapes_text2image"

@@ -197,7 +197,7 @@ def _export_and_compare(net: nn.Module, inputs: tuple[torch.Tensor, ...], names:
     for case in cases:
         with torch.no_grad():
             expected = net(*case).numpy()
-        got = session.run(["output"], {name: t.numpy() for name, t in zip(names, case)})[0]
+        got = session.run(["output"], {name: t.numpy() for name, t in zip(names, case, strict=False)})[0]
         assert got.shape == expected.shape
         assert np.abs(got - expected).max() < 1e-4
 

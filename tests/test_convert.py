@@ -9,10 +9,10 @@ import pytest
 import torch
 from PIL import Image
 
-from translate.convert import convert_folder
-from translate.inference import pad_to_multiple, translate_tensor
+from translate.deploy.convert import convert_folder
+from translate.deploy.inference import pad_to_multiple, translate_tensor
+from translate.formats.weights import save_weights
 from translate.models import GeneratorConfig, build_generator
-from translate.weights import save_weights
 
 
 def _make_model(tmp_path: Path, name: str = "resnet_6blocks", input_nc: int = 3, output_nc: int = 3) -> Path:
@@ -154,7 +154,7 @@ def test_output_inside_input_and_missing_input_are_refused(model_dir, tmp_path):
 
 
 def test_convert_with_an_onnx_model_matches_pytorch(model_dir, tmp_path):
-    from translate.export import export_onnx
+    from translate.deploy.export import export_onnx
 
     onnx_path = export_onnx(model_dir, tmp_path / "m.onnx").path
     _write(tmp_path / "in" / "x.png", (30, 22))
@@ -273,7 +273,7 @@ def test_stale_partial_files_are_removed_and_the_job_finished(model_dir, tmp_pat
 
 
 def test_batcher_holds_a_bounded_number_of_images():
-    from translate.convert import _Batcher, _Decoded
+    from translate.deploy.convert import _Batcher, _Decoded
 
     batcher, emitted = _Batcher(batch_size=4, hold=8), []
     for i in range(100):  # every image a new size: the worst case for grouping
@@ -344,7 +344,7 @@ def test_decoding_never_runs_far_ahead_of_writing(model_dir, tmp_path, monkeypat
     """Memory stays flat: decoded-but-unwritten images are bounded, whatever the folder's size."""
     import threading
 
-    import translate.convert as convert_module
+    import translate.deploy.convert as convert_module
 
     for i in range(60):
         _write(tmp_path / "in" / f"{i:02d}.png", (16, 16))

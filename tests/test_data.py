@@ -276,7 +276,7 @@ def test_augment_flip_only_and_float_input() -> None:
     plain = x.float() / 127.5 - 1
     flipped = [bool(torch.equal(out[i], plain[i].flip(-1))) for i in range(32)]
     kept = [bool(torch.equal(out[i], plain[i])) for i in range(32)]
-    assert all(f or k for f, k in zip(flipped, kept)) and any(flipped) and any(kept)
+    assert all(f or k for f, k in zip(flipped, kept, strict=False)) and any(flipped) and any(kept)
     as_float = augment_batch(x.float(), cfg, torch.Generator().manual_seed(0))
     torch.testing.assert_close(as_float, out)
     no_flip = augment_batch(x, PreprocessConfig(preprocess="none", flip=False))

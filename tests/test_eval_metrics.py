@@ -12,8 +12,14 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from translate.cli import app
-from translate.evaluation.metrics import (DistributionScores, PairedScores, evaluate_folders, markdown_table,
-                                          pair_files, paired_metrics)
+from translate.evaluation.metrics import (
+    DistributionScores,
+    PairedScores,
+    evaluate_folders,
+    markdown_table,
+    pair_files,
+    paired_metrics,
+)
 from translate.evaluation.paired_data import split_aligned
 
 runner = CliRunner()
@@ -94,7 +100,7 @@ def test_distribution_scores_grow_with_the_gap_between_sets():
 
 
 def _write(folder: Path, names: list[str], images: torch.Tensor) -> None:
-    for name, image in zip(names, images):
+    for name, image in zip(names, images, strict=False):
         (folder / name).parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(image.permute(1, 2, 0).numpy()).save(folder / name)
 

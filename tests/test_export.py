@@ -11,17 +11,17 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from translate import export as export_module
 from translate.cli import app
-from translate.export import (
+from translate.deploy import export as export_module
+from translate.deploy.export import (
     PARITY_TOLERANCES,
     ExportParityError,
     export_onnx,
     read_onnx_metadata,
     sha256_file,
 )
+from translate.formats.weights import load, save_weights
 from translate.models import GeneratorConfig, build_generator
-from translate.weights import load, save_weights
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 runner = CliRunner()

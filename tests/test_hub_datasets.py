@@ -12,8 +12,15 @@ import pytest
 from typer.testing import CliRunner
 
 from translate.cli import app
-from translate.hub import (DATASETS, ArchiveError, DownloadError, UnsafeArchiveError, download_dataset, get_dataset,
-                           list_datasets)
+from translate.hub import (
+    DATASETS,
+    ArchiveError,
+    DownloadError,
+    UnsafeArchiveError,
+    download_dataset,
+    get_dataset,
+    list_datasets,
+)
 
 runner = CliRunner()
 

@@ -27,7 +27,7 @@ from translate.evaluation.inception import (
     resize_like_fid_helper,
     save_inception_safetensors,
 )
-from translate.weights import StateDictMismatchError
+from translate.formats.weights import StateDictMismatchError
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

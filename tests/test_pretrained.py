@@ -17,8 +17,8 @@ from translate.cli import app
 from translate.hub import DownloadError
 from translate.hub import pretrained as hub
 from translate.hub.pretrained import PRETRAINED, download_pretrained, find_pretrained
+from translate.hub.reference import ReferenceMismatchError
 from translate.models import GeneratorConfig, build_generator
-from translate.reference import ReferenceMismatchError
 
 # The reference's lists (scripts/download_cyclegan_model.sh, scripts/download_pix2pix_model.sh).
 CYCLEGAN_NAMES = ("apple2orange orange2apple summer2winter_yosemite winter2summer_yosemite horse2zebra zebra2horse "

@@ -9,9 +9,9 @@ import pytest
 import torch
 from PIL import Image
 
-from translate import backends, quantize
-from translate.backends import make_backend
-from translate.convert import convert_folder
+from translate.deploy import backends, quantize
+from translate.deploy.backends import make_backend
+from translate.deploy.convert import convert_folder
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +86,7 @@ def test_convert_reports_the_int8_path(model_dir, images, tmp_path, monkeypatch)
 
 @pytest.mark.slow
 def test_the_bundled_model_keeps_35_db_in_int8():
-    from translate.translator import BUNDLED_DIR
+    from translate.core.paths import BUNDLED_DIR
 
     samples = sorted((BUNDLED_DIR / "maps_aerial2map" / "samples").iterdir())
     runner = make_backend("maps_aerial2map", backend="onnxruntime", precision="int8", device="cpu",

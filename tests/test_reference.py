@@ -10,9 +10,9 @@ import torch
 from typer.testing import CliRunner
 
 from translate.cli import app
+from translate.formats.weights import load, load_with_config
+from translate.hub.reference import ReferenceMismatchError, import_reference, read_reference_state_dict
 from translate.models import DiscriminatorConfig, GeneratorConfig
-from translate.reference import ReferenceMismatchError, import_reference, read_reference_state_dict
-from translate.weights import load, load_with_config
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

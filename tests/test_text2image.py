@@ -251,8 +251,8 @@ HAS_MINILM = all(__import__("importlib.util").util.find_spec(m) is not None
 def test_frozen_minilm_trains_generates_and_exports_baked(shapes, tmp_path):
     """The pretrained encoder end to end: the matcher learns only its projection, the folder names
     the encoder instead of storing it, and the ONNX file carries the prompts' embeddings."""
-    from translate.export import export_onnx
-    from translate.text.onnx import OnnxTextModel
+    from translate.deploy.export import export_onnx
+    from translate.deploy.text_export import OnnxTextModel
 
     run = tmp_path / "run"
     settings = {**TINY, "data": str(shapes), "out": str(run), "text_encoder": "minilm", "pretrain_text_steps": 1,

@@ -16,15 +16,15 @@ from PIL import Image
 from torch import Tensor
 from typer.testing import CliRunner
 
-from translate import export as export_module
 from translate.cli import app
-from translate.convert import convert_folder
-from translate.export import ExportParityError, export_onnx, read_onnx_metadata
+from translate.deploy import export as export_module
+from translate.deploy.convert import convert_folder
+from translate.deploy.export import ExportParityError, export_onnx, read_onnx_metadata
+from translate.deploy.text_export import OnnxTextModel, TextParityCase, encoder_file_path, export_text_onnx
 from translate.models.conditioned import TextResnetGenerator, TextToImageGenerator
 from translate.text import ByteTextEncoder, TextEncoder
 from translate.text import encoders as encoders_module
 from translate.text.model import load_text_model, save_text_model
-from translate.text.onnx import OnnxTextModel, TextParityCase, encoder_file_path, export_text_onnx
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 runner = CliRunner()
@@ -372,15 +372,18 @@ def test_text_models_resolve_by_bundled_name(textcycle, tmp_path, monkeypatch):
     """`--model NAME` finds weights/NAME for text models as for image models; a path still wins."""
     import shutil
 
-    from translate import translator
+    from translate.core import paths
     from translate.text.model import find_text_model
 
     bundled = tmp_path / "weights"
     shutil.copytree(textcycle, bundled / "tiny_textcycle")
-    monkeypatch.setattr(translator, "BUNDLED_DIR", bundled)
+    monkeypatch.setattr(paths, "BUNDLED_DIR", bundled)
     assert find_text_model("tiny_textcycle") == bundled / "tiny_textcycle"
     assert find_text_model("no_such_model") is None
     assert load_text_model("tiny_textcycle").domains == DOMAINS
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "tiny_textcycle").mkdir()  # a local folder of that name (not a model) shadows the bundle
-    assert find_text_model("tiny_textcycle") is None
+    (tmp_path / "tiny_textcycle").mkdir()  # a local folder of that name that holds no model: still the bundle
+    assert find_text_model("tiny_textcycle") == bundled / "tiny_textcycle"
+    shutil.rmtree(tmp_path / "tiny_textcycle")
+    shutil.copytree(textcycle, tmp_path / "tiny_textcycle")  # a local model of that name wins
+    assert find_text_model("tiny_textcycle") == Path("tiny_textcycle")

@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import Tensor, nn
 
+from translate.deploy.tiling import tile_grid, translate_tiled
 from translate.models import GeneratorConfig, build_generator
-from translate.tiling import tile_grid, translate_tiled
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -33,7 +33,7 @@ def test_tile_grid_covers_every_pixel(length: int, tile: int, overlap: int) -> N
         return
     assert starts[-1] + tile == length  # the last tile ends flush with the border
     assert all(0 <= s <= length - tile for s in starts)  # no tile reaches beyond the image
-    steps = [b - a for a, b in zip(starts, starts[1:])]
+    steps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
     assert all(step == tile - overlap for step in steps[:-1])
     assert 0 < steps[-1] <= tile - overlap  # the shifted last tile overlaps at least `overlap`
     covered = torch.zeros(length, dtype=torch.bool)

@@ -302,8 +302,8 @@ def test_pix2pix_learns_a_colour_mapping(tmp_path):
         n_epochs=1000, n_epochs_decay=0, log_every=50, sample_every=1000))
     train(config)
     model = load(tmp_path / "run")
-    from PIL import Image
     import numpy as np
+    from PIL import Image
 
     l1_model, l1_identity = [], []
     for path in sorted((data / "test").glob("*.png")):

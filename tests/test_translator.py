@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from translate import Translator
-from translate.export import export_onnx
+from translate.deploy.export import export_onnx
 
 
 @pytest.fixture(scope="module")
@@ -66,11 +66,11 @@ def test_bad_inputs_say_what_is_expected(model_dir, tmp_path):
 def test_a_plain_name_prefers_an_installed_model_over_a_data_folder(model_dir, tmp_path, monkeypatch):
     import shutil
 
-    from translate.translator import resolve_model
+    from translate.formats.locator import locate
 
     monkeypatch.setenv("TRANSLATE_MODELS", str(tmp_path / "models"))
     shutil.copytree(model_dir, tmp_path / "models" / "horse2zebra")
     (tmp_path / "here" / "horse2zebra" / "trainA").mkdir(parents=True)  # `translate data download horse2zebra .`
     monkeypatch.chdir(tmp_path / "here")
-    assert resolve_model("horse2zebra") == tmp_path / "models" / "horse2zebra"
-    assert resolve_model("./horse2zebra") == Path("./horse2zebra"), "a path is taken as given"
+    assert locate("horse2zebra").path == tmp_path / "models" / "horse2zebra"
+    assert locate("./horse2zebra").path == Path("./horse2zebra"), "a path is taken as given"

@@ -11,8 +11,7 @@ from safetensors import safe_open
 from torch import nn
 
 import translate
-from translate.models import DiscriminatorConfig, GeneratorConfig, build_discriminator, build_generator
-from translate.weights import (
+from translate.formats.weights import (
     CONFIG_FILE,
     WEIGHTS_FILE,
     StateDictMismatchError,
@@ -21,6 +20,7 @@ from translate.weights import (
     read_model_config,
     save_weights,
 )
+from translate.models import DiscriminatorConfig, GeneratorConfig, build_discriminator, build_generator
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

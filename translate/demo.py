@@ -90,7 +90,7 @@ def run_demo(out_dir: str | Path, steps: int = 300, size: int = 48, seed: int = 
 
     Returns the paths of the run, the converted folder and the contact sheet.
     """
-    from translate.convert import convert_folder
+    from translate.deploy.convert import convert_folder
     from translate.training import make_config, train
 
     out_dir = Path(out_dir)
@@ -128,11 +128,11 @@ def run_bundled_demo(out_dir: str | Path, model: str = DEFAULT_BUNDLED_MODEL) ->
 
     Returns the paths of the .onnx file, the converted folder and the contact sheet.
     """
-    from translate.export import export_onnx
-    from translate.convert import convert_folder
-    from translate.translator import resolve_model
+    from translate.deploy.convert import convert_folder
+    from translate.deploy.export import export_onnx
+    from translate.formats.locator import locate
 
-    folder = resolve_model(model)
+    folder = locate(model).path
     samples = folder / "samples"
     if not samples.is_dir():
         raise FileNotFoundError(f"bundled model {model!r} has no samples/ folder at {samples}")

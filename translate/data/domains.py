@@ -163,5 +163,5 @@ class DomainDataset(Dataset):
 
     def describe(self) -> str:
         """One line for logs: folder, images per domain, items per epoch."""
-        counts = ", ".join(f"{name} {len(paths)}" for name, paths in zip(self.domain_names, self.paths))
+        counts = ", ".join(f"{name} {len(paths)}" for name, paths in zip(self.domain_names, self.paths, strict=False))
         return f"domain dataset {self.folder}: {counts} images; {len(self)} items per epoch"

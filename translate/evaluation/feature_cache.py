@@ -34,7 +34,7 @@ class FeatureCache:
     """`get(path)` -> `(D,)` features or None; `put(path, features)` stores them atomically.
 
     Args:
-        root: the cache folder (e.g. `translate.backends.cache_dir() / "inception_features"`).
+        root: the cache folder (e.g. `translate.deploy.backends.cache_dir() / "inception_features"`).
         weights_id: identifies the network that made the features (its weights' SHA-256).
         device: where the network runs (its type is part of the key).
     """

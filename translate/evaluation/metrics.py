@@ -193,7 +193,7 @@ def _embed_in_order(distribution: "DistributionScores", images: list[Tensor], ba
     for indices in groups.values():
         for start in range(0, len(indices), batch_size):
             chunk = indices[start:start + batch_size]
-            for index, features in zip(chunk, distribution.embed(torch.stack([images[i] for i in chunk]))):
+            for index, features in zip(chunk, distribution.embed(torch.stack([images[i] for i in chunk])), strict=False):
                 out[index] = features
     return out  # type: ignore[return-value]
 
@@ -257,7 +257,7 @@ def evaluate_folders(real: str | os.PathLike[str], fake: str | os.PathLike[str],
             found = [cache.get(path) for path in paths] if cache is not None else [None] * len(images)
             missing = [i for i, f in enumerate(found) if f is None]
             for index, computed in zip(missing, _embed_in_order(distribution, [images[i] for i in missing],
-                                                                batch_size)):
+                                                                batch_size), strict=False):
                 found[index] = computed
                 if cache is not None:
                     cache.put(paths[index], computed)

@@ -2,7 +2,7 @@
 
 Each image of `DATA/PHASE` holds a pair side by side, A on the left and B on the right (the
 layout of the pix2pix data sets: maps, facades, edges2shoes, ...). `translate_aligned_split`
-writes the halves as `OUT/input/` and `OUT/target/`, then runs `translate.convert.convert_folder`
+writes the halves as `OUT/input/` and `OUT/target/`, then runs `translate.deploy.convert.convert_folder`
 on the inputs into `OUT/output/` (full precision, the model's own size), so that
 `evaluate_folders(OUT/target, OUT/output)` scores the model the way papers do.
 """
@@ -68,7 +68,7 @@ def translate_aligned_split(model: str | os.PathLike[str], data: str | os.PathLi
                             load_size: int | None = None) -> tuple[Path, Path]:
     """Split `data/phase`'s aligned pairs into `out/`, translate the inputs with `model` (fp32, at
     their own size) into `out/output/`. Returns (target folder, output folder)."""
-    from translate.convert import convert_folder
+    from translate.deploy.convert import convert_folder
 
     source = Path(data) / phase
     if not source.is_dir():

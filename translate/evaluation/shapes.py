@@ -374,7 +374,7 @@ def conditioning_accuracy(
         raise ValueError(f"got {len(images)} images but {len(prompts)} prompts; pass one prompt per image")
     correct = {name: 0 for name in ("color", "position", "size")}
     asked = dict.fromkeys(correct, 0)
-    for image, prompt in zip(images, prompts):
+    for image, prompt in zip(images, prompts, strict=False):
         wanted = parse_prompt(prompt)
         measured = measure_shape(image)
         for name in correct:

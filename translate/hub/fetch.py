@@ -7,7 +7,6 @@ to `DEST`, so `DEST` existing means the download finished.
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import logging
 import os
@@ -18,7 +17,8 @@ from pathlib import Path
 from typing import Callable, Optional
 from urllib.parse import urlsplit
 
-from translate import __version__
+from translate.core.files import sha256_file as file_sha256
+from translate.core.version import __version__
 
 logger = logging.getLogger(__name__)
 
@@ -101,15 +101,6 @@ def download_file(
 def mirror_url(mirror: str | None, default: str) -> str:
     """`default`, or the same file name under the base URL `mirror` (with or without a final '/')."""
     return f"{mirror.rstrip('/')}/{default.rsplit('/', 1)[-1]}" if mirror else default
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """The SHA-256 of a file as 64 lowercase hexadecimal digits, read 1 MiB at a time."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        while block := file.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _fetch(url: str, part: Path, *, progress: ProgressCallback | None, timeout: float, chunk_size: int) -> None:

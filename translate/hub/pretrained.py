@@ -27,6 +27,7 @@ from typing import Callable
 
 import torch
 
+from translate.core.paths import models_dir
 from translate.hub.datasets import did_you_mean
 from translate.hub.fetch import download_file, file_sha256, mirror_url
 from translate.models import GeneratorConfig
@@ -118,15 +119,6 @@ _ENTRIES = [
 PRETRAINED: dict[str, PretrainedModel] = {entry.key: entry for entry in _ENTRIES}
 
 
-def models_dir() -> Path:
-    """Where `translate pretrained` stores models: `$TRANSLATE_MODELS`, else
-    `$XDG_DATA_HOME/translate/models`, else `~/.local/share/translate/models`."""
-    if os.environ.get("TRANSLATE_MODELS"):
-        return Path(os.environ["TRANSLATE_MODELS"])
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "translate" / "models"
-
-
 def find_pretrained(name: str, family: str | None = None) -> PretrainedModel:
     """The entry for `name` ("horse2zebra", "pix2pix/sat2map", "sat2map_pix2pix"); plain names
     shared by both lists are CycleGAN's unless `family="pix2pix"`."""
@@ -166,7 +158,7 @@ def _model_card(entry: PretrainedModel, url: str, sha256: str) -> str:
 def _verify(folder: Path, imported: torch.nn.Module) -> None:
     """The saved folder reloads to the outputs of the network built straight from the `.pth`,
     finite and in [-1, 1], on a fixed random probe."""
-    from translate.weights import load
+    from translate.formats.weights import load
 
     first_conv = next(m for m in imported.modules() if isinstance(m, torch.nn.Conv2d))
     probe = torch.rand(1, first_conv.in_channels, _VERIFY_SIZE, _VERIFY_SIZE,
@@ -198,7 +190,7 @@ def download_pretrained(name: str, root: str | os.PathLike[str] | None = None, *
         progress: called with (bytes done, bytes in all or None) while downloading.
         keep_download: keep the `.pth` in `root/.downloads/` after the import.
     """
-    from translate.reference import import_reference, reference_network
+    from translate.hub.reference import import_reference, reference_network
 
     entry = find_pretrained(name, family)
     root = Path(root) if root is not None else models_dir()

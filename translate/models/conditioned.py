@@ -19,8 +19,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from translate.models.networks import (NLayerDiscriminator, ResnetBlock, conv_bias, make_norm, resnet_down_layers,
-                                       resnet_up_layers)
+from translate.models.networks import (
+    NLayerDiscriminator,
+    ResnetBlock,
+    conv_bias,
+    make_norm,
+    resnet_down_layers,
+    resnet_up_layers,
+)
 
 __all__ = [
     "FiLM",
@@ -232,7 +238,7 @@ class TextToImageGenerator(nn.Module):
         multipliers = [min(8, 2 ** (n_up - 1 - i)) for i in range(n_up)]
         self.fc = nn.Linear(noise_dim, ngf * 8 * 4 * 4)
         self.blocks = nn.ModuleList(_UpBlock(ngf * m_in, ngf * m_out, cond_dim)
-                                    for m_in, m_out in zip([8, *multipliers[:-1]], multipliers))
+                                    for m_in, m_out in zip([8, *multipliers[:-1]], multipliers, strict=False))
         self.head = nn.Sequential(nn.LeakyReLU(0.2), nn.Conv2d(ngf * multipliers[-1], output_nc, 3, padding=1),
                                   nn.Tanh())
 

@@ -1,5 +1,6 @@
-"""Text for conditioning: the byte tokenizer, the text encoders (`encode(texts) -> (B, D)`), and the
-ONNX export / runner of text models."""
+"""Text for conditioning: the byte tokenizer, the text encoders (`encode(texts) -> (B, D)`), image-text
+matching, and text models (a generator with its text encoder) rebuilt from their folders. Their ONNX
+export and runner live in `translate.deploy.text_export`."""
 
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ from translate.text.encoders import (
     build_text_encoder,
     text_encoder_names,
 )
-from translate.text.onnx import OnnxTextModel, export_text_onnx
 from translate.text.tokenizer import BOS_ID, EOS_ID, PAD_ID, VOCAB_SIZE, ByteTokenizer, normalize_text
 
 __all__ = [
@@ -22,11 +22,9 @@ __all__ = [
     "ByteTextEncoder",
     "ByteTokenizer",
     "ClipTextEncoder",
-    "OnnxTextModel",
     "SentenceTransformerEncoder",
     "TextEncoder",
     "build_text_encoder",
-    "export_text_onnx",
     "normalize_text",
     "text_encoder_names",
 ]

@@ -238,7 +238,7 @@ def fit_image_side(matcher: ImageTextMatcher, images: Tensor, captions: Sequence
     for step in range(steps):
         index = torch.randperm(images.shape[0], generator=generator)[:batch_size]
         picks = torch.randint(0, 1 << 30, (batch_size,), generator=generator).tolist()
-        texts = [captions[i][pick % len(captions[i])] for i, pick in zip(index.tolist(), picks)]
+        texts = [captions[i][pick % len(captions[i])] for i, pick in zip(index.tolist(), picks, strict=False)]
         shift = torch.randint(-1, 2, (2,), generator=generator).tolist()
         batch = torch.roll(images[index], (shift[0], shift[1]), dims=(2, 3))
         with torch.no_grad():

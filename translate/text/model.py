@@ -26,12 +26,17 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from translate import __version__
+from translate.core.files import atomic_write
+from translate.core.version import __version__
+from translate.formats.locator import locate
+from translate.models.conditioned import TextResnetGenerator, TextToImageGenerator, TextUnetGenerator
+from translate.text.encoders import build_text_encoder
 
 KIND = "text2image"
 TEXTCYCLE_KIND = "textcycle"
 TEXT_KINDS = (KIND, TEXTCYCLE_KIND)
 TOKENIZER = "byte-v1"
+_DTYPES = {torch.float32: "float32", torch.float16: "float16", torch.bfloat16: "bfloat16"}
 
 
 def _check_prompts(prompts: list[str]) -> None:
@@ -108,8 +113,6 @@ def save_text_model(generator: nn.Module, text_encoder: nn.Module, out_dir: str 
         raise ValueError("a textcycle model needs its domains ({name: prompts}), got none")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    from translate.weights import _DTYPES, _atomic_write
-
     if dtype not in _DTYPES:
         raise ValueError(f"dtype must be torch.float32, float16 or bfloat16, got {dtype!r}")
 
@@ -125,8 +128,8 @@ def save_text_model(generator: nn.Module, text_encoder: nn.Module, out_dir: str 
               "tokenizer": TOKENIZER, "normalization": {"range": [-1.0, 1.0]},
               "dtype": _DTYPES[dtype], **({"domains": domains} if domains else {}), "source": source or {}}
     # Weights first: a folder whose config.json exists is complete.
-    _atomic_write(out_dir / "model.safetensors", lambda tmp: save_file(tensors, str(tmp)))
-    _atomic_write(out_dir / "config.json", lambda tmp: tmp.write_text(json.dumps(config, indent=2) + "\n"))
+    atomic_write(out_dir / "model.safetensors", lambda tmp: save_file(tensors, str(tmp)))
+    atomic_write(out_dir / "config.json", lambda tmp: tmp.write_text(json.dumps(config, indent=2) + "\n"))
     return out_dir
 
 
@@ -139,27 +142,16 @@ def save_text2image(generator: nn.Module, text_encoder: nn.Module, out_dir: str 
 
 
 def find_text_model(path: str | Path) -> Path | None:
-    """The text model weights folder at `path` (or in the run directory `path`, or the bundled
-    model of that name in weights/), or None."""
-    path = Path(path)
-    if not path.exists() and len(path.parts) == 1:
-        from translate import translator
-
-        path = translator.BUNDLED_DIR / path
-    for candidate in (path, *(path / "weights" / kind for kind in TEXT_KINDS)):
-        config = candidate / "config.json"
-        if config.is_file():
-            try:
-                if json.loads(config.read_text()).get("kind") in TEXT_KINDS:
-                    return candidate
-            except (OSError, ValueError):
-                return None
-    return None
+    """The text model weights folder at `path` (a folder, a run directory, or a bundled or
+    installed name), or None when `path` is no text model (see `translate.formats.locator`)."""
+    try:
+        source = locate(path)
+    except (FileNotFoundError, ValueError):
+        return None
+    return source.folder if source.is_text and not source.is_onnx else None
 
 
 def _build_generator(architecture: dict[str, Any]) -> nn.Module:
-    from translate.models.conditioned import TextResnetGenerator, TextToImageGenerator, TextUnetGenerator
-
     builders = {"text2image": TextToImageGenerator, "text_resnet": TextResnetGenerator,
                 "text_unet": TextUnetGenerator}
     arguments = dict(architecture)
@@ -178,8 +170,6 @@ def load_text_model(path: str | Path, device: str | torch.device = "cpu",
         FileNotFoundError: no text model folder at `path`.
         ValueError: the folder holds another kind than `kind` (when given).
     """
-    from translate.text import build_text_encoder
-
     folder = find_text_model(path)
     if folder is None:
         raise FileNotFoundError(f"no text model weights folder at {str(path)!r} (expected config.json of kind "

@@ -15,8 +15,8 @@ from typing import Any
 
 import torch
 
-from translate import __version__
-from translate.weights import CHECKPOINT_FORMAT, CHECKPOINT_FORMAT_VERSION, read_training_checkpoint
+from translate.core.version import __version__
+from translate.formats.weights import CHECKPOINT_FORMAT, CHECKPOINT_FORMAT_VERSION, read_training_checkpoint
 
 logger = logging.getLogger(__name__)
 

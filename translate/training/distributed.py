@@ -10,6 +10,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from translate.core.device import pick_device
+
 logger = logging.getLogger(__name__)
 
 
@@ -27,25 +29,6 @@ class DistInfo:
     @property
     def enabled(self) -> bool:
         return self.world_size > 1
-
-
-def pick_device(requested: str, local_rank: int = 0) -> torch.device:
-    """`requested`: auto | cpu | cuda | mps. auto prefers CUDA, then Apple's MPS, then the CPU."""
-    if requested == "auto":
-        if torch.cuda.is_available():
-            requested = "cuda"
-        elif torch.backends.mps.is_available():
-            requested = "mps"
-        else:
-            requested = "cpu"
-    if requested == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError("--device cuda was asked for but PyTorch sees no CUDA device; "
-                               "use --device cpu or install a CUDA build of PyTorch")
-        return torch.device("cuda", local_rank % torch.cuda.device_count())
-    if requested == "mps" and not torch.backends.mps.is_available():
-        raise ValueError("--device mps was asked for but MPS is not available; use --device cpu")
-    return torch.device(requested)
 
 
 def init_distributed(requested_device: str) -> DistInfo:

@@ -33,9 +33,9 @@ class EMA(nn.Module):
         """Move the average towards `model` (a network of the same architecture)."""
         n = int(self.updates)
         decay = min(self.decay, (1 + n) / (10 + n))
-        for averaged, current in zip(self.model.parameters(), model.parameters()):
+        for averaged, current in zip(self.model.parameters(), model.parameters(), strict=False):
             averaged.lerp_(current.detach(), 1.0 - decay)
-        for averaged, current in zip(self.model.buffers(), model.buffers()):
+        for averaged, current in zip(self.model.buffers(), model.buffers(), strict=False):
             averaged.copy_(current)
         self.updates += 1
 

@@ -20,12 +20,18 @@ from typing import Any, Callable
 import torch
 from torch.utils.data import DataLoader
 
-from translate.data import (PairedDataset, PreprocessConfig, ResumableSampler, UnpairedDataset,
-                            augment_batch, augment_pair, collate_images)
+from translate.data import (
+    PairedDataset,
+    PreprocessConfig,
+    ResumableSampler,
+    UnpairedDataset,
+    augment_batch,
+    augment_pair,
+    collate_images,
+)
 from translate.training.checkpoint import atomic_save, make_checkpoint, set_rng_state
 from translate.training.config import TrainConfig, save_config
-from translate.training.distributed import (DistInfo, barrier, cleanup, ddp_wrapper,
-                                            init_distributed)
+from translate.training.distributed import DistInfo, barrier, cleanup, ddp_wrapper, init_distributed
 from translate.training.logs import RunLogger
 from translate.training.periodic_eval import PeriodicEvaluator
 from translate.training.steps import TaskStep, build_task
@@ -123,8 +129,8 @@ def device_batch(batch: dict[str, Any], config: TrainConfig, preprocess: Preproc
 
 def save_weights_folders(task: TaskStep, config: TrainConfig, run_dir: Path) -> dict[str, Path]:
     """Export each generator as a weights folder (config.json + model.safetensors) under weights/."""
+    from translate.formats.weights import save_weights
     from translate.models import GeneratorConfig
-    from translate.weights import save_weights
 
     if config.task in ("text2image", "textcycle"):  # text models: generator + text encoder in one folder
         return {config.task: task.save_weights(run_dir / "weights" / config.task)}
@@ -193,7 +199,7 @@ def train(config: TrainConfig, resume_state: dict[str, Any] | None = None,
         for name, scheduler in schedulers.items():
             scheduler.load_state_dict(resume_state["schedulers"][name])
             # The lambda is rebuilt from the (possibly extended) config; re-derive the current LR.
-            for group, base_lr in zip(scheduler.optimizer.param_groups, scheduler.base_lrs):
+            for group, base_lr in zip(scheduler.optimizer.param_groups, scheduler.base_lrs, strict=False):
                 group["lr"] = base_lr * lr_factor(config)(scheduler.last_epoch)
         step, epoch = int(resume_state["step"]), int(resume_state["epoch"])
         samples_in_epoch = int(resume_state["samples_in_epoch"])
@@ -275,7 +281,7 @@ def train(config: TrainConfig, resume_state: dict[str, Any] | None = None,
                 step += 1
                 window_steps += 1
                 if info.is_main:
-                    losses = {k: round(float(v), 6) for k, v in zip(step_losses, values.tolist())}
+                    losses = {k: round(float(v), 6) for k, v in zip(step_losses, values.tolist(), strict=False)}
                     if step % config.log_every == 0 or step == total_steps:
                         elapsed = time.time() - window_start
                         log.losses(step, epoch, losses, lr=task.optimizers["g"].param_groups[0]["lr"],

@@ -22,8 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from translate.data import (ImageReadError, PairedDataset, PreprocessConfig, UnpairedDataset, load_image,
-                            prepare_image)
+from translate.data import ImageReadError, PairedDataset, PreprocessConfig, UnpairedDataset, load_image, prepare_image
 from translate.evaluation.metrics import DistributionScores, PairedScores
 from translate.training.config import TrainConfig
 

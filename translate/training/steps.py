@@ -24,9 +24,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from translate.core.device import cpu_has_native_bf16
 from translate.models import DiscriminatorConfig, GeneratorConfig, build_discriminator, build_generator
 from translate.training.config import TrainConfig
-from translate.backends import cpu_has_native_bf16
 from translate.training.losses import GANLoss, gradient_penalty
 from translate.training.pool import ImagePool
 

@@ -81,7 +81,7 @@ class PromptedImagePool:
         if self.pool_size == 0:
             return images, list(texts)
         out_images, out_texts = [], []
-        for image, text in zip(images, texts):
+        for image, text in zip(images, texts, strict=False):
             image = image.unsqueeze(0)
             if len(self.images) < self.pool_size:
                 self.images.append(image.clone())
@@ -161,7 +161,7 @@ class TextCycleStep(TaskStep):
         missing = [text for text in vocabulary if text not in self._frozen_cache]
         if missing:
             with torch.no_grad():
-                self._frozen_cache.update(zip(missing, self.text.encode(missing).to(self.device).float()))
+                self._frozen_cache.update(zip(missing, self.text.encode(missing).to(self.device).float(), strict=False))
         return torch.stack([self._frozen_cache[text] for text in vocabulary]), row
 
     # -- networks ---------------------------------------------------------------------------------

@@ -13,10 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import pickle
-import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +23,9 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from translate import __version__
+from translate.core.files import atomic_write, torch_load_safely
+from translate.core.version import __version__
+from translate.formats.locator import locate, pick_direction
 from translate.models import (
     DiscriminatorConfig,
     GeneratorConfig,
@@ -216,22 +215,6 @@ def _read_folder_config(folder: Path) -> dict[str, Any]:
 # --- saving ---------------------------------------------------------------------------------
 
 
-def _atomic_write(final: Path, write: Callable[[Path], None]) -> None:
-    # A temporary file in the same folder, renamed over the target: readers never see half a file.
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp_name))
-        # mkstemp makes the file private (0600); give it the permissions a plain open() would.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp_name, 0o666 & ~umask)
-        os.replace(tmp_name, final)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-
-
 def save_weights(module: nn.Module, out_dir: str | Path, architecture: Architecture, *,
                  task: str | None = None, direction: str | None = None,
                  domains: Mapping[str, str] | None = None, source: Mapping[str, Any] | None = None,
@@ -272,9 +255,9 @@ def save_weights(module: nn.Module, out_dir: str | Path, architecture: Architect
         raise FileExistsError(f"cannot write a weights folder at {str(out_dir)!r}: it is a file")
     out_dir.mkdir(parents=True, exist_ok=True)
     # Weights first: a folder whose config.json exists is complete.
-    _atomic_write(out_dir / WEIGHTS_FILE,
+    atomic_write(out_dir / WEIGHTS_FILE,
                   lambda tmp: save_file(tensors, str(tmp), metadata={"format": "pt"}))
-    _atomic_write(out_dir / CONFIG_FILE,
+    atomic_write(out_dir / CONFIG_FILE,
                   lambda tmp: tmp.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8"))
     logger.info("saved %s %s to %s", config["kind"], architecture.name, out_dir)
     return out_dir
@@ -289,66 +272,16 @@ class _Located:
     path: Path
 
 
-def _pick_direction(direction: str | None, available: list[str], where: str) -> str:
-    if direction is None:
-        if "AtoB" in available:
-            return "AtoB"
-        if len(available) == 1:
-            return available[0]
-        raise ValueError(f"{where} holds several directions ({', '.join(available)}); pick one with direction=")
-    if direction not in available:
-        raise ValueError(f"direction {direction!r} is not in {where}; available: {', '.join(available)}")
-    return direction
-
-
-def _locate(path: Path, direction: str | None) -> _Located:
-    if path.is_file():
-        if path.name in (CONFIG_FILE, WEIGHTS_FILE):
-            return _Located("folder", path.parent)
-        if path.suffix == ".safetensors":
-            raise ValueError(f"{str(path)!r} is a bare safetensors file with no architecture; load the "
-                             f"weights folder holding it and its {CONFIG_FILE}")
-        return _Located("checkpoint", path)
-    if path.is_dir():
-        if (path / CONFIG_FILE).is_file():
-            return _Located("folder", path)
-        weights_root = path / "weights"
-        available = sorted(d.name for d in weights_root.glob("*") if (d / CONFIG_FILE).is_file())
-        checkpoint = path / "checkpoints" / "latest.pt"
-        # Prefer the exported folders; the checkpoint serves a direction they lack.
-        use_checkpoint = checkpoint.is_file() and (not available or direction not in (None, *available))
-        if use_checkpoint:
-            return _Located("checkpoint", checkpoint)
-        if available:
-            return _Located("folder", weights_root / _pick_direction(direction, available, str(weights_root)))
-        raise ValueError(f"{str(path)!r} is a directory without {CONFIG_FILE}, weights/<direction>/ or "
-                         f"checkpoints/latest.pt; load accepts {_ACCEPTED}")
-    raise FileNotFoundError(f"no model at {str(path)!r}; load accepts {_ACCEPTED}")
+def _locate(path: str | Path, direction: str | None) -> _Located:
+    """The weights folder or checkpoint file of `path`'s image generator for `direction`."""
+    form, found = locate(path).image_weights(direction)
+    return _Located(form, found)
 
 
 def source_file(path: str | Path, direction: str | None = None) -> Path:
     """The file whose bytes a model's weights come from: its model.safetensors or its checkpoint."""
-    located = _locate(Path(path), direction)
+    located = _locate(path, direction)
     return located.path / WEIGHTS_FILE if located.kind == "folder" else located.path
-
-
-def torch_load_safely(path: Path, accepted: str) -> Any:
-    """`torch.load(path, weights_only=True)` on the CPU, with a short error naming `path`.
-
-    weights_only refuses both garbage and files that would unpickle arbitrary objects (code).
-    """
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        # torch's message is a page long (and suggests allowlisting globals, which we never do);
-        # its informative first sentence follows this marker.
-        reason = str(err).partition("WeightsUnpickler error:")[2].strip().split("\n")[0].split(". ")[0]
-        reason = reason or str(err).split("\n")[0]
-        raise ValueError(f"{str(path)!r} could not be loaded with weights_only=True ({reason}): it is not "
-                         f"a plain file of tensors and containers, and pickled objects are never loaded; "
-                         f"expected {accepted}") from None
-    except (RuntimeError, EOFError, OSError) as err:
-        raise ValueError(f"{str(path)!r} is not a readable torch file ({err}); expected {accepted}") from None
 
 
 def read_training_checkpoint(path: Path) -> dict[str, Any]:
@@ -363,7 +296,7 @@ def read_training_checkpoint(path: Path) -> dict[str, Any]:
     if isinstance(state, dict) and state and all(isinstance(v, Tensor) for v in state.values()):
         raise ValueError(f"{str(path)!r} is a plain state_dict (such as a reference CycleGAN/pix2pix "
                          f"checkpoint), which does not record its architecture; convert it first with "
-                         f"`translate import-reference` (translate.reference.import_reference)")
+                         f"`translate import-reference` (translate.hub.reference.import_reference)")
     found = state.get("format") if isinstance(state, dict) else type(state).__name__
     raise ValueError(f"{str(path)!r} is not a translate training checkpoint (format {found!r}); "
                      f"load accepts {_ACCEPTED}")
@@ -375,7 +308,7 @@ def _checkpoint_generator(state: dict[str, Any], path: Path, direction: str | No
     generators = state.get("generators")
     if not isinstance(generators, dict) or not generators:
         raise ValueError(f"checkpoint {str(path)!r} lists no generators")
-    chosen = _pick_direction(direction, sorted(generators), f"checkpoint {str(path)!r}")
+    chosen = pick_direction(direction, sorted(generators), f"checkpoint {str(path)!r}")
     spec = generators[chosen]
     try:
         model_key, architecture = spec["model"], generator_config_from_dict(spec["architecture"])
@@ -396,7 +329,7 @@ def _checkpoint_generator(state: dict[str, Any], path: Path, direction: str | No
 
 def read_model_config(path: str | Path, direction: str | None = None) -> dict[str, Any]:
     """The config.json dict of any model form `load` accepts (built on the fly for checkpoints)."""
-    located = _locate(Path(path), direction)
+    located = _locate(path, direction)
     if located.kind == "folder":
         return _check_folder_direction(_read_folder_config(located.path), located.path, direction)
     config, _ = _checkpoint_generator(read_training_checkpoint(located.path), located.path, direction)
@@ -416,14 +349,8 @@ def load_with_config(path: str | Path, direction: str | None = None, device: str
                      ) -> tuple[nn.Module, dict[str, Any]]:
     """Like `load`, also returning the model's config.json-style dict (architecture, normalization,
     size_multiple, domains...)."""
-    from translate.translator import resolve_model  # a bundled or installed model name works too
-
     _check_optional_choice("direction", direction, DIRECTIONS)
-    try:
-        candidate = resolve_model(path)
-    except FileNotFoundError:  # _locate's message says which forms a model path can take
-        candidate = Path(path)
-    located = _locate(candidate, direction)
+    located = _locate(path, direction)
     if located.kind == "folder":
         config = _check_folder_direction(_read_folder_config(located.path), located.path, direction)
         weights_path = located.path / WEIGHTS_FILE

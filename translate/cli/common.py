@@ -43,8 +43,14 @@ def progress_printer(every_s: float = 30.0) -> tuple[Callable[[Any], None], Call
     (callback, close)."""
     import sys
 
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                               TimeRemainingColumn)
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     rate = _StepRate()
     if not sys.stdout.isatty():
@@ -86,8 +92,14 @@ def convert_progress(every_s: float = 10.0) -> tuple[Callable[[Any], None], Call
     import threading
     import time
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
-        TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     if not sys.stdout.isatty():
         last = {"time": time.monotonic()}

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from translate.cli_common import download_progress, fail
+from translate.cli.common import download_progress, fail
 
 
 def _list() -> None:

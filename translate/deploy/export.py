@@ -38,8 +38,11 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from translate import __version__
-from translate.hub.fetch import file_sha256
+from translate.core.files import sha256_file
+from translate.core.version import __version__
+from translate.formats.locator import locate
+from translate.formats.onnx_metadata import ONNX_FORMAT, ONNX_FORMAT_VERSION, read_onnx_metadata
+from translate.formats.weights import load_with_config, source_file
 
 logger = logging.getLogger(__name__)
 
@@ -68,14 +71,7 @@ PARITY_TOLERANCES: dict[tuple[str, str], float] = {
     ("float32", "uint8"): 1.0,
     ("float16", "uint8"): 3.0,
 }
-ONNX_FORMAT = "translate.onnx"
-ONNX_FORMAT_VERSION = 1
 INPUT_NAME, OUTPUT_NAME = "input", "output"
-# Text models (translate.text.onnx) add their own keys to the same metadata.
-_JSON_KEYS = ("architecture", "domains", "normalization", "parity_cases", "text_encoder", "baked_prompts", "inputs")
-_INT_KEYS = ("format_version", "input_channels", "output_channels", "size_multiple", "opset", "embedding_dim",
-             "max_length", "pad_id", "bos_id", "eos_id", "noise_dim", "image_size")
-_FLOAT_KEYS = ("parity_max_abs_error", "parity_tolerance")
 
 
 @dataclass
@@ -165,7 +161,6 @@ def _graph_module(generator: nn.Module, *, half: bool, io: str) -> nn.Module:
 
 
 # The one file-hash helper; the name stays for the modules that import it from here.
-sha256_file = file_sha256
 
 
 def _default_parity_sizes(multiple: int) -> list[tuple[int, int]]:
@@ -251,7 +246,7 @@ def export_onnx(model: str | Path, out_path: str | Path, *, direction: str | Non
                 bake_prompts: Sequence[str] | None = None, bake_domain_prompts: bool = False) -> ExportReport:
     """Export one generator of `model` to `out_path` (.onnx) and check it against PyTorch.
 
-    A text model (text2image / textcycle folder or run) goes to `translate.text.onnx.export_text_onnx`
+    A text model (text2image / textcycle folder or run) goes to `translate.deploy.text_export.export_text_onnx`
     with `text_input` ("ids" by default | "embedding"), `bake_prompts` and `bake_domain_prompts`
     (parity there runs batch 1 and 3, so `parity_batches` does not apply).
 
@@ -278,15 +273,13 @@ def export_onnx(model: str | Path, out_path: str | Path, *, direction: str | Non
     """
     import onnx
 
-    from translate.text.model import find_text_model
-    from translate.weights import load_with_config, source_file
-
     _check_options(io, opset, half)
     model, out_path = Path(model), Path(out_path)
-    if model.suffix.lower() != ".onnx" and find_text_model(model) is not None:
+    source = locate(model)
+    if source.is_text and not source.is_onnx:
         if direction is not None:
             raise ValueError(f"--direction {direction} applies to CycleGAN runs; a text model has one generator")
-        from translate.text.onnx import export_text_onnx
+        from translate.deploy.text_export import export_text_onnx
 
         return export_text_onnx(model, out_path, text_input=text_input or "ids", bake_prompts=bake_prompts,
                                 bake_domain_prompts=bake_domain_prompts, half=half, io=io, opset=opset, check=check,
@@ -371,38 +364,3 @@ def _parity(path: Path, reference: nn.Module, sizes: Sequence[tuple[int, int]], 
             error = float(np.abs(got.astype(np.float64) - expected.astype(np.float64)).max())
             cases.append(ParityCase(batch=batch, height=height, width=width, max_abs_error=error))
     return cases
-
-
-# --- reading --------------------------------------------------------------------------------
-
-
-def read_onnx_metadata(path: str | Path) -> dict[str, Any]:
-    """The metadata of an exported .onnx file; JSON values decoded, counts as int, errors as float.
-
-    Keys not written by translate are returned as stored (strings).
-    """
-    import onnx
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no ONNX file at {str(path)!r}")
-    try:
-        proto = onnx.load(str(path), load_external_data=False)
-    except Exception as err:  # onnx raises DecodeError / ValueError / OSError depending on the damage
-        raise ValueError(f"{str(path)!r} is not a readable ONNX model ({type(err).__name__}: {err})") from None
-    metadata: dict[str, Any] = {}
-    for prop in proto.metadata_props:
-        value: Any = prop.value
-        try:
-            if prop.key in _JSON_KEYS:
-                value = json.loads(value)
-            elif prop.key in _INT_KEYS:
-                value = int(value)
-            elif prop.key in _FLOAT_KEYS:
-                value = float(value)
-        except ValueError:
-            logger.warning("metadata %r of %s is malformed: %r", prop.key, path, prop.value)
-        metadata[prop.key] = value
-    metadata.setdefault("opset", max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")),
-                                     default=None))
-    return metadata

@@ -14,7 +14,6 @@ onnxruntime-gpu finds a GPU), so a service needs no PyTorch model code for them.
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Any, Union
 
@@ -24,42 +23,12 @@ from PIL import Image
 from torch import Tensor
 
 from translate.data.images import convert_channels
-from translate.inference import to_pil, translate_tensor
+from translate.deploy.backends import make_backend
+from translate.deploy.inference import to_pil, translate_tensor
 
 logger = logging.getLogger(__name__)
 
 ImageInput = Union[Image.Image, np.ndarray, Tensor, list]
-BUNDLED_DIR = Path(__file__).resolve().parents[1] / "weights"
-
-
-def _holds_model(folder: Path) -> bool:
-    """A weights folder or a run directory."""
-    return any((folder / name).exists() for name in ("config.json", "checkpoints", "weights"))
-
-
-def resolve_model(model: str | Path) -> Path:
-    """A path as given when it exists, else the bundled model of that name in weights/, else a
-    model installed by `translate pretrained` (see `translate.hub.pretrained.models_dir`)."""
-    from translate.hub.pretrained import models_dir
-
-    path = Path(model)
-    # A plain name that is also a folder here without a model in it (e.g. the data set
-    # `translate data download horse2zebra .` made) still means the installed model.
-    plain_name = isinstance(model, str) and "/" not in model and os.sep not in model
-    if path.exists() and not (plain_name and path.is_dir() and not _holds_model(path)):
-        return path
-    for folder in (BUNDLED_DIR, models_dir()):
-        if (folder / str(model)).exists():
-            return folder / str(model)
-    if path.exists():
-        return path
-    names = sorted(p.name for p in BUNDLED_DIR.iterdir() if (p / "config.json").is_file()) if BUNDLED_DIR.is_dir() else []
-    installed = sorted(p.name for p in models_dir().iterdir() if (p / "config.json").is_file()) if models_dir().is_dir() else []
-    raise FileNotFoundError(f"no model at {str(model)!r} and no bundled or installed model of that name; bundled: "
-                            f"{', '.join(names) or 'none'}; installed in {models_dir()}: {', '.join(installed) or 'none'} "
-                            f"(install one with `translate pretrained NAME`)")
-
-
 class Translator:
     """Load a model once, translate many inputs.
 
@@ -70,7 +39,7 @@ class Translator:
         device: auto | cpu | cuda | mps.
         backend: None runs the model in its own form (`.onnx` on ONNX Runtime, the rest on PyTorch);
             "onnxruntime" exports a PyTorch model once (cached) and runs it there; "auto" picks the
-            fastest for `precision` (see `translate.backends`).
+            fastest for `precision` (see `translate.deploy.backends`).
         precision: fp32 (default: exact) | fp16 | bf16 | int8 | auto (fastest the device runs well).
         provider: tensorrt | cuda | cpu to force an ONNX Runtime provider.
         calibration: image files for int8 (ranges measured on the first 16, checked on the next 4).
@@ -79,8 +48,6 @@ class Translator:
     def __init__(self, model: str | Path, *, direction: str | None = None, device: str = "auto",
                  backend: str | None = None, precision: str = "fp32", provider: str | None = None,
                  calibration: list[str | Path] | None = None) -> None:
-        from translate.backends import make_backend
-
         self.runner = make_backend(model, backend=backend, precision=precision, device=device,
                                    provider=provider, direction=direction,
                                    calibration=[Path(p) for p in calibration] if calibration else None)

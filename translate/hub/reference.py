@@ -21,9 +21,9 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from translate.formats.weights import StateDictDiff, build_model, save_weights, state_dict_diff, torch_load_safely
 from translate.hub.fetch import file_sha256
 from translate.models import DiscriminatorConfig, GeneratorConfig, generator_names
-from translate.weights import StateDictDiff, build_model, save_weights, state_dict_diff, torch_load_safely
 
 logger = logging.getLogger(__name__)
 

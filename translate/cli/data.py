@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from translate.cli_common import download_progress, fail
+from translate.cli.common import download_progress, fail
 
 data_app = typer.Typer(
     help="The reference implementation's data sets: list them, download and extract one.",

@@ -36,10 +36,24 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from translate import __version__
-from translate.export import (DEFAULT_OPSET, ONNX_FORMAT, ONNX_FORMAT_VERSION, PARITY_TOLERANCES, ExportParityError,
-                              ExportReport, ParityCase, _check_options, _default_parity_sizes, _HalfCompute,
-                              _ort_session, _quiet_exporter, _random_input, sha256_file)
+from translate.core.version import __version__
+from translate.deploy.export import (
+    DEFAULT_OPSET,
+    ONNX_FORMAT,
+    ONNX_FORMAT_VERSION,
+    PARITY_TOLERANCES,
+    ExportParityError,
+    ExportReport,
+    ParityCase,
+    _check_options,
+    _default_parity_sizes,
+    _HalfCompute,
+    _ort_session,
+    _quiet_exporter,
+    _random_input,
+    sha256_file,
+)
+from translate.formats.onnx_metadata import read_onnx_metadata
 from translate.text.model import KIND, TEXT_KINDS, TEXTCYCLE_KIND, _check_prompts, find_text_model, load_text_model
 from translate.text.tokenizer import BOS_ID, EOS_ID, PAD_ID, ByteTokenizer, normalize_text
 
@@ -352,7 +366,7 @@ def export_text_onnx(model: str | Path, out_path: str | Path, *, text_input: str
                 _set_metadata(temporaries[1], {**encoder_metadata, **parity}, check=True)
             _set_metadata(temporaries[0], metadata, check=True)
         report.metadata = metadata
-        for temporary, target in reversed(list(zip(temporaries, targets))):  # the model file last
+        for temporary, target in reversed(list(zip(temporaries, targets, strict=False))):  # the model file last
             os.replace(temporary, target)
     finally:
         for temporary in temporaries:
@@ -382,8 +396,6 @@ class OnnxTextModel:
 
     def __init__(self, path: str | Path, *, providers: Sequence[str] | None = None,
                  threads: int | None = None) -> None:
-        from translate.export import read_onnx_metadata
-
         self.path = Path(path)
         self.metadata = read_onnx_metadata(self.path)
         self.kind = self.metadata.get("kind")
@@ -481,7 +493,7 @@ class OnnxTextModel:
             raise ValueError(f"{self.path.name} is a {self.kind} model: it generates images (generate)")
         if images.ndim != 4 or images.shape[-1] % self.size_multiple or images.shape[-2] % self.size_multiple:
             raise ValueError(f"expected images (B, C, H, W) with H and W multiples of {self.size_multiple}, got "
-                             f"{tuple(images.shape)}; pad them (translate.inference.pad_to_multiple)")
+                             f"{tuple(images.shape)}; pad them (translate.deploy.inference.pad_to_multiple)")
         return self.run(images, self.text_feed([prompt] * len(images) if isinstance(prompt, str) else list(prompt)))
 
 

@@ -24,6 +24,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
+
+from translate.core.paths import cache_dir
+from translate.data.images import ImageReadError, load_image
+from translate.deploy.onnx_cache import onnx_copy
 
 logger = logging.getLogger(__name__)
 
@@ -37,22 +42,9 @@ class Int8AccuracyError(ValueError):
     """The int8 copy differs from float32 by more than MIN_PSNR_DB allows."""
 
 
-def cpu_has_vnni() -> bool:
-    """AVX-512 VNNI or AVX-VNNI (int8 dot products): what makes int8 convolutions fast on x86."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return " avx512_vnni" in flags or " avx_vnni" in flags
-
-
 def calibration_arrays(images: Sequence[Path], channels: int, size: int = CALIBRATION_SIZE) -> list[np.ndarray]:
     """Images -> `(1, C, size, size)` float32 in [-1, 1]: shorter side scaled to `size`, center crop.
     Unreadable files are skipped."""
-    from PIL import Image
-
-    from translate.data.images import ImageReadError, load_image
-
     arrays = []
     for path in images:
         try:
@@ -147,8 +139,6 @@ def int8_copy(model: Path, *, direction: str | None, images: Sequence[Path], cha
         Int8AccuracyError: worst PSNR below MIN_PSNR_DB (the copy is not kept).
         ValueError: no readable calibration image.
     """
-    from translate.backends import cache_dir, onnx_copy
-
     fp32_path = onnx_copy(model, direction=direction, precision="fp32")
     chosen = list(images)[: CALIBRATION_IMAGES + CHECK_IMAGES]
     key = hashlib.sha256()

@@ -11,7 +11,7 @@ How "auto" resolves (the fastest path the hardware runs well, measured in docs/b
 - precision: fp16 on a GPU; bf16 on a CPU with AVX-512 BF16 or AMX (native bfloat16: autocast
   is ~1.9x there); int8 on other CPUs with VNNI when calibration images are at hand (`convert`
   uses the folder's first images; the int8 copy is checked against float32 and float32 is used
-  instead below 35 dB PSNR, see `translate.quantize`); else fp32 (emulated bfloat16 is 2.5x
+  instead below 35 dB PSNR, see `translate.deploy.quantize`); else fp32 (emulated bfloat16 is 2.5x
   *slower* than fp32).
 - backend: ONNX Runtime, except where the precision is bf16 (ONNX Runtime's CPU kernels have no
   bfloat16 convolutions) or the device is MPS: PyTorch.
@@ -19,7 +19,7 @@ How "auto" resolves (the fastest path the hardware runs well, measured in docs/b
   else CPU. The provider that a session really got is reported, not the one asked for.
 
 A PyTorch model run on ONNX Runtime is exported once (with the parity check of
-`translate.export`) into a cache folder keyed by the weights' checksum and the precision:
+`translate.deploy.export`) into a cache folder keyed by the weights' checksum and the precision:
 $TRANSLATE_CACHE, else $XDG_CACHE_HOME/translate, else ~/.cache/translate.
 """
 
@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import ctypes.util
 import logging
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -36,27 +35,23 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from translate.core.device import cpu_has_native_bf16, cpu_has_vnni, pick_device
+from translate.core.paths import cache_dir
+from translate.deploy.onnx_cache import onnx_copy, text_onnx_copy
+from translate.deploy.quantize import Int8AccuracyError, int8_copy
+from translate.deploy.text_export import OnnxTextModel, text_size_multiple
+from translate.formats.locator import locate, resolve_path
+from translate.formats.onnx_metadata import FILE_PRECISION, read_onnx_metadata
+from translate.formats.weights import load_with_config, read_model_config
+from translate.text.model import TEXTCYCLE_KIND, load_text_model
+
 logger = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "onnxruntime", "torch")
 PRECISIONS = ("auto", "fp32", "fp16", "bf16", "int8")
 PROVIDERS = {"tensorrt": "TensorrtExecutionProvider", "cuda": "CUDAExecutionProvider",
              "cpu": "CPUExecutionProvider"}
-_FILE_PRECISION = {"float32": "fp32", "float16": "fp16", "int8": "int8"}
-
-
-def cpu_has_native_bf16() -> bool:
-    """AVX-512 BF16 or AMX: without them oneDNN emulates bfloat16 and it is slower than float32."""
-    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
-
-
-def cache_dir() -> Path:
-    """Where exported ONNX copies of PyTorch models are kept (see the module docstring)."""
-    if os.environ.get("TRANSLATE_CACHE"):
-        return Path(os.environ["TRANSLATE_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "translate"
+_FILE_PRECISION = FILE_PRECISION
 
 
 def _check_choice(name: str, value: str | None, allowed: tuple[str, ...]) -> None:
@@ -74,8 +69,6 @@ def resolve_precision(precision: str, device: torch.device, *, int8_possible: bo
         return "fp16"
     if cpu_has_native_bf16():
         return "bf16"
-    from translate.quantize import cpu_has_vnni
-
     return "int8" if int8_possible and cpu_has_vnni() else "fp32"
 
 
@@ -161,8 +154,6 @@ class TorchBackend(Backend):
     reductions stay float32). Output: float32."""
 
     def __init__(self, model: Path, *, precision: str, device: torch.device, direction: str | None) -> None:
-        from translate.weights import load_with_config
-
         self.name, self.precision, self.device, self.provider = "torch", precision, device, device.type
         network, self.config = load_with_config(model, direction=direction, device=device)
         network.float()  # bundled weights may be stored as float16
@@ -194,8 +185,6 @@ class OrtBackend(Backend):
                  threads: int | None = None) -> None:
         """`providers`: names, best first (see `resolve_providers`); `device`: where inputs live."""
         import onnxruntime as ort
-
-        from translate.export import read_onnx_metadata
 
         self.name, self.path = "onnxruntime", onnx_path
         self.config = read_onnx_metadata(onnx_path)
@@ -258,9 +247,6 @@ class TextPromptBackend(Backend):
 
     def __init__(self, model: Path, prompt: str, *, name: str, device: torch.device,
                  providers: list[str] | None = None, threads: int | None = None) -> None:
-        from translate.text.model import TEXTCYCLE_KIND, load_text_model
-        from translate.text.onnx import OnnxTextModel, text_size_multiple
-
         self.name, self.prompt, self.device = name, prompt, device
         is_onnx = model.suffix.lower() == ".onnx"
         torch_model = None if is_onnx else load_text_model(model, device if name == "torch" else "cpu",
@@ -294,48 +280,17 @@ class TextPromptBackend(Backend):
         return f"{super().describe()}, prompt {self.prompt!r}"
 
 
-def text_onnx_copy(model: Path) -> Path:
-    """Export a text model folder / run once (text input "embedding", fp32); later calls reuse the file."""
-    from translate import __version__
-    from translate.export import sha256_file
-    from translate.text.model import find_text_model
-    from translate.text.onnx import export_text_onnx
-
-    folder = find_text_model(model)
-    if folder is None:
-        raise FileNotFoundError(f"no text model weights folder at {str(model)!r}")
-    digest = sha256_file(folder / "model.safetensors")[:16]
-    path = cache_dir() / "onnx" / f"{digest}-text-embedding-fp32-v{__version__}.onnx"
-    if not path.is_file():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        logger.info("exporting %s to %s (once; later runs reuse it)", model, path)
-        export_text_onnx(folder, path, text_input="embedding")
-    return path
-
-
-def text_model_info(path: Path) -> tuple[str, dict[str, list[str]]] | None:
+def text_model_info(path: str | Path) -> tuple[str, dict[str, list[str]]] | None:
     """(kind, domains) of a text model folder, run or exported `.onnx` file; None for image models."""
-    import json
-
-    from translate.text.model import TEXT_KINDS, find_text_model
-
-    if path.suffix.lower() == ".onnx":
-        from translate.export import read_onnx_metadata
-
-        metadata = read_onnx_metadata(path)
-        return (metadata["kind"], metadata.get("domains") or {}) if metadata.get("kind") in TEXT_KINDS else None
-    folder = find_text_model(path)
-    if folder is None:
+    source = locate(path)
+    if not source.is_text:
         return None
-    config = json.loads((folder / "config.json").read_text())
-    return config["kind"], config.get("domains") or {}
+    return source.kind, source.config().get("domains") or {}
 
 
 def _text_backend(path: Path, prompt: str | None, *, backend: str | None, precision: str, device: torch.device,
                   provider: str | None, threads: int | None) -> Backend:
     """The checked TextPromptBackend for `make_backend` (see there)."""
-    from translate.text.model import TEXTCYCLE_KIND
-
     info = text_model_info(path)
     if info is None:
         raise ValueError(f"--prompt {prompt!r} applies to text-guided (textcycle) models; {str(path)!r} holds an "
@@ -351,8 +306,6 @@ def _text_backend(path: Path, prompt: str | None, *, backend: str | None, precis
     is_onnx = path.suffix.lower() == ".onnx"
     file_precision = None
     if is_onnx:
-        from translate.export import read_onnx_metadata
-
         file_precision = _FILE_PRECISION.get(read_onnx_metadata(path).get("precision", "float32"), "fp32")
     if precision not in ("auto", "fp32", file_precision):
         raise ValueError(f"--precision {precision}: text models run in fp32 here (fp16, bf16 and int8 are not "
@@ -377,21 +330,6 @@ def _provider_entry(name: str, device: torch.device, precision: str) -> str | tu
     if name == PROVIDERS["cuda"]:
         return name, {"device_id": device.index or 0}
     return name
-
-
-def onnx_copy(model: Path, *, direction: str | None, precision: str) -> Path:
-    """Export `model` (weights folder / run / checkpoint) to ONNX once; later calls reuse the file."""
-    from translate import __version__
-    from translate.export import export_onnx, sha256_file
-    from translate.weights import source_file
-
-    digest = sha256_file(source_file(model, direction))[:16]
-    path = cache_dir() / "onnx" / f"{digest}-{direction or 'single'}-{precision}-v{__version__}.onnx"
-    if not path.is_file():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        logger.info("exporting %s to %s (once; later runs reuse it)", model, path)
-        export_onnx(model, path, direction=direction, half=precision == "fp16")
-    return path
 
 
 def make_backend(model: str | Path, *, backend: str | None = "auto", precision: str = "auto",
@@ -421,12 +359,9 @@ def make_backend(model: str | Path, *, backend: str | None = "auto", precision: 
             ONNX Runtime, an .onnx file on PyTorch, a precision an .onnx file was not exported with).
         FileNotFoundError: no model at `model`.
     """
-    from translate.training.distributed import pick_device
-    from translate.translator import resolve_model
-
     _check_choice("precision", precision, PRECISIONS)
     _check_choice("device", device, ("auto", "cpu", "cuda", "mps"))
-    path = resolve_model(model)
+    path = resolve_path(model)[0]
     is_onnx = path.suffix.lower() == ".onnx"
     torch_device = pick_device(device)
     if prompt is not None or text_model_info(path) is not None:
@@ -447,8 +382,6 @@ def make_backend(model: str | Path, *, backend: str | None = "auto", precision: 
         torch_device = torch.device("cpu")  # an onnxruntime without CUDA: the CPU's best precision
         wanted = resolve_precision(precision, torch_device, int8_possible=int8_possible)
     if is_onnx:
-        from translate.export import read_onnx_metadata
-
         file_precision = _FILE_PRECISION.get(read_onnx_metadata(path).get("precision", "float32"), "fp32")
         if precision not in ("auto", file_precision):
             raise ValueError(f"{path.name} was exported in {file_precision}; --precision {precision} needs a "
@@ -474,15 +407,11 @@ def make_backend(model: str | Path, *, backend: str | None = "auto", precision: 
 def _int8_or_fallback(path: Path, *, direction: str | None, precision: str, device: torch.device,
                       calibration: Sequence[Path] | None) -> tuple[Path, str]:
     """The checked int8 copy, or (precision auto only) the float32 copy when int8 is refused."""
-    from translate.quantize import Int8AccuracyError, int8_copy
-
     if device.type != "cpu":
         raise ValueError("--precision int8 is a CPU path (ONNX Runtime's CPU kernels); use fp16 on a GPU")
     if not calibration:
         raise ValueError("--precision int8 needs calibration images (convert uses the input folder's; "
                          "Translator(..., calibration=[paths]))")
-    from translate.weights import read_model_config
-
     channels = int(read_model_config(path, direction)["architecture"]["input_nc"])
     try:
         int8_path, worst = int8_copy(path, direction=direction, images=calibration, channels=channels)

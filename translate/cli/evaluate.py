@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Optional
 
 import typer
 
-from translate.cli_common import fail
+from translate.cli.common import fail
 
 if TYPE_CHECKING:
     from translate.evaluation.feature_cache import FeatureCache
@@ -112,10 +112,10 @@ def eval_command(
 
 def _feature_cache(inception: Optional[Path], device: str) -> "FeatureCache":
     """The real-feature cache of the Inception weights that will be used (their SHA-256 names it)."""
-    from translate.backends import cache_dir
+    from translate.core.files import sha256_file as file_sha256
+    from translate.core.paths import cache_dir
     from translate.evaluation.feature_cache import FeatureCache
     from translate.evaluation.inception import INCEPTION_SHA256, find_inception_weights
-    from translate.hub.fetch import file_sha256
 
     try:
         weights = find_inception_weights(inception)

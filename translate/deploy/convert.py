@@ -34,7 +34,8 @@ from PIL import Image
 from torch import Tensor
 
 from translate.data.images import ImageReadError, ImageTooLargeError, convert_channels, decode_image, list_images
-from translate.inference import OUTPUT_FORMATS, output_paths, translate_tensor
+from translate.deploy.backends import make_backend
+from translate.deploy.inference import OUTPUT_FORMATS, output_paths, translate_tensor
 
 logger = logging.getLogger(__name__)
 
@@ -260,7 +261,7 @@ def convert_folder(input_dir: str | Path, output_dir: str | Path, model: str | P
     Args:
         model: a weights folder, run directory, checkpoint, `.onnx` file or bundled model name.
         direction: AtoB | BtoA for models holding both CycleGAN generators.
-        backend, precision, device, provider: see `translate.backends.make_backend` (auto picks the
+        backend, precision, device, provider: see `translate.deploy.backends.make_backend` (auto picks the
             fastest path the hardware runs well; the summary says which one ran).
         batch_size: images per model call (images of equal size only).
         workers: decode threads, and as many encode threads (default: the CPU count, at most 32).
@@ -282,8 +283,6 @@ def convert_folder(input_dir: str | Path, output_dir: str | Path, model: str | P
         ValueError / FileNotFoundError: bad arguments, a missing input folder, no images, or an
             output folder inside the input folder (checked before any work).
     """
-    from translate.backends import make_backend
-
     started = time.perf_counter()
     input_dir, output_dir = Path(input_dir).resolve(), Path(output_dir).resolve()
     workers = workers if workers is not None else min(32, os.cpu_count() or 1)
@@ -355,7 +354,7 @@ def convert_folder(input_dir: str | Path, output_dir: str | Path, model: str | P
         x = torch.stack([item.image for item in batch]).to(runner.device).float() / 127.5 - 1
         try:
             if tile is not None:
-                from translate.tiling import translate_tiled
+                from translate.deploy.tiling import translate_tiled
 
                 with torch.inference_mode():
                     out = translate_tiled(runner, x, tile=tile, overlap=overlap,
@@ -371,7 +370,7 @@ def convert_folder(input_dir: str | Path, output_dir: str | Path, model: str | P
         # Made contiguous on the device, so the writers get plain arrays (no strided copies).
         pixels = ((out.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1)
         pixels = pixels.contiguous().cpu().numpy()
-        for item, image in zip(batch, pixels):
+        for item, image in zip(batch, pixels, strict=False):
             write_slots.acquire()
             writers.submit(write, item, image)
 

@@ -1,4 +1,4 @@
-"""Full-resolution inference helpers shared by `Translator` and `translate.convert`.
+"""Full-resolution inference helpers shared by `Translator` and `translate.deploy.convert`.
 
 Each image is padded by reflection to the model's size multiple (4 for ResNet generators, 256 for
 unet_256), translated, and cropped back, so the output has the input's size.
@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
+
+from translate.core.images import tensor_to_pil
 
 OUTPUT_FORMATS = ("png", "jpg", "webp")
 
@@ -43,11 +45,7 @@ def translate_tensor(model: Callable[[Tensor], Tensor], x: Tensor, multiple: int
 
 def to_pil(x: Tensor) -> Image.Image:
     """`(C, H, W)` in [-1, 1] with C in {1, 3, 4} -> a PIL image."""
-    array = ((x.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
-    mode = {1: "L", 3: "RGB", 4: "RGBA"}.get(array.shape[2])
-    if mode is None:
-        raise ValueError(f"cannot save a {array.shape[2]}-channel output as an image; expected 1, 3 or 4")
-    return Image.fromarray(array[:, :, 0] if mode == "L" else array, mode)
+    return tensor_to_pil(x)
 
 
 def output_paths(sources: list[Path], input_dir: Path, output_dir: Path, fmt: str) -> dict[Path, Path]:

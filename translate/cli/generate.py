@@ -1,0 +1,42 @@
+"""`translate generate`: images from captions with a text2image model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from translate.cli.common import fail
+
+
+def generate(
+    model: Path = typer.Option(..., "--model", help="A text2image weights folder, run directory or exported .onnx file."),
+    prompt: list[str] = typer.Option(..., "--prompt", help="What to draw; repeat for several prompts."),
+    n: int = typer.Option(1, "-n", "--n", help="Images per prompt."),
+    out: Path = typer.Option(Path("generated"), "--out", help="Folder for the PNG files."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Noise seed, for repeatable images."),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | mps."),
+) -> None:
+    """Generate images from captions with a text2image model (PyTorch weights or its .onnx export)."""
+    from translate.core.device import pick_device
+    from translate.deploy.inference import to_pil
+    from translate.text.model import load_text2image
+
+    try:
+        if model.suffix.lower() == ".onnx":
+            from translate.deploy.text_export import OnnxTextModel
+
+            t2i = OnnxTextModel(model)
+        else:
+            t2i = load_text2image(model, device=pick_device(device))
+        images = t2i.generate(list(prompt), n=n, seed=seed)
+    except (ValueError, FileNotFoundError) as error:
+        fail(str(error))
+    out.mkdir(parents=True, exist_ok=True)
+    for index, image in enumerate(images):
+        text = prompt[index // n]
+        stem = "".join(ch if ch.isalnum() else "_" for ch in text.lower())[:60].strip("_") or "prompt"
+        path = out / f"{index // n:03d}_{stem}_{index % n:02d}.png"
+        to_pil(image.cpu()).save(path)
+    typer.echo(f"wrote {len(images)} images to {out}")
