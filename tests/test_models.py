@@ -24,6 +24,7 @@ from translate.models import (
     register_generator,
     registry,
     size_multiple,
+    text_generator_names,
 )
 from translate.models.networks import ResnetGenerator
 
@@ -254,7 +255,7 @@ def test_config_dict_round_trip_and_unknown_keys() -> None:
 
 def test_list_models_and_size_multiple() -> None:
     infos = {info.name: info for info in list_models()}
-    assert set(infos) == set(generator_names()) | set(discriminator_names())
+    assert set(infos) == set(generator_names()) | set(text_generator_names()) | set(discriminator_names())
     assert infos["unet_256"].kind == "generator" and infos["pixel"].kind == "discriminator"
     assert infos["resnet_9blocks"].num_params == 11_378_179
     assert all(info.description for info in infos.values())

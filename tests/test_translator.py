@@ -66,11 +66,13 @@ def test_bad_inputs_say_what_is_expected(model_dir, tmp_path):
 def test_a_plain_name_prefers_an_installed_model_over_a_data_folder(model_dir, tmp_path, monkeypatch):
     import shutil
 
-    from translate.formats.locator import locate
+    from translate.formats.locator import locate, resolve_path
 
     monkeypatch.setenv("TRANSLATE_MODELS", str(tmp_path / "models"))
     shutil.copytree(model_dir, tmp_path / "models" / "horse2zebra")
     (tmp_path / "here" / "horse2zebra" / "trainA").mkdir(parents=True)  # `translate data download horse2zebra .`
     monkeypatch.chdir(tmp_path / "here")
     assert locate("horse2zebra").path == tmp_path / "models" / "horse2zebra"
-    assert locate("./horse2zebra").path == Path("./horse2zebra"), "a path is taken as given"
+    assert resolve_path("./horse2zebra") == (Path("./horse2zebra"), "path"), "a path is taken as given"
+    with pytest.raises(ValueError, match="horse2zebra.*without config.json"):
+        locate("./horse2zebra")  # ... and it holds no model

@@ -169,7 +169,8 @@ def resolve_path(model: str | os.PathLike[str]) -> tuple[Path, str]:
             return folder / str(model), origin
     if path.exists():
         return path, "path"
-    raise FileNotFoundError(f"no model at {str(model)!r} and no bundled or installed model of that name; bundled: "
+    raise FileNotFoundError(f"no model at {str(model)!r} (expected {ACCEPTED_FORMS}), and no bundled or installed "
+                            f"model of that name; bundled: "
                             f"{', '.join(_names(bundled_dir())) or 'none'}; installed in {models_dir()}: "
                             f"{', '.join(_names(models_dir())) or 'none'} (install one with "
                             "`translate pretrained NAME`)")

@@ -1,4 +1,13 @@
-"""Networks (reference-compatible layouts) and the registry that builds them from typed configs."""
+"""Networks and the one registry that builds them.
+
+- `networks`: the reference implementation's generators and discriminators (its checkpoint layout).
+- `conditioned`: text-conditioned generators (FiLM), the text2image generator, the projection
+  discriminator.
+- `registry`: typed configs and name -> builder tables; `build_generator`, `size_multiple`,
+  `list_models`. `text_registry`: the text generators' training names, families and size multiples.
+
+Models import nothing of data, saving, deployment, training or the command line.
+"""
 
 from __future__ import annotations
 
@@ -30,6 +39,14 @@ from translate.models.registry import (
     register_generator,
     size_multiple,
 )
+from translate.models.text_registry import (
+    TEXT_DISCRIMINATORS,
+    TEXT_GENERATORS,
+    build_text_generator,
+    text_architecture,
+    text_generator_names,
+    text_size_multiple,
+)
 
 __all__ = [
     "INIT_TYPES",
@@ -56,4 +73,10 @@ __all__ = [
     "register_discriminator",
     "register_generator",
     "size_multiple",
+    "TEXT_DISCRIMINATORS",
+    "TEXT_GENERATORS",
+    "build_text_generator",
+    "text_architecture",
+    "text_generator_names",
+    "text_size_multiple",
 ]

@@ -28,6 +28,7 @@ from translate.models.networks import (
     UnetGenerator,
     init_weights,
 )
+from translate.models.text_registry import TEXT_GENERATORS, build_text_generator, text_architecture
 
 __all__ = [
     "GeneratorConfig",
@@ -131,7 +132,7 @@ class ModelInfo:
     """One registry entry, as `translate models` lists it."""
 
     name: str
-    kind: str  # "generator" | "discriminator"
+    kind: str  # "generator" | "text generator" | "discriminator"
     description: str
     num_params: int  # at the default config (3 channels, ngf / ndf 64, instance norm)
 
@@ -238,16 +239,19 @@ def build_discriminator(cfg: DiscriminatorConfig, init: bool = True) -> nn.Modul
 
 
 def size_multiple(name: str) -> int:
-    """Input H and W must be multiples of this for `name` (resnet: 4, unet_128: 128, unet_256: 256).
+    """Input H and W must be multiples of this for `name` (resnet: 4, unet_128: 128, unet_256: 256;
+    the text generators' training names too: text_resnet_*: 4, text_unet_128: 128).
 
     Discriminators take any size (1), as long as it is large enough for their depth.
     """
     if name in _GENERATORS:
         return _GENERATORS[name].size_multiple
+    if name in TEXT_GENERATORS:
+        return TEXT_GENERATORS[name].size_multiple
     if name in _DISCRIMINATORS:
         return _DISCRIMINATORS[name].size_multiple
     raise ValueError(f"unknown model {name!r}; expected one of "
-                     f"{', '.join(generator_names() + discriminator_names())}")
+                     f"{', '.join(generator_names() + sorted(TEXT_GENERATORS) + discriminator_names())}")
 
 
 @functools.cache
@@ -256,15 +260,19 @@ def _default_num_params(kind: str, name: str) -> int:
     with torch.device("meta"):
         if kind == "generator":
             net = build_generator(GeneratorConfig(name=name), init=False)
+        elif kind == "text generator":
+            net = build_text_generator(text_architecture(name))
         else:
             net = build_discriminator(DiscriminatorConfig(name=name), init=False)
     return sum(p.numel() for p in net.parameters())
 
 
 def list_models() -> list[ModelInfo]:
-    """Every registered architecture: generators first, then discriminators, each sorted by name."""
+    """Every registered architecture: generators, text generators, then discriminators, each sorted."""
     infos = [ModelInfo(n, "generator", _GENERATORS[n].description, _default_num_params("generator", n))
              for n in generator_names()]
+    infos += [ModelInfo(n, "text generator", TEXT_GENERATORS[n].description, _default_num_params("text generator", n))
+              for n in sorted(TEXT_GENERATORS)]
     infos += [ModelInfo(n, "discriminator", _DISCRIMINATORS[n].description,
                         _default_num_params("discriminator", n))
               for n in discriminator_names()]
