@@ -13,15 +13,17 @@ float16 the same way; its check compares generated images (text2image, fixed noi
 from __future__ import annotations
 
 import argparse
-import hashlib
 import math
 from pathlib import Path
 
 import torch
 
+from translate.core.files import sha256_file
+from translate.core.torch_files import torch_load_safely
 from translate.data import PairedDataset, PreprocessConfig, eval_transform
 from translate.formats.weights import load_with_config, save_weights
 from translate.models import config_from_dict
+from translate.text.model import find_text_model, load_text_model, save_text_model
 
 
 def main() -> None:
@@ -35,15 +37,13 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=20)
     args = parser.parse_args()
 
-    from translate.text.model import find_text_model
-
     if find_text_model(args.checkpoint) is not None:
         bundle_text_model(args)
         return
     network, config = load_with_config(args.checkpoint, direction=args.direction)
     checkpoint = Path(args.checkpoint)
-    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    source = {"checkpoint": checkpoint.name, "sha256": hashlib.sha256(checkpoint.read_bytes()).hexdigest(),
+    state = torch_load_safely(checkpoint, "a training checkpoint file")
+    source = {"checkpoint": checkpoint.name, "sha256": sha256_file(checkpoint),
               "step": int(state["step"]), "epoch": int(state["epoch"])}
     out = save_weights(network, args.out, config_from_dict("generator", config["architecture"]),
                        task=config.get("task"), direction=config.get("direction"), domains=config.get("domains"),
@@ -67,8 +67,6 @@ def main() -> None:
 
 
 def bundle_text_model(args: argparse.Namespace) -> None:
-    from translate.text.model import load_text_model, save_text_model
-
     model = load_text_model(args.checkpoint)
     config = model.config
     source = {**config.get("source", {}), "run": str(args.checkpoint)}

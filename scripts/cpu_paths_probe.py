@@ -26,9 +26,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import onnx
+import onnxruntime as ort
 import torch
+from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_dynamic, quantize_static
+from onnxruntime.quantization.shape_inference import quant_pre_process
 from PIL import Image
 from torch import nn
+
+import translate
+from translate.models import GeneratorConfig, build_generator
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -79,9 +86,6 @@ def psnr_vs_reference(output: np.ndarray, reference: np.ndarray) -> float:
 
 def build_models(names: list[str]) -> dict[str, nn.Module]:
     """float32 eval generators by probe name: "bundled" (trained, ngf 32) and "ngf64" (random init)."""
-    import translate
-    from translate.models import GeneratorConfig, build_generator
-
     models: dict[str, nn.Module] = {}
     for name in names:
         if name == "bundled":
@@ -107,8 +111,6 @@ def export_fp32(model: nn.Module, out_path: Path) -> None:
 
 def conv_node_names(onnx_path: Path) -> list[str]:
     """Names of the Conv / ConvTranspose nodes in graph order (the first is the stem, the last the head)."""
-    import onnx
-
     graph = onnx.load(str(onnx_path)).graph
     return [node.name for node in graph.node if node.op_type in ("Conv", "ConvTranspose")]
 
@@ -127,8 +129,6 @@ class _Reader:
 def quantize(prepared: Path, out_path: Path, calib: list[np.ndarray], cache: Path, *, fmt: str,
              activation: str, exclude: list[str], skip_norm: bool) -> None:
     """Static int8 quantisation, per-channel int8 weights, MinMax calibration on `calib`."""
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
-
     # The tool logs a warning per rank-1 InstanceNormalization scale ("Axis 1 is out-of-range"): noise.
     logging.getLogger().setLevel(logging.ERROR)
     op_types = None
@@ -146,8 +146,6 @@ def quantize(prepared: Path, out_path: Path, calib: list[np.ndarray], cache: Pat
 
 def ort_runner(onnx_path: Path, *, threads: int, spinning: bool, level: str = "all") -> RunFn:
     """A CPUExecutionProvider session, sequential execution, as a RunFn."""
-    import onnxruntime as ort
-
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
@@ -192,9 +190,6 @@ def jit_runner(model: nn.Module, *, onednn: bool) -> RunFn:
 def build_variants(model: nn.Module, work: Path, calib: list[np.ndarray], threads: int,
                    full: bool) -> list[Variant]:
     """All paths for one model. `full=False` keeps the fastest-looking subset (for the big model)."""
-    from onnxruntime.quantization import quantize_dynamic
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
     fp32 = work / "fp32.onnx"
     export_fp32(model, fp32)
     prepared = work / "prep.onnx"

@@ -27,6 +27,7 @@ import torch
 from PIL import Image
 from torchvision.utils import save_image
 
+from translate.core.images import from_uint8, to_uint8
 from translate.data import list_images, load_image, to_uint8_tensor
 from translate.data.captions import read_domain_prompts
 from translate.deploy.text_export import text_size_multiple
@@ -54,10 +55,6 @@ def load_square(path: Path, size: int) -> torch.Tensor:
     return to_uint8_tensor(image)
 
 
-def _to_unit(x: torch.Tensor) -> torch.Tensor:
-    return x.float() / 127.5 - 1.0
-
-
 class _Rmse:
     """Running sums of squared errors on 0..255 (8-bit output) and on [-1, 1]."""
 
@@ -67,9 +64,9 @@ class _Rmse:
 
     def add(self, output: torch.Tensor, truth_uint8: torch.Tensor) -> None:
         """`output` `(B, C, H, W)` in [-1, 1]; `truth_uint8` the same shape in 0..255."""
-        output_255 = ((output.float() + 1.0) * 127.5).round().clamp(0, 255)
+        output_255 = to_uint8(output).float()
         self.sq_255 += float(((output_255 - truth_uint8.float()) ** 2).sum())
-        self.sq_unit += float(((output.float() - _to_unit(truth_uint8)) ** 2).sum())
+        self.sq_unit += float(((output.float() - from_uint8(truth_uint8)) ** 2).sum())
         self.count += truth_uint8.numel()
 
     def result(self) -> dict[str, float]:
@@ -114,20 +111,20 @@ def evaluate(model_path: str | Path, data: str | Path, n: int = 50, size: int = 
         seen["b"].append(images["b"])
         fakes = {}
         for key, (source, target) in directions.items():
-            fake = model.translate(_to_unit(images[source]), prompts[target]).cpu()
+            fake = model.translate(from_uint8(images[source]), prompts[target]).cpu()
             model_rmse[key].add(fake, images[target])
-            identity_rmse[key].add(_to_unit(images[source]), images[target])
+            identity_rmse[key].add(from_uint8(images[source]), images[target])
             fakes[key] = fake
         for i in range(len(chunk)):
             if len(rows) < 6 * grid_rows:
                 for key, (source, target) in directions.items():
-                    rows += [_to_unit(images[source][i]), fakes[key][i], _to_unit(images[target][i])]
+                    rows += [from_uint8(images[source][i]), fakes[key][i], from_uint8(images[target][i])]
     mean_colour_rmse = {}
     for key, (_, target) in directions.items():
         targets = torch.cat(seen[target])
         colour = targets.float().mean(dim=(0, 2, 3), keepdim=True)  # (1, C, 1, 1) in 0..255
         mean_colour_rmse[key] = _Rmse()
-        mean_colour_rmse[key].add(_to_unit(colour).expand_as(targets), targets)
+        mean_colour_rmse[key].add(from_uint8(colour).expand_as(targets), targets)
     result = {"model": str(model_path), "data": str(data), "phase": phase, "pairs": len(pairs), "size": size,
               "directions": {key: {"prompt": prompts[target], **model_rmse[key].result(),
                                    "identity": identity_rmse[key].result(),

@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from translate.core.images import array_to_tensor
 from translate.data.captions import read_captions
 from translate.evaluation.shapes import COLOR_WORDS, COLORS, parse_prompt
 from translate.text import build_text_encoder
@@ -45,7 +46,7 @@ def load_split(folder: Path, size: int) -> tuple[torch.Tensor, list[list[str]]]:
     captions = read_captions(folder)
     images = [np.asarray(Image.open(path).convert("RGB").resize((size, size), Image.Resampling.BICUBIC))
               for path in captions]
-    tensor = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+    tensor = array_to_tensor(np.stack(images))
     return tensor, list(captions.values())
 
 

@@ -6,9 +6,15 @@ that need it take the `shared_dir` / `reference_dir` fixtures and are skipped wh
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+import torch
+from http_server import LoopbackServer
+
+from translate.formats.weights import save_weights
+from translate.models import GeneratorConfig, build_generator
 
 SHARED_DIR = Path(__file__).resolve().parents[1].parent / "shared"
 
@@ -37,8 +43,6 @@ def single_thread():
     Tiny test networks gain nothing from threads, and on a busy 2-core machine OpenMP's
     spin-waiting makes them 10-30x slower. Use with `pytestmark = pytest.mark.usefixtures(...)`.
     """
-    import torch
-
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
@@ -48,8 +52,6 @@ def single_thread():
 @pytest.fixture(autouse=True, scope="session")
 def onnx_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Keep ONNX copies exported by `convert` out of the user's ~/.cache during the tests."""
-    import os
-
     path = tmp_path_factory.mktemp("translate-cache")
     previous = os.environ.get("TRANSLATE_CACHE")
     os.environ["TRANSLATE_CACHE"] = str(path)
@@ -64,11 +66,6 @@ def onnx_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny random generator (resnet_6blocks, ngf 8, seed 0) saved as a weights folder, one per
     test module (a module may define its own `model_dir` instead)."""
-    import torch
-
-    from translate.formats.weights import save_weights
-    from translate.models import GeneratorConfig, build_generator
-
     torch.manual_seed(0)
     architecture = GeneratorConfig(name="resnet_6blocks", ngf=8)
     return save_weights(build_generator(architecture), tmp_path_factory.mktemp("model") / "model", architecture,
@@ -78,7 +75,5 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def loopback_server(tmp_path: Path):
     """A `LoopbackServer` (tests/http_server.py) on 127.0.0.1 serving `tmp_path / "www"`."""
-    from http_server import LoopbackServer
-
     with LoopbackServer(tmp_path / "www") as server:
         yield server

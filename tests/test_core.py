@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from translate.core import device, files, images, paths
+from translate.core import device, files, images, paths, torch_files
 from translate.core.errors import (
     InvalidChoiceError,
     InvalidCombinationError,
@@ -85,14 +85,14 @@ def test_sha256_file(tmp_path: Path) -> None:
 def test_torch_load_safely_refuses_pickled_objects(tmp_path: Path) -> None:
     good = tmp_path / "good.pt"
     torch.save({"w": torch.ones(2)}, good)
-    assert torch.equal(files.torch_load_safely(good, "a test file")["w"], torch.ones(2))
+    assert torch.equal(torch_files.torch_load_safely(good, "a test file")["w"], torch.ones(2))
     evil = tmp_path / "evil.pt"
     torch.save({"p": Path("x")}, evil)  # an arbitrary class: unpickling it would run its code
     with pytest.raises(ValueError, match="weights_only=True.*expected a test file"):
-        files.torch_load_safely(evil, "a test file")
+        torch_files.torch_load_safely(evil, "a test file")
     (tmp_path / "junk.pt").write_bytes(b"not a zip")
     with pytest.raises(ValueError, match="junk.pt"):
-        files.torch_load_safely(tmp_path / "junk.pt", "a test file")
+        torch_files.torch_load_safely(tmp_path / "junk.pt", "a test file")
 
 
 def test_uint8_round_trip_is_exact() -> None:

@@ -28,6 +28,7 @@ from translate.data import (
     resize_for_batching,
     to_uint8_tensor,
 )
+from translate.data.images import ImageTooLargeError, decode_image
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 MAPS = SHARED / "datasets" / "maps"
@@ -200,7 +201,7 @@ def test_unreadable_files_raise_image_read_error(tmp_path: Path, kind: str) -> N
 
 
 def test_preprocess_config_validation() -> None:
-    with pytest.raises(ValueError, match="resize_and_crop.*scale_width_and_crop.*'bogus'"):
+    with pytest.raises(ValueError, match="preprocess='bogus' is not one of resize_and_crop.*scale_width_and_crop"):
         PreprocessConfig(preprocess="bogus")
     with pytest.raises(ValueError, match="crop_size \\(300\\).*load_size \\(286\\)"):
         PreprocessConfig(crop_size=300)
@@ -394,7 +395,7 @@ def test_bad_files_are_skipped_and_reported(tmp_path: Path) -> None:
 
 def test_collate_rejects_mixed_sizes() -> None:
     items = [{"a": torch.zeros(3, 8, 8, dtype=torch.uint8)}, {"a": torch.zeros(3, 8, 12, dtype=torch.uint8)}]
-    with pytest.raises(ValueError, match="resize_and_crop.*--batch-size 1"):
+    with pytest.raises(ValueError, match="resize_and_crop.*batch_size=1"):
         collate_images(items)
     assert collate_images(items[:1])["skipped"] == []
 
@@ -560,12 +561,8 @@ def test_sampler_errors() -> None:
 
 
 def test_decode_image_refuses_too_many_pixels_from_the_header(tmp_path):
-    from PIL import Image as PILImage
-
-    from translate.data.images import ImageTooLargeError, decode_image
-
     path = tmp_path / "big.png"
-    PILImage.new("RGB", (40, 30)).save(path)
+    Image.new("RGB", (40, 30)).save(path)
     with pytest.raises(ImageTooLargeError, match="1200 pixels, more than the limit of 1000") as caught:
         decode_image(path, max_pixels=1000)
     assert (caught.value.pixels, caught.value.limit) == (1200, 1000)

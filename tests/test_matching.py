@@ -8,7 +8,14 @@ import pytest
 import torch
 
 from translate.text import build_text_encoder
-from translate.text.matching import ImageEncoder, ImageTextMatcher, matching_loss
+from translate.text.matching import (
+    CaptionBank,
+    ImageEncoder,
+    ImageTextMatcher,
+    fit_image_side,
+    image_to_text_loss,
+    matching_loss,
+)
 
 
 def test_matching_loss_is_log_batch_at_chance_and_low_when_matched():
@@ -70,8 +77,6 @@ def test_matcher_learns_to_tell_colours_apart():
 
 
 def test_caption_bank_keeps_the_last_distinct_captions():
-    from translate.text.matching import CaptionBank
-
     bank = CaptionBank(size=3)
     bank.add(["a", "b", "a"], torch.arange(3.0)[:, None])
     assert bank.texts == ["a", "b"] and bank.embeddings.flatten().tolist() == [0.0, 1.0]
@@ -85,8 +90,6 @@ def test_caption_bank_keeps_the_last_distinct_captions():
 
 
 def test_image_to_text_loss_counts_equal_captions_as_right():
-    from translate.text.matching import image_to_text_loss
-
     scale = torch.tensor(math.log(100.0))
     images = torch.eye(2, 4)
     texts = torch.eye(4)
@@ -102,8 +105,6 @@ def test_image_to_text_loss_counts_equal_captions_as_right():
 
 def test_bank_loss_sees_hard_negatives_the_batch_lacks():
     """A colour the batch does not hold still counts against an image once it is in the bank."""
-    from translate.text.matching import CaptionBank
-
     torch.manual_seed(0)
     matcher = ImageTextMatcher(build_text_encoder("byte", dim=8, layers=1, heads=2), image_size=16, dim=8, ndf=4)
     images = torch.randn(2, 3, 16, 16)
@@ -126,8 +127,6 @@ def _colour_squares():
 
 
 def test_fit_image_side_learns_against_a_frozen_text_encoder():
-    from translate.text.matching import fit_image_side
-
     torch.manual_seed(0)
     images, captions = _colour_squares()
     matcher = ImageTextMatcher(build_text_encoder("byte", dim=16, layers=1, heads=2), image_size=16, dim=16, ndf=4)
@@ -143,8 +142,6 @@ def test_fit_image_side_learns_against_a_frozen_text_encoder():
 
 
 def test_fit_image_side_refusals():
-    from translate.text.matching import fit_image_side
-
     images, captions = _colour_squares()
     matcher = ImageTextMatcher(build_text_encoder("byte", dim=16, layers=1, heads=2), image_size=16, dim=16, ndf=4)
     with pytest.raises(ValueError, match=r"got \(4, 3, 16, 16\) and 3 lists"):

@@ -3,7 +3,8 @@
 - `paths`: the well-known folders (bundled models, installed models, the cache).
 - `device`: device choice and what the CPU and GPU can do (`Capabilities`), with an override
   for tests and odd machines.
-- `files`: atomic writes, sha256, reading torch files without running pickled code.
+- `files`: atomic writes and sha256 (standard library only); `torch_files`: reading torch files
+  without running pickled code.
 - `images`: [-1, 1] <-> uint8 and PIL <-> tensor conversions, written once.
 - `errors`: typed errors that name the parameter, the bad value and the allowed values.
 """

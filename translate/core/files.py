@@ -1,18 +1,15 @@
-"""File helpers written once: atomic writes, SHA-256, and torch files read without running code."""
+"""File helpers written once: atomic writes and SHA-256 (standard library only, so that commands
+that only download or hash files start without importing torch; torch files: `torch_files`)."""
 
 from __future__ import annotations
 
 import hashlib
 import os
-import pickle
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-import torch
-
-__all__ = ["atomic_write", "atomic_write_text", "sha256_file", "torch_load_safely"]
+__all__ = ["atomic_write", "atomic_write_text", "sha256_file"]
 
 
 def atomic_write(final: str | os.PathLike[str], write: Callable[[Path], None]) -> Path:
@@ -46,23 +43,3 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
         while block := file.read(1 << 20):
             digest.update(block)
     return digest.hexdigest()
-
-
-def torch_load_safely(path: str | os.PathLike[str], accepted: str) -> Any:
-    """`torch.load(path, weights_only=True)` on the CPU, with a short error naming `path`.
-
-    weights_only refuses both garbage and files that would unpickle arbitrary objects (code);
-    `accepted` says what the caller expected, for the error message.
-    """
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        # torch's message is a page long (and suggests allowlisting globals, which we never do);
-        # its informative first sentence follows this marker.
-        reason = str(err).partition("WeightsUnpickler error:")[2].strip().split("\n")[0].split(". ")[0]
-        reason = reason or str(err).split("\n")[0]
-        raise ValueError(f"{str(path)!r} could not be loaded with weights_only=True ({reason}): it is not "
-                         f"a plain file of tensors and containers, and pickled objects are never loaded; "
-                         f"expected {accepted}") from None
-    except (RuntimeError, EOFError, OSError) as err:
-        raise ValueError(f"{str(path)!r} is not a readable torch file ({err}); expected {accepted}") from None

@@ -1,4 +1,16 @@
-"""Data pipeline: image decoding, datasets (unpaired / paired), preprocessing, resumable sampling.
+"""Training and evaluation data: reading image folders into batches, nothing about models.
+
+It sits on `translate.core` only. It owns:
+
+- `images`: listing, decoding (with a pixel limit) and channel conversion of image files; bad
+  files become `ImageReadError`, which the datasets turn into skipped items.
+- `datasets`: `UnpairedDataset` (CycleGAN), `PairedDataset` (pix2pix, three layouts) and
+  `collate_images`.
+- `captions`: captioned image folders (text2image); `domains`: domain folders with prompts
+  (textcycle).
+- `transforms`: `PreprocessConfig` and the reference's preprocess modes, split into a CPU part and
+  a batched device part (`augment_batch`, `augment_pair`, `eval_transform`).
+- `sampler`: `ResumableSampler`, an epoch order that a resumed run continues mid-epoch.
 
 Split of the work: DataLoader workers decode and resize each image on the CPU to a uint8 tensor
 (:class:`UnpairedDataset`, :class:`PairedDataset`, :func:`collate_images`); the training loop

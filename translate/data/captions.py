@@ -26,6 +26,7 @@ import numpy as np
 from PIL import Image, ImageOps
 from torch.utils.data import Dataset
 
+from translate.core.images import from_uint8
 from translate.data.images import ImageReadError, list_images, load_image, to_uint8_tensor
 
 logger = logging.getLogger(__name__)
@@ -241,5 +242,5 @@ class CaptionedDataset(Dataset):
             logger.warning("skipping %s: %s", path, error.reason)
             return {"error": str(path), "reason": error.reason}
         img = ImageOps.fit(img, (self.size, self.size), Image.Resampling.BICUBIC)
-        image = to_uint8_tensor(img).float() / 127.5 - 1.0
+        image = from_uint8(to_uint8_tensor(img))
         return {"image": image, "text": text, "path": str(path)}

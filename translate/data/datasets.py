@@ -111,7 +111,7 @@ def collate_images(batch: list[dict[str, Any]]) -> dict[str, Any]:
                 raise ValueError(
                     f"cannot batch images of different sizes under {key!r}: {shapes} (C, H, W). "
                     "The preprocess modes crop, scale_width, scale_width_and_crop and none keep (part of) "
-                    "each image's own size; use preprocess 'resize_and_crop' or --batch-size 1"
+                    "each image's own size; use preprocess='resize_and_crop' or batch_size=1"
                 )
             out[key] = torch.stack(values)
         else:

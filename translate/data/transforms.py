@@ -20,6 +20,8 @@ import torch.nn.functional as F
 from kornia.geometry.transform import crop_by_indices
 from PIL import Image
 
+from translate.core.errors import check_choice
+from translate.core.images import from_uint8
 from translate.data.images import to_uint8_tensor
 
 PREPROCESS_MODES: tuple[str, ...] = ("resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none")
@@ -52,10 +54,7 @@ class PreprocessConfig:
     flip: bool = True
 
     def __post_init__(self) -> None:
-        if self.preprocess not in PREPROCESS_MODES:
-            raise ValueError(
-                f"preprocess must be one of {', '.join(PREPROCESS_MODES)}; got {self.preprocess!r}"
-            )
+        check_choice("preprocess", self.preprocess, PREPROCESS_MODES)
         for name, value in (("load_size", self.load_size), ("crop_size", self.crop_size)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
@@ -172,10 +171,6 @@ def resize_to_multiple(x: torch.Tensor, multiple: int = SIZE_MULTIPLE) -> torch.
     return resized.clamp(0.0, 255.0)
 
 
-def _to_unit_range(x: torch.Tensor) -> torch.Tensor:
-    return x.to(torch.float32) / 127.5 - 1.0
-
-
 def augment_batch(
     x: torch.Tensor, cfg: PreprocessConfig, generator: torch.Generator | None = None
 ) -> torch.Tensor:
@@ -207,9 +202,10 @@ def augment_batch(
         tops = torch.randint(0, height - cfg.crop_size + 1, (batch,), generator=generator)
         lefts = torch.randint(0, width - cfg.crop_size + 1, (batch,), generator=generator)
         # Cropping before the float conversion moves a quarter of the bytes.
-        out = _to_unit_range(crop_batch(x, tops, lefts, cfg.crop_size))
+        out = from_uint8(crop_batch(x, tops, lefts, cfg.crop_size))
     else:
-        out = _to_unit_range(resize_to_multiple(x.to(torch.float32)))
+        # The resize gives float values in 0..255 (clamped), which from_uint8 maps the same way.
+        out = from_uint8(resize_to_multiple(x.to(torch.float32)))
     if cfg.flip:
         flips = torch.rand(batch, generator=generator) < 0.5
         # torch.where instead of boolean indexing: no device synchronisation.
@@ -255,10 +251,10 @@ def eval_transform(x: torch.Tensor, cfg: PreprocessConfig) -> torch.Tensor:
     """
     _check_batch(x, "eval_transform")
     if not cfg.crops:
-        return _to_unit_range(resize_to_multiple(x.to(torch.float32)))
+        return from_uint8(resize_to_multiple(x.to(torch.float32)))
     _check_crop_fits(x, cfg.crop_size)
     height, width = x.shape[-2:]
     # torchvision's CenterCrop rounding, so results match the usual center crop.
     top = int(round((height - cfg.crop_size) / 2.0))
     left = int(round((width - cfg.crop_size) / 2.0))
-    return _to_unit_range(x[..., top : top + cfg.crop_size, left : left + cfg.crop_size])
+    return from_uint8(x[..., top : top + cfg.crop_size, left : left + cfg.crop_size])

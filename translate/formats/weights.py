@@ -23,7 +23,9 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from translate.core.files import atomic_write, torch_load_safely
+from translate.core.errors import check_choice
+from translate.core.files import atomic_write, atomic_write_text
+from translate.core.torch_files import torch_load_safely
 from translate.core.version import __version__
 from translate.formats.locator import locate, pick_direction
 from translate.models import (
@@ -147,11 +149,6 @@ def build_model(architecture: Architecture, init: bool = False) -> nn.Module:
 # --- config.json ----------------------------------------------------------------------------
 
 
-def _check_optional_choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
-    if value is not None and value not in allowed:
-        raise ValueError(f"unknown {name} {value!r}; expected one of {', '.join(allowed)} or None")
-
-
 def _default_domains(kind: str, direction: str | None) -> dict[str, str] | None:
     if kind != "generator":
         return None
@@ -162,8 +159,8 @@ def _model_config(architecture: Architecture, *, task: str | None, direction: st
                   domains: Mapping[str, str] | None, source: Mapping[str, Any] | None,
                   dtype: str = "float32", toolkit_version: str = __version__) -> dict[str, Any]:
     kind = "generator" if isinstance(architecture, GeneratorConfig) else "discriminator"
-    _check_optional_choice("task", task, TASKS)
-    _check_optional_choice("direction", direction, DIRECTIONS)
+    check_choice("task", task, (*TASKS, None))
+    check_choice("direction", direction, (*DIRECTIONS, None))
     if domains is None:
         domains = _default_domains(kind, direction)
     elif not (isinstance(domains, Mapping) and set(domains) == {"source", "target"}
@@ -230,8 +227,7 @@ def save_weights(module: nn.Module, out_dir: str | Path, architecture: Architect
     if not isinstance(architecture, (GeneratorConfig, DiscriminatorConfig)):
         raise TypeError(f"architecture must be a GeneratorConfig or DiscriminatorConfig, "
                         f"got {type(architecture).__name__}")
-    if dtype not in _DTYPES:
-        raise ValueError(f"unsupported dtype {dtype}; expected one of {', '.join(map(str, _DTYPES))}")
+    check_choice("dtype", dtype, tuple(_DTYPES))
     config = _model_config(architecture, task=task, direction=direction, domains=domains, source=source,
                            dtype=_DTYPES[dtype])
     state = module.state_dict()
@@ -255,10 +251,8 @@ def save_weights(module: nn.Module, out_dir: str | Path, architecture: Architect
         raise FileExistsError(f"cannot write a weights folder at {str(out_dir)!r}: it is a file")
     out_dir.mkdir(parents=True, exist_ok=True)
     # Weights first: a folder whose config.json exists is complete.
-    atomic_write(out_dir / WEIGHTS_FILE,
-                  lambda tmp: save_file(tensors, str(tmp), metadata={"format": "pt"}))
-    atomic_write(out_dir / CONFIG_FILE,
-                  lambda tmp: tmp.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8"))
+    atomic_write(out_dir / WEIGHTS_FILE, lambda tmp: save_file(tensors, str(tmp), metadata={"format": "pt"}))
+    atomic_write_text(out_dir / CONFIG_FILE, json.dumps(config, indent=2) + "\n")
     logger.info("saved %s %s to %s", config["kind"], architecture.name, out_dir)
     return out_dir
 
@@ -337,7 +331,7 @@ def read_model_config(path: str | Path, direction: str | None = None) -> dict[st
 
 
 def _check_folder_direction(config: dict[str, Any], folder: Path, direction: str | None) -> dict[str, Any]:
-    _check_optional_choice("direction", direction, DIRECTIONS)
+    check_choice("direction", direction, (*DIRECTIONS, None))
     stored = config.get("direction")
     if direction is not None and stored is not None and direction != stored:
         raise ValueError(f"weights folder {str(folder)!r} holds the {stored} generator, not {direction!r}; "
@@ -349,7 +343,7 @@ def load_with_config(path: str | Path, direction: str | None = None, device: str
                      ) -> tuple[nn.Module, dict[str, Any]]:
     """Like `load`, also returning the model's config.json-style dict (architecture, normalization,
     size_multiple, domains...)."""
-    _check_optional_choice("direction", direction, DIRECTIONS)
+    check_choice("direction", direction, (*DIRECTIONS, None))
     located = _locate(path, direction)
     if located.kind == "folder":
         config = _check_folder_direction(_read_folder_config(located.path), located.path, direction)

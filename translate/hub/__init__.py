@@ -1,6 +1,18 @@
-"""Downloads: resumable, verified HTTP fetches, safe archive extraction and the reference data sets.
+"""What comes from elsewhere: downloads, archives, the reference implementation's data sets and
+pretrained generators, and the import of its checkpoints.
 
-Standard library only (urllib, zipfile, tarfile). The command line is `translate data download`.
+It sits above `translate.formats` (imported models are saved as weights folders). The modules it
+re-exports (fetch, archive, datasets) need only the standard library (urllib, zipfile, tarfile) and
+`translate.core.files`; `pretrained` and `reference` need torch. It owns:
+
+- `fetch`: `download_file`, resumable (`DEST.part`) and checked against a SHA-256
+  (`file_sha256`); `DownloadError`.
+- `archive`: `safe_extract` of zip / tar archives, refusing members that would escape the target.
+- `datasets`: the reference's data sets by name (`DATASETS`, `download_dataset`).
+- `pretrained`: the reference's pretrained generators by name (`download_pretrained`), installed
+  as weights folders in `translate.core.paths.models_dir()`.
+- `reference`: `import_reference` of a bare reference `state_dict` (`latest_net_G.pth`) into a
+  weights folder, with a diagnosis of wrongly stated options.
 """
 
 from translate.hub.archive import ArchiveError, UnsafeArchiveError, safe_extract

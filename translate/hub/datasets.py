@@ -30,7 +30,7 @@ CITYSCAPES_NOTE = (
     "Cityscapes is licensed and the reference implementation does not redistribute it: register at "
     "https://www.cityscapes-dataset.com, download gtFine_trainvaltest.zip and leftImg8bit_trainvaltest.zip "
     "and prepare them with the reference's datasets/prepare_cityscapes_dataset.py, or pass a mirror you "
-    "may use (--mirror URL)")
+    "may use (mirror=URL; --mirror URL on the command line)")
 
 
 @dataclass(frozen=True)
@@ -118,7 +118,7 @@ def get_dataset(name: str, family: str | None = None) -> DatasetInfo:
         if info.family == family:
             return info
     raise ValueError(f"there is no {family} data set {name!r}; {name} is a {matches[0].family} data set "
-                     f"(leave out the family / --pix2pix)")
+                     f"(pass family=None, or leave out --pix2pix on the command line)")
 
 
 def download_dataset(

@@ -28,7 +28,8 @@ ProgressCallback = Callable[[int, Optional[int]], None]
 _SCHEMES = ("http", "https", "file")
 _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
-_MIRROR_HINT = "if the file moved, download it from another server (on the command line: --mirror URL)"
+_MIRROR_HINT = ("if the file moved, download it from another server (the mirror parameter of download_dataset and "
+                "download_pretrained; --mirror URL on the command line)")
 
 
 class DownloadError(OSError):

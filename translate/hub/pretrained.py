@@ -28,8 +28,10 @@ from typing import Callable
 import torch
 
 from translate.core.paths import models_dir
+from translate.formats.weights import load
 from translate.hub.datasets import did_you_mean
 from translate.hub.fetch import download_file, file_sha256, mirror_url
+from translate.hub.reference import import_reference, reference_network
 from translate.models import GeneratorConfig
 
 logger = logging.getLogger(__name__)
@@ -158,8 +160,6 @@ def _model_card(entry: PretrainedModel, url: str, sha256: str) -> str:
 def _verify(folder: Path, imported: torch.nn.Module) -> None:
     """The saved folder reloads to the outputs of the network built straight from the `.pth`,
     finite and in [-1, 1], on a fixed random probe."""
-    from translate.formats.weights import load
-
     first_conv = next(m for m in imported.modules() if isinstance(m, torch.nn.Conv2d))
     probe = torch.rand(1, first_conv.in_channels, _VERIFY_SIZE, _VERIFY_SIZE,
                        generator=torch.Generator().manual_seed(0)) * 2 - 1
@@ -168,7 +168,7 @@ def _verify(folder: Path, imported: torch.nn.Module) -> None:
         got = load(folder)(probe)
     if not torch.isfinite(got).all() or float(got.abs().max()) > 1 + 1e-5:
         raise ValueError("the imported generator gives non-finite or out-of-range outputs: the download is "
-                         "damaged; run the command again with --force")
+                         "damaged; download it again with force=True (--force on the command line)")
     if not torch.allclose(got, expected, atol=1e-5):
         raise ValueError(f"the saved weights folder reloads to different outputs than the downloaded file "
                          f"(max abs difference {float((got - expected).abs().max()):.2e}); nothing was installed")
@@ -190,8 +190,6 @@ def download_pretrained(name: str, root: str | os.PathLike[str] | None = None, *
         progress: called with (bytes done, bytes in all or None) while downloading.
         keep_download: keep the `.pth` in `root/.downloads/` after the import.
     """
-    from translate.hub.reference import import_reference, reference_network
-
     entry = find_pretrained(name, family)
     root = Path(root) if root is not None else models_dir()
     final = root / entry.folder_name

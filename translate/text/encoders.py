@@ -25,8 +25,10 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file
 from torch import Tensor, nn
 
+from translate.core.torch_files import torch_load_safely
 from translate.text.tokenizer import PAD_ID, VOCAB_SIZE, ByteTokenizer
 
 logger = logging.getLogger(__name__)
@@ -263,11 +265,9 @@ class SentenceTransformerEncoder(_FrozenEncoder):
 
 def _load_state_dict(path: Path) -> dict[str, Tensor]:
     if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
         state = load_file(str(path))
     else:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = torch_load_safely(path, "a state dict of the text encoder's weights")
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     # Checkpoints saved from DistributedDataParallel prefix every key with "module.".

@@ -26,7 +26,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from translate.core.files import atomic_write
+from translate.core.errors import check_choice
+from translate.core.files import atomic_write, atomic_write_text
 from translate.core.version import __version__
 from translate.formats.locator import locate
 from translate.models.conditioned import TextResnetGenerator, TextToImageGenerator, TextUnetGenerator
@@ -129,7 +130,7 @@ def save_text_model(generator: nn.Module, text_encoder: nn.Module, out_dir: str 
               "dtype": _DTYPES[dtype], **({"domains": domains} if domains else {}), "source": source or {}}
     # Weights first: a folder whose config.json exists is complete.
     atomic_write(out_dir / "model.safetensors", lambda tmp: save_file(tensors, str(tmp)))
-    atomic_write(out_dir / "config.json", lambda tmp: tmp.write_text(json.dumps(config, indent=2) + "\n"))
+    atomic_write_text(out_dir / "config.json", json.dumps(config, indent=2) + "\n")
     return out_dir
 
 
@@ -170,6 +171,7 @@ def load_text_model(path: str | Path, device: str | torch.device = "cpu",
         FileNotFoundError: no text model folder at `path`.
         ValueError: the folder holds another kind than `kind` (when given).
     """
+    check_choice("kind", kind, (*TEXT_KINDS, None))
     folder = find_text_model(path)
     if folder is None:
         raise FileNotFoundError(f"no text model weights folder at {str(path)!r} (expected config.json of kind "
