@@ -30,7 +30,7 @@ from translate.core.errors import check_choice
 from translate.core.files import atomic_write, atomic_write_text
 from translate.core.version import __version__
 from translate.formats.locator import locate
-from translate.models.conditioned import TextResnetGenerator, TextToImageGenerator, TextUnetGenerator
+from translate.models import build_text_generator
 from translate.text.encoders import build_text_encoder
 
 KIND = "text2image"
@@ -152,17 +152,6 @@ def find_text_model(path: str | Path) -> Path | None:
     return source.folder if source.is_text and not source.is_onnx else None
 
 
-def _build_generator(architecture: dict[str, Any]) -> nn.Module:
-    builders = {"text2image": TextToImageGenerator, "text_resnet": TextResnetGenerator,
-                "text_unet": TextUnetGenerator}
-    arguments = dict(architecture)
-    name = arguments.pop("name", None)
-    if name not in builders:
-        raise ValueError(f"unknown text-conditioned generator {name!r} in config.json; expected one of "
-                         f"{', '.join(builders)} (written by a newer toolkit?)")
-    return builders[name](**arguments)
-
-
 def load_text_model(path: str | Path, device: str | torch.device = "cpu",
                     kind: str | None = None) -> Text2ImageModel | TextTranslationModel:
     """Rebuild a text model from its weights folder (or a run directory holding one).
@@ -180,7 +169,7 @@ def load_text_model(path: str | Path, device: str | torch.device = "cpu",
     config = json.loads((folder / "config.json").read_text())
     if kind is not None and config["kind"] != kind:
         raise ValueError(f"{str(path)!r} holds a {config['kind']!r} model, not a {kind!r} model")
-    generator = _build_generator(config["architecture"])
+    generator = build_text_generator(config["architecture"])
     encoder_settings = dict(config["text_encoder"])
     encoder = build_text_encoder(encoder_settings.pop("name"), **encoder_settings)
     tensors = load_file(str(folder / "model.safetensors"))
