@@ -230,7 +230,7 @@ def test_cli_eval_scores_every_checkpoint_of_a_run_and_names_the_best(tmp_path):
     assert "best checkpoint by l1" in result.output and "epoch_0002.pt" in result.output
     result = runner.invoke(app, ["eval", "--model", str(tmp_path / "data"), "--data", str(data), "--all-checkpoints",
                                  "--no-fid"])
-    assert result.exit_code == 2 and "no epoch checkpoints" in result.output
+    assert result.exit_code == 2 and "is a directory without config.json" in result.output
 
 
 def test_feature_cache_is_keyed_by_content_and_survives_damage(tmp_path):

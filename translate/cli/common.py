@@ -1,14 +1,23 @@
-"""What the CLI's command modules share: the error exit and the progress displays (a rich bar on a
-terminal, plain lines in logs and pipes).
+"""What the CLI's command modules share: the error exit, the translation of the library's errors
+into command-line terms, and the progress displays (a rich bar on a terminal, plain lines in logs
+and pipes).
 
 Only the CLI prints; these helpers turn the library's errors and progress callbacks into output.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, NoReturn, Optional
+import re
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any, NoReturn, Optional
 
 import typer
+
+from translate.core.errors import InvalidCombinationError, ParameterError
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
@@ -17,12 +26,71 @@ def fail(message: str, code: int = 2) -> NoReturn:
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
     raise typer.Exit(code=code)
 
+
+def flag_of(parameter: str, flags: Mapping[str, str] | None = None) -> str:
+    """The command-line spelling of a Python parameter: `flags[parameter]`, else `--name-with-dashes`
+    (`crop_size` -> `--crop-size`; `fmt` needs `{"fmt": "--format"}`)."""
+    if flags and parameter in flags:
+        return flags[parameter]
+    return "--" + parameter.replace("_", "-")
+
+
+# `name=value` as the library writes it: a quoted string, or a bare word (a sentence's full stop is
+# not part of it).
+_MENTION = r"(?<![\w.-]){name}=(\"[^\"]*\"|'[^']*'|[^\s,;:()\[\]]*[^\s,;:()\[\].])"
+
+
+def _as_flag(flag: str, value: str) -> str:
+    """`--flag value` for `name=value`, unquoted; `--flag` alone for `name=True`."""
+    if value == "True":
+        return flag
+    if value[:1] in ("'", '"'):
+        value = value[1:-1]
+    return f"{flag} {value}"
+
+
+def error_message(error: BaseException, flags: Mapping[str, str] | None = None) -> str:
+    """`error`'s message in command-line terms: a `ParameterError` names its flag
+    (`--precision 'int9' is not one of ...`), and an `InvalidCombinationError`'s `name=value`
+    mentions of its parameters become `--flag value` (`precision="bf16"` -> `--precision bf16`;
+    `half=True` -> `--half`). Any other error keeps its message."""
+    if isinstance(error, ParameterError):
+        return error.for_flag(flag_of(error.parameter, flags))
+    message = str(error)
+    if isinstance(error, InvalidCombinationError):
+        for parameter in error.parameters:
+            flag = flag_of(parameter, flags)
+            message = re.sub(_MENTION.format(name=re.escape(parameter)),
+                             lambda match, flag=flag: _as_flag(flag, match.group(1)), message)
+    return message
+
+
+@contextmanager
+def library_errors(flags: Mapping[str, str] | None = None, *, code: int = 2,
+                   catch: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError)) -> Iterator[None]:
+    """Turn the library's errors (`catch`) raised in the block into `fail(message, code)`, with the
+    message in command-line terms (`error_message`). `flags` maps the command's Python parameter
+    names to their flags where they differ from `--name-with-dashes`.
+
+        with library_errors({"fmt": "--format"}):
+            convert_folder(..., fmt=fmt)    # InvalidChoiceError("fmt", "gif", ...) -> exit 2:
+                                            # error: --format 'gif' is not one of png, jpg, webp
+    """
+    try:
+        yield
+    except catch as error:
+        fail(error_message(error, flags), code)
+
+
+# How the commands name the locator's forms (`ModelSource.form`).
+FORM_NAMES = {"weights": "weights folder", "run": "run directory", "checkpoint": "training checkpoint",
+              "onnx": "ONNX file"}
+
+
 class _StepRate:
     """it/s since the first event seen (a resumed run starts counting at its resume step)."""
 
     def __init__(self) -> None:
-        import time
-
         self.clock = time.time
         self.t0: float | None = None
         self.s0 = 0
@@ -41,8 +109,6 @@ def progress_printer(every_s: float = 30.0) -> tuple[Callable[[Any], None], Call
     """Training progress: a rich bar with it/s, ETA and the latest losses on a terminal; one plain
     line every `every_s` seconds in logs and pipes, where a bar cannot redraw. Returns
     (callback, close)."""
-    import sys
-
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -88,10 +154,6 @@ def progress_printer(every_s: float = 30.0) -> tuple[Callable[[Any], None], Call
 def convert_progress(every_s: float = 10.0) -> tuple[Callable[[Any], None], Callable[[], None]]:
     """A rich bar with images/s on a terminal; a plain line every `every_s` seconds elsewhere.
     Returns (callback, close). Called from the writer threads; both outputs lock internally."""
-    import sys
-    import threading
-    import time
-
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -133,9 +195,6 @@ def download_progress(label: str, every_s: float = 10.0) -> tuple[Callable[[int,
                                                                    Callable[[], None]]:
     """A rich bar (bytes, speed, ETA) on stderr when it is a terminal; elsewhere a plain stderr line
     every `every_s` seconds and at the end. Returns (callback, close)."""
-    import sys
-    import time
-
     if not sys.stderr.isatty():
         last = {"time": time.monotonic()}
 

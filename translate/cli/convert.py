@@ -7,7 +7,10 @@ from typing import Optional
 
 import typer
 
-from translate.cli.common import convert_progress, fail
+from translate.cli.common import convert_progress, library_errors
+
+# convert_folder's parameters whose flag is not `--name-with-dashes`.
+FLAGS = {"input_dir": "INPUT_DIR", "output_dir": "OUTPUT_DIR", "fmt": "--format", "format": "--format"}
 
 
 def convert(
@@ -39,17 +42,16 @@ def convert(
     from translate.deploy.convert import convert_folder
 
     update, close = convert_progress()
-    try:
-        summary = convert_folder(input_dir, output_dir, model, direction=direction, backend=backend,
-                                 precision=precision, device=device, provider=provider, batch_size=batch_size,
-                                 workers=workers, fmt=fmt, quality=quality, png_compression=png_compression,
-                                 overwrite=overwrite, resize=resize,
-                                 tile=tile, overlap=overlap, max_pixels=max_pixels, shard=shard,
-                                 report=report, on_progress=update, prompt=prompt)
-    except (ValueError, FileNotFoundError) as error:
-        close()
-        fail(str(error))
-    close()
+    with library_errors(FLAGS):
+        try:
+            summary = convert_folder(input_dir, output_dir, model, direction=direction, backend=backend,
+                                     precision=precision, device=device, provider=provider, batch_size=batch_size,
+                                     workers=workers, fmt=fmt, quality=quality, png_compression=png_compression,
+                                     overwrite=overwrite, resize=resize,
+                                     tile=tile, overlap=overlap, max_pixels=max_pixels, shard=shard,
+                                     report=report, on_progress=update, prompt=prompt)
+        finally:
+            close()  # before any message, so that it does not tangle with a live bar
     typer.echo(f"converted {len(summary.converted)}, skipped {len(summary.skipped)} (already done), "
                f"failed {len(summary.failed)} in {summary.seconds:.1f} s ({summary.images_per_s:.2f} images/s) "
                f"with {summary.backend}; output in {output_dir}")

@@ -1,4 +1,4 @@
-"""`translate data`: download the reference implementation's data sets (registered by cli.py)."""
+"""`translate data`: download the reference implementation's data sets."""
 
 from __future__ import annotations
 
@@ -7,7 +7,10 @@ from typing import Optional
 
 import typer
 
-from translate.cli.common import download_progress, fail
+from translate.cli.common import download_progress, error_message, fail, library_errors
+
+# download_dataset's parameters whose flag is not `--name-with-dashes`.
+DOWNLOAD_FLAGS = {"name": "NAME", "root": "DIR"}
 
 data_app = typer.Typer(
     help="The reference implementation's data sets: list them, download and extract one.",
@@ -49,10 +52,8 @@ def download_command(
     from translate.hub import ArchiveError, DownloadError, download_dataset, get_dataset
 
     family = "pix2pix" if pix2pix else None
-    try:
+    with library_errors(DOWNLOAD_FLAGS):
         info = get_dataset(name, family)
-    except ValueError as error:
-        fail(str(error), 2)
     progress, close = download_progress(info.filename)
     try:
         try:
@@ -63,7 +64,7 @@ def download_command(
     except (DownloadError, ArchiveError) as error:
         fail(str(error), 1)
     except (ValueError, FileExistsError) as error:
-        fail(str(error), 2)
+        fail(error_message(error, DOWNLOAD_FLAGS), 2)
     except OSError as error:  # the file system: disk full, permissions
         fail(str(error), 1)
     typer.echo(f"{info.family} data set {info.name} ({info.layout}) is in {path}")

@@ -6,7 +6,9 @@ from pathlib import Path
 
 import typer
 
-from translate.cli.common import fail, progress_printer
+from translate.cli.common import library_errors, progress_printer
+from translate.core.paths import bundled_dir
+from translate.formats.locator import locate
 
 
 def demo(
@@ -16,23 +18,30 @@ def demo(
 ) -> None:
     """Export the bundled model to ONNX, convert its sample images, write a contact sheet
     (with --train: generate data, train a tiny pix2pix, convert its test images)."""
-    from translate.core.paths import BUNDLED_DIR
     from translate.demo import DEFAULT_BUNDLED_MODEL, run_bundled_demo, run_demo
 
-    if not train and not (BUNDLED_DIR / DEFAULT_BUNDLED_MODEL / "config.json").is_file():
-        typer.echo(f"no bundled model {DEFAULT_BUNDLED_MODEL!r} in {BUNDLED_DIR}; running the training demo")
+    if not train and not _has_image_model(DEFAULT_BUNDLED_MODEL):
+        typer.echo(f"no bundled model {DEFAULT_BUNDLED_MODEL!r} in {bundled_dir()}; running the training demo")
         train = True
-    if train:
-        update, close = progress_printer()
-        try:
-            paths = run_demo(out_dir, steps=steps, on_progress=update)
-        finally:
-            close()
-        typer.echo(f"run: {paths['run']}")
-    else:
-        try:
+    with library_errors():
+        if train:
+            update, close = progress_printer()
+            try:
+                paths = run_demo(out_dir, steps=steps, on_progress=update)
+            finally:
+                close()
+            typer.echo(f"run: {paths['run']}")
+        else:
             paths = run_bundled_demo(out_dir)
-        except (ValueError, FileNotFoundError) as error:
-            fail(str(error))
-        typer.echo(f"onnx model: {paths['onnx']}")
+            typer.echo(f"onnx model: {paths['onnx']}")
     typer.echo(f"converted images: {paths['converted']}\ncontact sheet (input | output): {paths['contact_sheet']}")
+
+
+def _has_image_model(name: str) -> bool:
+    """Whether the locator finds an image weights folder called `name` (a checkout without the
+    bundled weights, e.g. an installed wheel, has none)."""
+    try:
+        source = locate(name)
+    except (FileNotFoundError, ValueError):
+        return False
+    return source.form == "weights" and not source.is_text

@@ -1,18 +1,26 @@
-"""`translate eval`: the command-line face of `translate.evaluation.metrics` (registered by cli.py)."""
+"""`translate eval`: the command-line face of `translate.evaluation` (metrics of two folders, or of
+a model's translations of an aligned split)."""
 
 from __future__ import annotations
 
+import functools
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 
-from translate.cli.common import fail
+from translate.cli.common import FORM_NAMES, fail, library_errors
+from translate.core.paths import cache_dir
+from translate.formats.locator import ModelSource, locate
 
 if TYPE_CHECKING:
     from translate.evaluation.feature_cache import FeatureCache
+
+# The library's parameters whose flag is not `--name-with-dashes`.
+EVAL_FLAGS = {"inception_path": "--inception", "metric": "--best-by", "source": "--data"}
 
 
 def eval_command(
@@ -42,7 +50,58 @@ def eval_command(
 
     `translate eval --real B/ --fake out/`, or `translate eval --model M --data DIR` (translates
     DIR/PHASE's aligned A|B pairs first). Exit status 2 on bad arguments or missing weights."""
-    from translate.evaluation.metrics import evaluate_folders, markdown_table
+    if model is not None or data is not None:
+        if model is None or data is None or real is not None or fake is not None:
+            fail("pass --model with --data (the model translates the data's test pairs), or --real with --fake")
+    elif real is None or fake is None:
+        fail("pass --real DIR and --fake DIR (or --model M --data DIR)")
+    cache = _feature_cache(inception, device) if fid and feature_cache else None
+    score = _folder_scorer(fid=fid, inception=inception, paired=paired, delta=delta, batch_size=batch_size,
+                           device=device, cache=cache)
+    write = functools.partial(_write_reports, json_path=json_path, markdown=markdown)
+    if model is None:
+        write([score(real, fake)])
+        return
+    from translate.evaluation.paired_data import best_report, translate_aligned_split
+
+    with library_errors(EVAL_FLAGS):
+        source = locate(model)
+    models = _run_checkpoints(source) if all_checkpoints else [model]
+    out = out or Path(f"eval_{source.path.name}_{phase}")
+    reports = []
+    for checkpoint in models:
+        with library_errors(EVAL_FLAGS):
+            real, fake = translate_aligned_split(checkpoint, data, out / checkpoint.stem if all_checkpoints else out,
+                                                 phase=phase, direction=direction, device=device, limit=limit,
+                                                 load_size=load_size)
+        typer.echo(f"translated {data / phase} with {checkpoint}: outputs in {fake}, targets in {real}")
+        reports.append({"model": str(checkpoint), **score(real, fake)})
+    if not all_checkpoints:
+        write(reports)
+        return
+    metric = best_by or ("fid" if fid else "l1")
+    with library_errors(EVAL_FLAGS):
+        best = best_report(reports, metric)
+    write(reports, {"best": best["model"], "best_by": metric})
+    typer.echo(f"best checkpoint by {metric}: {best['model']} ({metric} {best[metric]:.4g})")
+
+
+def _run_checkpoints(source: ModelSource) -> list[Path]:
+    """The kept epoch checkpoints of the run `--model` names (for --all-checkpoints)."""
+    from translate.evaluation.paired_data import run_checkpoints
+
+    if source.form != "run":
+        fail(f"--all-checkpoints scores the epoch checkpoints of a run directory; --model {source.requested} "
+             f"is a {FORM_NAMES.get(source.form, source.form)} ({source.path})")
+    with library_errors(EVAL_FLAGS):
+        return run_checkpoints(source.path)
+
+
+def _folder_scorer(*, fid: bool, inception: Optional[Path], paired: Optional[bool], delta: int, batch_size: int,
+                   device: str, cache: "FeatureCache | None") -> Callable[[Path, Path], dict[str, Any]]:
+    """`score(real_dir, fake_dir)`: evaluate_folders with the command's options, reporting progress
+    on stderr every 10 s."""
+    from translate.evaluation.metrics import evaluate_folders
 
     last = [0.0]
 
@@ -51,76 +110,40 @@ def eval_command(
             last[0] = time.monotonic()
             typer.echo(f"scored {done}/{total} images", err=True)
 
-    cache = None
-    if fid and feature_cache:
-        cache = _feature_cache(inception, device)
-
-    def score(real_dir: Path, fake_dir: Path) -> dict:
-        try:
+    def score(real_dir: Path, fake_dir: Path) -> dict[str, Any]:
+        with library_errors(EVAL_FLAGS):
             return evaluate_folders(real_dir, fake_dir, fid=fid, inception_path=inception, paired=paired, delta=delta,
                                     batch_size=batch_size, device=device, on_progress=progress, feature_cache=cache)
-        except (ValueError, FileNotFoundError) as error:
-            fail(str(error))
 
-    def write(reports: list[dict], extra: dict | None = None) -> None:
-        table = markdown_table(reports)
-        typer.echo(table, nl=False)
-        if json_path:
-            json_path.parent.mkdir(parents=True, exist_ok=True)
-            payload = reports[0] if len(reports) == 1 and not extra else {"reports": reports, **(extra or {})}
-            json_path.write_text(json.dumps(payload, indent=2) + "\n")
-            typer.echo(f"report: {json_path}")
-        if markdown:
-            markdown.parent.mkdir(parents=True, exist_ok=True)
-            markdown.write_text(table)
+    return score
 
-    if model is not None or data is not None:
-        if model is None or data is None or real is not None or fake is not None:
-            fail("pass --model with --data (the model translates the data's test pairs), or --real with --fake")
-        from translate.evaluation.paired_data import best_report, run_checkpoints, translate_aligned_split
 
-        out = out or Path(f"eval_{Path(str(model)).name}_{phase}")
-        try:
-            models = run_checkpoints(model) if all_checkpoints else [model]
-        except FileNotFoundError as error:
-            fail(str(error))
-        reports = []
-        for checkpoint in models:
-            target = out / checkpoint.stem if all_checkpoints else out
-            try:
-                real, fake = translate_aligned_split(checkpoint, data, target, phase=phase, direction=direction,
-                                                     device=device, limit=limit, load_size=load_size)
-            except (ValueError, FileNotFoundError) as error:
-                fail(str(error))
-            typer.echo(f"translated {data / phase} with {checkpoint}: outputs in {fake}, targets in {real}")
-            reports.append({"model": str(checkpoint), **score(real, fake)})
-        if not all_checkpoints:
-            write(reports)
-            return
-        metric = best_by or ("fid" if fid else "l1")
-        try:
-            best = best_report(reports, metric)
-        except ValueError as error:
-            fail(str(error))
-        write(reports, {"best": best["model"], "best_by": metric})
-        typer.echo(f"best checkpoint by {metric}: {best['model']} ({metric} {best[metric]:.4g})")
-        return
-    if real is None or fake is None:
-        fail("pass --real DIR and --fake DIR (or --model M --data DIR)")
-    write([score(real, fake)])
+def _write_reports(reports: list[dict[str, Any]], extra: dict[str, Any] | None = None, *,
+                   json_path: Optional[Path], markdown: Optional[Path]) -> None:
+    """Print the markdown table; write it and the JSON report where asked (one report alone is the
+    JSON object itself, several are {"reports": [...], **extra})."""
+    from translate.evaluation.metrics import markdown_table
+
+    table = markdown_table(reports)
+    typer.echo(table, nl=False)
+    if json_path:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        payload = reports[0] if len(reports) == 1 and not extra else {"reports": reports, **(extra or {})}
+        json_path.write_text(json.dumps(payload, indent=2) + "\n")
+        typer.echo(f"report: {json_path}")
+    if markdown:
+        markdown.parent.mkdir(parents=True, exist_ok=True)
+        markdown.write_text(table)
 
 
 def _feature_cache(inception: Optional[Path], device: str) -> "FeatureCache":
     """The real-feature cache of the Inception weights that will be used (their SHA-256 names it)."""
     from translate.core.files import sha256_file as file_sha256
-    from translate.core.paths import cache_dir
     from translate.evaluation.feature_cache import FeatureCache
     from translate.evaluation.inception import INCEPTION_SHA256, find_inception_weights
 
-    try:
+    with library_errors(EVAL_FLAGS):
         weights = find_inception_weights(inception)
-    except FileNotFoundError as error:
-        fail(str(error))
     # An archive is checked against the pinned hash when loaded; a .safetensors copy is hashed here.
     weights_id = file_sha256(weights) if weights.suffix == ".safetensors" else INCEPTION_SHA256
     return FeatureCache(cache_dir() / "inception_features", weights_id, device)

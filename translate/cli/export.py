@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
-from translate.cli.common import fail
+from translate.cli.common import FORM_NAMES, fail, library_errors
+from translate.formats.locator import ModelSource, locate
+
+# export_onnx's parameters whose flag is not `--name-with-dashes`.
+EXPORT_FLAGS = {"model": "MODEL", "out_path": "OUT", "bake_domain_prompts": "--bake-prompts-from-domains"}
 
 
 def export_command(
@@ -23,31 +28,38 @@ def export_command(
 ) -> None:
     """Export one generator (or a text model with its text encoder) to ONNX, then check it against PyTorch."""
     from translate.deploy.export import DEFAULT_OPSET, ExportParityError, export_onnx
+
+    with library_errors(EXPORT_FLAGS):
+        source = locate(model)
+        try:
+            report = export_onnx(source.path, out, direction=direction, half=half, io=io,
+                                 opset=DEFAULT_OPSET if opset is None else opset, text_input=text_input,
+                                 bake_prompts=bake_prompts or None, bake_domain_prompts=bake_from_domains)
+        except ExportParityError as error:
+            for case in error.report.cases:
+                typer.echo(f"{_case_text(case)}: max abs error {case.max_abs_error:.3g}")
+            fail(str(error), 1)
+    _print_export_report(report)
+
+
+def _case_text(case: Any) -> str:
+    """`batch 2 64x64`, or for a text model's cases which part and prompt length they ran."""
+    from translate.deploy.text_export import TextParityCase
+
+    if not isinstance(case, TextParityCase):
+        return f"batch {case.batch} {case.height}x{case.width}"
+    where = "text encoder " if case.part == "text_encoder" else ""
+    size = f" {case.height}x{case.width}" if case.height else ""
+    return f"{where}batch {case.batch}{size}{f' length {case.length}' if case.length else ''}"
+
+
+def _print_export_report(report: Any) -> None:
     from translate.deploy.text_export import TextExportReport, TextParityCase
-    from translate.formats.locator import locate
 
-    def case_text(case) -> str:
-        if not isinstance(case, TextParityCase):
-            return f"batch {case.batch} {case.height}x{case.width}"
-        where = "text encoder " if case.part == "text_encoder" else ""
-        size = f" {case.height}x{case.width}" if case.height else ""
-        return f"{where}batch {case.batch}{size}{f' length {case.length}' if case.length else ''}"
-
-    try:
-        report = export_onnx(locate(str(model)).path, out, direction=direction, half=half, io=io,
-                             opset=DEFAULT_OPSET if opset is None else opset, text_input=text_input,
-                             bake_prompts=bake_prompts or None, bake_domain_prompts=bake_from_domains)
-    except ExportParityError as error:
-        for case in error.report.cases:
-            typer.echo(f"{case_text(case)}: max abs error {case.max_abs_error:.3g}")
-        typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(code=1)
-    except (ValueError, FileNotFoundError) as error:
-        fail(str(error))
     unit = " levels" if report.io == "uint8" else ""
     for case in report.cases:
         in_levels = not isinstance(case, TextParityCase) or case.part == "model"
-        typer.echo(f"{case_text(case)}: max abs error {case.max_abs_error:.3g}{unit if in_levels else ''}")
+        typer.echo(f"{_case_text(case)}: max abs error {case.max_abs_error:.3g}{unit if in_levels else ''}")
     typer.echo(f"wrote {report.path} ({report.precision}, io {report.io}, opset {report.opset}); "
                f"max abs error {report.max_abs_error:.3g}{unit} (bound {report.tolerance:g}{unit})")
     if isinstance(report, TextExportReport) and report.text_encoder_path is not None:
@@ -61,23 +73,22 @@ def info_command(
     direction: Optional[str] = typer.Option(None, "--direction", help="AtoB | BtoA (CycleGAN runs)."),
 ) -> None:
     """Print the configuration / metadata of any model form."""
-    import json
-
-    from translate.deploy.export import read_onnx_metadata
     from translate.formats.weights import read_model_config
-    from translate.text.model import find_text_model
 
-    try:
-        text_folder = find_text_model(model)
-        if model.suffix.lower() == ".onnx":
-            info = read_onnx_metadata(model)
-        elif text_folder is not None:
-            info = json.loads((text_folder / "config.json").read_text())
-        else:
-            info = read_model_config(model, direction=direction)
-    except (ValueError, FileNotFoundError) as error:
-        fail(str(error))
+    with library_errors({"model": "MODEL"}):
+        source = locate(model)
+        # Text models and .onnx files carry their own config; image weights (checkpoints too) are read
+        # for the chosen direction.
+        info = source.config() if source.is_text or source.is_onnx else read_model_config(source.path, direction)
+    typer.echo(f"located: {_describe(source)}")
     width = max((len(key) for key in info), default=0)
     for key, value in info.items():
         text = json.dumps(value) if isinstance(value, (dict, list)) else str(value)
         typer.echo(f"{key:<{width}}  {text}")
+
+
+def _describe(source: ModelSource) -> str:
+    """`weights folder (kind generator, origin bundled, directions AtoB) at PATH`."""
+    form = FORM_NAMES.get(source.form, source.form)
+    directions = ", ".join(source.directions) or "none recorded"
+    return f"{form} (kind {source.kind}, origin {source.origin}, directions {directions}) at {source.path}"

@@ -7,7 +7,8 @@ from typing import Optional
 
 import typer
 
-from translate.cli.common import fail
+from translate.cli.common import library_errors
+from translate.formats.locator import locate
 
 
 def generate(
@@ -21,18 +22,16 @@ def generate(
     """Generate images from captions with a text2image model (PyTorch weights or its .onnx export)."""
     from translate.core.device import pick_device
     from translate.deploy.inference import to_pil
+    from translate.deploy.text_export import OnnxTextModel
     from translate.text.model import load_text2image
 
-    try:
-        if model.suffix.lower() == ".onnx":
-            from translate.deploy.text_export import OnnxTextModel
-
-            t2i = OnnxTextModel(model)
+    with library_errors():
+        source = locate(model)
+        if source.is_onnx:
+            t2i = OnnxTextModel(source.path)
         else:
-            t2i = load_text2image(model, device=pick_device(device))
+            t2i = load_text2image(source.path, device=pick_device(device))
         images = t2i.generate(list(prompt), n=n, seed=seed)
-    except (ValueError, FileNotFoundError) as error:
-        fail(str(error))
     out.mkdir(parents=True, exist_ok=True)
     for index, image in enumerate(images):
         text = prompt[index // n]

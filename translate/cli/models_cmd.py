@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from translate.cli.common import fail
+from translate.cli.common import fail, library_errors
 
 
 def models_command() -> None:
@@ -45,7 +45,10 @@ def import_reference_command(
 
     if (netG is None) == (netD is None):
         fail("pass exactly one of --netG (a generator) or --netD (a discriminator)")
-    try:
+    # The configs name the architecture `name` and the depth `n_layers`; the flags say which network.
+    flags = {"name": "--netG" if netG is not None else "--netD", "n_layers": "--n-layers-D", "ckpt": "CKPT",
+             "out_dir": "OUT_DIR"}
+    with library_errors(flags, catch=(ValueError, TypeError, OSError)):
         if netG is not None:
             if ndf is not None or n_layers_D is not None:
                 fail("--ndf and --n-layers-D apply to discriminators; with --netG use --ngf")
@@ -55,11 +58,10 @@ def import_reference_command(
         else:
             if ngf is not None or dropout is not None or output_nc is not None or direction is not None:
                 fail("--ngf, --dropout, --output-nc and --direction apply to generators; "
-                      "with --netD use --ndf and --n-layers-D")
+                     "with --netD use --ndf and --n-layers-D")
             architecture = DiscriminatorConfig(
                 name=netD, input_nc=input_nc, ndf=64 if ndf is None else ndf,
                 n_layers=3 if n_layers_D is None else n_layers_D, norm=norm)
         written = import_reference(ckpt, out_dir, architecture, direction=direction)
-    except (ValueError, TypeError, OSError) as err:
-        fail(str(err))
     typer.echo(f"wrote {written} ({architecture.name}); load it with translate.load({str(written)!r})")
+

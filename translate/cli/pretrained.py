@@ -1,4 +1,4 @@
-"""`translate pretrained NAME [DIR]`: the reference's published generators (registered by cli.py)."""
+"""`translate pretrained NAME [DIR]`: the reference's published generators."""
 
 from __future__ import annotations
 
@@ -7,11 +7,15 @@ from typing import Optional
 
 import typer
 
-from translate.cli.common import download_progress, fail
+from translate.cli.common import download_progress, error_message, fail, library_errors
+from translate.core.paths import models_dir
+
+# download_pretrained's parameters whose flag is not `--name-with-dashes`.
+PRETRAINED_FLAGS = {"name": "NAME", "key": "NAME", "root": "DIR"}
 
 
 def _list() -> None:
-    from translate.hub.pretrained import PRETRAINED, models_dir
+    from translate.hub.pretrained import PRETRAINED
 
     width = max(len(e.key) for e in PRETRAINED.values())
     typer.echo(f"{'name':<{width}}  {'--model name':<28}  translates")
@@ -44,10 +48,8 @@ def pretrained_command(
         return
     if name is None:
         fail("name a model (e.g. horse2zebra), or pass --list", 2)
-    try:
+    with library_errors(PRETRAINED_FLAGS):
         entry = find_pretrained(name, "pix2pix" if pix2pix else None)
-    except ValueError as error:
-        fail(str(error), 2)
     progress, close = download_progress(entry.filename)
     try:
         try:
@@ -57,7 +59,7 @@ def pretrained_command(
     except DownloadError as error:
         fail(str(error), 1)
     except ValueError as error:  # includes ReferenceMismatchError: the file is not the stated model
-        fail(f"{entry.key}: {error}", 1)
+        fail(f"{entry.key}: {error_message(error, PRETRAINED_FLAGS)}", 1)
     except OSError as error:
         fail(str(error), 1)
     typer.echo(f"{entry.key} ({entry.source} -> {entry.target}) is installed in {path}")

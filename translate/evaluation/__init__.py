@@ -1,4 +1,17 @@
-"""Evaluation of generated images: the procedural shapes data set and its conditioning metric."""
+"""Evaluation of generated images: how good a model's outputs are, as numbers.
+
+It owns the metrics and what they need; it trains nothing and prints nothing (`translate eval`
+is its command-line face).
+
+- `metrics`: paired metrics (PSNR, SSIM, L1, RMSE, pixel accuracy within delta) and FID / KID of
+  two folders (`evaluate_folders`), and the markdown table of reports.
+- `inception`: the FID Inception network, rebuilt in PyTorch and loaded offline from the
+  standard TF weights.
+- `feature_cache`: the real images' Inception features on disk, keyed by file content.
+- `paired_data`: translating an aligned A|B split with a model so that it can be scored, and
+  picking a run's best checkpoint.
+- `shapes`: the procedural shapes data set and its conditioning metric (re-exported here).
+"""
 
 from translate.evaluation.shapes import (
     COLORS,

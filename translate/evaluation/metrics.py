@@ -27,9 +27,13 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torchmetrics.functional.image import structural_similarity_index_measure
+from torchmetrics.image.fid import FrechetInceptionDistance
+from torchmetrics.image.kid import KernelInceptionDistance
 
 from translate.data.images import list_images, load_image, to_uint8_tensor
 from translate.evaluation.feature_cache import FeatureCache
+from translate.evaluation.inception import INCEPTION_SHA256, find_inception_weights, load_inception
 
 logger = logging.getLogger(__name__)
 
@@ -60,8 +64,6 @@ def paired_metrics(fake: Tensor, real: Tensor, delta: int = DEFAULT_DELTA) -> di
         `{"psnr", "ssim", "l1", "rmse", "accuracy"}`, each `(B,)` float64: dB, [-1, 1], levels,
         levels, fraction of pixels. PSNR of identical images is capped at 100 dB.
     """
-    from torchmetrics.functional.image import structural_similarity_index_measure
-
     _check_uint8_pair(fake, real)
     if isinstance(delta, bool) or not isinstance(delta, int) or delta < 0:
         raise ValueError(f"delta must be an integer >= 0 (levels on 0..255), got {delta!r}")
@@ -141,9 +143,6 @@ class DistributionScores:
         return tuple(sum(f.shape[0] for f in self.features[side]) for side in (True, False))  # type: ignore[return-value]
 
     def compute(self) -> dict[str, float]:
-        from torchmetrics.image.fid import FrechetInceptionDistance
-        from torchmetrics.image.kid import KernelInceptionDistance
-
         n_real, n_fake = self.counts()
         if min(n_real, n_fake) < 2:
             raise ValueError(f"FID and KID need at least 2 real and 2 generated images, got {n_real} and {n_fake}")
@@ -220,13 +219,7 @@ def evaluate_folders(real: str | os.PathLike[str], fake: str | os.PathLike[str],
         "ssim", "l1", "rmse", "accuracy", "delta", "inception"}` (the keys of what was computed).
     """
     real_root, fake_root = Path(real), Path(fake)
-    for name, root in (("real", real_root), ("fake", fake_root)):
-        if not root.is_dir():
-            raise FileNotFoundError(f"--{name} {str(root)!r} is not a folder of images")
-    real_files, fake_files = list_images(real_root), list_images(fake_root)
-    for name, files, root in (("real", real_files, real_root), ("fake", fake_files, fake_root)):
-        if not files:
-            raise FileNotFoundError(f"no images under --{name} {str(root)!r} (png, jpg, webp, ...)")
+    real_files, fake_files = _folder_images("real", real_root), _folder_images("fake", fake_root)
     report: dict[str, Any] = {"real": str(real_root), "fake": str(fake_root), "n_real": len(real_files),
                               "n_fake": len(fake_files)}
     pairs = pair_files(real_files, fake_files, real_root, fake_root)
@@ -237,67 +230,98 @@ def evaluate_folders(real: str | os.PathLike[str], fake: str | os.PathLike[str],
                          "name the outputs like their inputs (translate convert does), or leave out --paired")
     distribution = None
     if fid:
-        from translate.evaluation.inception import INCEPTION_SHA256, find_inception_weights, load_inception
-
         if inception is None:
-            weights = find_inception_weights(inception_path)
-            inception = load_inception(weights, device=device)
-            # load_inception checked an archive against the pinned hash; a .safetensors copy is not hashed.
-            report["inception"] = {"path": str(weights),
-                                   "sha256": None if weights.suffix == ".safetensors" else INCEPTION_SHA256}
+            inception, report["inception"] = _find_inception(inception_path, device)
         distribution = DistributionScores(inception, device)
-    total = len(real_files) + len(fake_files)
-    done = 0
-    cache_before = (feature_cache.hits, feature_cache.misses) if feature_cache is not None else (0, 0)
+    feed = _FeatureFeed(distribution, feature_cache, batch_size, len(real_files) + len(fake_files), on_progress)
+    # Each image is decoded once: pairs feed the paired metrics and the Inception features together.
+    paired_files: set[Path] = set()
+    if paired:
+        report.update(n_pairs=len(pairs), delta=delta, **_score_pairs(pairs, delta, batch_size, feed))
+        paired_files = {path for pair in pairs for path in pair}
+    if distribution is not None:
+        for side, files in ((True, real_files), (False, fake_files)):
+            feed.add_files([path for path in files if path not in paired_files], real=side)
+        report.update(distribution.compute())
+        if feature_cache is not None:
+            report["feature_cache"] = feed.cache_report()
+    return report
 
-    def features(images: list[Tensor], paths: list[Path], real: bool) -> None:
-        nonlocal done
-        if distribution is not None and images:
-            cache = feature_cache if real else None
+
+def _folder_images(name: str, root: Path) -> list[Path]:
+    """The images under `root`, which must be a folder holding some (`name`: real | fake)."""
+    if not root.is_dir():
+        raise FileNotFoundError(f"--{name} {str(root)!r} is not a folder of images")
+    files = list_images(root)
+    if not files:
+        raise FileNotFoundError(f"no images under --{name} {str(root)!r} (png, jpg, webp, ...)")
+    return files
+
+
+def _find_inception(path: str | os.PathLike[str] | None, device: torch.device | str) -> tuple[nn.Module, dict[str, Any]]:
+    """The Inception network (`find_inception_weights(path)`) and the report's note of its weights."""
+    weights = find_inception_weights(path)
+    network = load_inception(weights, device=device)
+    # load_inception checked an archive against the pinned hash; a .safetensors copy is not hashed.
+    return network, {"path": str(weights), "sha256": None if weights.suffix == ".safetensors" else INCEPTION_SHA256}
+
+
+class _FeatureFeed:
+    """Hands decoded images' Inception features to `distribution` (None: FID off), the real ones
+    through `cache`, and reports every image read to `on_progress`."""
+
+    def __init__(self, distribution: DistributionScores | None, cache: FeatureCache | None, batch_size: int,
+                 total: int, on_progress: Callable[[str, int, int], None] | None) -> None:
+        self.distribution, self.cache, self.batch_size = distribution, cache, batch_size
+        self.total, self.on_progress, self.done = total, on_progress, 0
+        self.cache_before = (cache.hits, cache.misses) if cache is not None else (0, 0)
+
+    def add(self, images: list[Tensor], paths: list[Path], real: bool) -> None:
+        if self.distribution is not None and images:
+            cache = self.cache if real else None
             found = [cache.get(path) for path in paths] if cache is not None else [None] * len(images)
             missing = [i for i, f in enumerate(found) if f is None]
-            for index, computed in zip(missing, _embed_in_order(distribution, [images[i] for i in missing],
-                                                                batch_size), strict=False):
-                found[index] = computed
+            computed = _embed_in_order(self.distribution, [images[i] for i in missing], self.batch_size)
+            for index, features in zip(missing, computed, strict=True):
+                found[index] = features
                 if cache is not None:
-                    cache.put(paths[index], computed)
-            distribution.add_features(torch.stack(found), real=real)  # type: ignore[arg-type]
-        done += len(images)
-        if on_progress:
-            on_progress("images", done, total)
+                    cache.put(paths[index], features)
+            self.distribution.add_features(torch.stack(found), real=real)  # type: ignore[arg-type]
+        self.done += len(images)
+        if self.on_progress:
+            self.on_progress("images", self.done, self.total)
 
-    # Each image is decoded once: pairs feed the paired metrics and the Inception features together.
-    scores = PairedScores(delta) if paired else None
-    paired_files: set[Path] = set()
-    for start in range(0, len(pairs) if scores else 0, batch_size):
+    def add_files(self, files: list[Path], real: bool) -> None:
+        """Decode and add `files`, a batch at a time."""
+        for start in range(0, len(files), self.batch_size):
+            chunk = files[start:start + self.batch_size]
+            self.add([to_uint8_tensor(load_image(path)) for path in chunk], chunk, real=real)
+
+    def cache_report(self) -> dict[str, Any]:
+        """The cache's folder, and its hits and misses since this feed began."""
+        assert self.cache is not None
+        return {"folder": str(self.cache.folder), "hits": self.cache.hits - self.cache_before[0],
+                "misses": self.cache.misses - self.cache_before[1]}
+
+
+def _score_pairs(pairs: list[tuple[Path, Path]], delta: int, batch_size: int, feed: _FeatureFeed) -> dict[str, float]:
+    """The paired metrics' means over `pairs` (real, fake); each decoded batch also goes to `feed`."""
+    scores = PairedScores(delta)
+    for start in range(0, len(pairs), batch_size):
+        chunk = pairs[start:start + batch_size]
         reals, fakes = [], []
-        for real_path, fake_path in pairs[start:start + batch_size]:
+        for real_path, fake_path in chunk:
             real_image, fake_image = to_uint8_tensor(load_image(real_path)), to_uint8_tensor(load_image(fake_path))
             if real_image.shape != fake_image.shape:
                 raise ValueError(f"{fake_path} is {tuple(fake_image.shape[1:])} but its ground truth {real_path} "
                                  f"is {tuple(real_image.shape[1:])}; paired metrics need one size (convert at "
                                  "the input's size, or leave out --paired for FID / KID only)")
-            scores.update(fake_image[None], real_image[None])  # type: ignore[union-attr]
+            scores.update(fake_image[None], real_image[None])
             reals.append(real_image)
             fakes.append(fake_image)
-            paired_files.update((real_path, fake_path))
-        chunk = pairs[start:start + batch_size]
-        features(reals, [r for r, _ in chunk], real=True)
-        features(fakes, [f for _, f in chunk], real=False)
-    if scores is not None:
-        report.update(n_pairs=len(pairs), delta=delta, **scores.compute())
-    if distribution is not None:
-        for side, files in ((True, real_files), (False, fake_files)):
-            rest = [path for path in files if path not in paired_files]
-            for start in range(0, len(rest), batch_size):
-                chunk = rest[start:start + batch_size]
-                features([to_uint8_tensor(load_image(path)) for path in chunk], chunk, real=side)
-        report.update(distribution.compute())
-        if feature_cache is not None:
-            report["feature_cache"] = {"folder": str(feature_cache.folder),
-                                       "hits": feature_cache.hits - cache_before[0],
-                                       "misses": feature_cache.misses - cache_before[1]}
-    return report
+        feed.add(reals, [real_path for real_path, _ in chunk], real=True)
+        feed.add(fakes, [fake_path for _, fake_path in chunk], real=False)
+    return scores.compute()
 
 
 _COLUMNS = (("fid", "FID", "{:.2f}"), ("kid_mean", "KID x 1000", "{:.2f}"), ("psnr", "PSNR (dB)", "{:.2f}"),

@@ -16,6 +16,7 @@ from pathlib import Path
 from PIL import Image
 
 from translate.data.images import list_images, load_image
+from translate.deploy.convert import convert_folder
 
 logger = logging.getLogger(__name__)
 
@@ -68,8 +69,6 @@ def translate_aligned_split(model: str | os.PathLike[str], data: str | os.PathLi
                             load_size: int | None = None) -> tuple[Path, Path]:
     """Split `data/phase`'s aligned pairs into `out/`, translate the inputs with `model` (fp32, at
     their own size) into `out/output/`. Returns (target folder, output folder)."""
-    from translate.deploy.convert import convert_folder
-
     source = Path(data) / phase
     if not source.is_dir():
         raise FileNotFoundError(f"no {phase!r} split at {str(source)!r}; pass --phase (e.g. val or test)")

@@ -43,6 +43,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
+from translate.core.errors import check_choice
+
 logger = logging.getLogger(__name__)
 
 SHAPES: tuple[str, ...] = ("circle", "square", "triangle")
@@ -136,11 +138,6 @@ _SIDE: dict[str, tuple[str, ...]] = {
 }
 
 
-def _check_choice(name: str, value: str, choices: Sequence[str]) -> None:
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
-
-
 def render_shape(
     shape: str, color: str, size_name: str, position: str, image_size: int, rng: np.random.Generator
 ) -> Image.Image:
@@ -156,10 +153,10 @@ def render_shape(
     Returns:
         An RGB PIL image of ``S x S`` pixels.
     """
-    _check_choice("shape", shape, SHAPES)
-    _check_choice("color", color, tuple(COLORS))
-    _check_choice("size_name", size_name, SIZES)
-    _check_choice("position", position, POSITIONS)
+    check_choice("shape", shape, SHAPES)
+    check_choice("color", color, tuple(COLORS))
+    check_choice("size_name", size_name, SIZES)
+    check_choice("position", position, POSITIONS)
     if image_size < MIN_IMAGE_SIZE:
         raise ValueError(f"image_size must be at least {MIN_IMAGE_SIZE} pixels, got {image_size!r}")
     big = image_size * _SUPERSAMPLE
@@ -195,8 +192,8 @@ def make_caption(attrs: dict[str, str], rng: np.random.Generator, template: str 
     _check_attrs(attrs)
     if template is None:
         template = TEMPLATES[int(rng.integers(len(TEMPLATES)))]
-    elif template not in TEMPLATES:
-        raise ValueError(f"template must be one of TEMPLATES {TEMPLATES}, got {template!r}")
+    else:
+        check_choice("template", template, TEMPLATES)
 
     def pick(options: Sequence[str]) -> str:
         return options[int(rng.integers(len(options)))]
@@ -216,10 +213,10 @@ def _check_attrs(attrs: dict[str, str]) -> None:
     missing = [name for name in ATTRIBUTES if name not in attrs]
     if missing:
         raise ValueError(f"attrs must have keys {ATTRIBUTES}; {missing} missing from {attrs!r}")
-    _check_choice("shape", attrs["shape"], SHAPES)
-    _check_choice("color", attrs["color"], tuple(COLORS))
-    _check_choice("size", attrs["size"], SIZES)
-    _check_choice("position", attrs["position"], POSITIONS)
+    check_choice("shape", attrs["shape"], SHAPES)
+    check_choice("color", attrs["color"], tuple(COLORS))
+    check_choice("size", attrs["size"], SIZES)
+    check_choice("position", attrs["position"], POSITIONS)
 
 
 _WORD_TABLES: dict[str, dict[str, tuple[str, ...]]] = {
