@@ -104,8 +104,8 @@ def test_without_fid_paired_metrics_still_run(paired_data, tmp_path):
 
 
 @pytest.mark.parametrize("overrides, needle", [
-    ({"eval_every": -1}, "--eval-every must be an integer >= 0"),
-    ({"eval_every": 1, "eval_limit": 1}, "--eval-limit must be an integer >= 2"),
+    ({"eval_every": -1}, "eval_every=-1: expected an integer >= 0"),
+    ({"eval_every": 1, "eval_limit": 1}, "eval_limit=1: expected an integer >= 2"),
 ])
 def test_bad_eval_options_are_refused(overrides, needle):
     with pytest.raises(ValueError, match=needle):
@@ -115,7 +115,7 @@ def test_bad_eval_options_are_refused(overrides, needle):
 def test_eval_is_refused_where_it_cannot_score():
     with pytest.raises(ValueError, match="not text2image"):
         make_config("text2image", overrides={"eval_every": 1, "crop_size": 32})
-    with pytest.raises(ValueError, match="cannot run with --no-eval-fid"):
+    with pytest.raises(ValueError, match="cannot run with eval_fid=False"):
         make_config("cyclegan", overrides={"eval_every": 1, "eval_fid": False})
 
 

@@ -9,10 +9,11 @@ import torch
 from typer.testing import CliRunner
 
 from translate.cli import app
+from translate.core.errors import InvalidCombinationError
 from translate.evaluation.shapes import make_shapes_dataset
 from translate.text.model import load_text2image
 from translate.training import make_config, read_checkpoint, train
-from translate.training.text_steps import mismatch_order
+from translate.training.tasks.text2image import mismatch_order
 
 runner = CliRunner()
 TINY = {"ngf": 8, "ndf": 8, "text_dim": 16, "noise_dim": 8, "crop_size": 32, "load_size": 32, "batch_size": 4,
@@ -73,7 +74,7 @@ def test_cli_train_and_generate(shapes, tmp_path):
     result = runner.invoke(app, ["info", str(run)])
     assert result.exit_code == 0 and "text2image" in result.output and "byte-v1" in result.output
     result = runner.invoke(app, ["generate", "--model", str(tmp_path / "nope"), "--prompt", "x"])
-    assert result.exit_code == 2 and "no text model weights folder" in result.output
+    assert result.exit_code == 2 and "no model at" in result.output
 
 
 def _losses(run: Path) -> list[dict]:
@@ -180,21 +181,23 @@ def test_ema_generator_is_saved_and_ma_gp_is_logged(shapes, tmp_path, recwarn):
 
 
 def test_lambda_match_needs_pretraining(shapes, tmp_path):
-    config = make_config("text2image", overrides={**TINY, "data": str(shapes), "out": str(tmp_path / "r"),
-                                                  "lambda_match": 1.0, "max_steps": 1})
-    with pytest.raises(ValueError, match="--lambda-match 1.0 needs a pretrained matcher"):
-        train(config)
+    # Refused when the config is made, before any data is read or network built.
+    with pytest.raises(InvalidCombinationError, match="lambda_match=1.0 needs a pretrained matcher") as caught:
+        make_config("text2image", overrides={**TINY, "data": str(shapes), "out": str(tmp_path / "r"),
+                                             "lambda_match": 1.0, "max_steps": 1})
+    assert set(caught.value.parameters) == {"lambda_match", "pretrain_text_steps"}
 
 
 @pytest.mark.parametrize("overrides, needle", [
-    ({"crop_size": 48}, "--crop-size 48 is the text2image image size"),
-    ({"lambda_match": -1.0}, "--lambda-match must be >= 0"),
-    ({"pretrain_text_steps": -1}, "--pretrain-text-steps must be an integer >= 0"),
-    ({"netG": "resnet_9blocks"}, "--netG"),
-    ({"text_encoder": "bert"}, "--text-encoder"),
-    ({"ema_decay": 1.0}, "--ema-decay must be in \\[0, 1\\).*1.0"),
-    ({"lambda_ma_gp": -2.0}, "--lambda-ma-gp must be >= 0"),
-    ({"matcher_ndf": 0}, "--matcher-ndf must be a positive integer.*got 0"),
+    ({"crop_size": 48}, "crop_size=48 is not one of 32, 64, 128, 256; crop_size is the text2image image size"),
+    ({"lambda_match": -1.0}, "lambda_match=-1.0: expected a number >= 0"),
+    ({"pretrain_text_steps": -1}, "pretrain_text_steps=-1: expected an integer >= 0"),
+    ({"netG": "resnet_9blocks"}, "netG='resnet_9blocks' is not one of text2image"),
+    ({"text_encoder": "bert"}, "text_encoder='bert' is not one of"),
+    ({"ema_decay": 1.0}, "ema_decay=1.0: expected a number in \\[0, 1\\)"),
+    ({"lambda_ma_gp": -2.0}, "lambda_ma_gp=-2.0: expected a number >= 0"),
+    ({"matcher_ndf": 0}, "matcher_ndf=0: expected a positive integer or None"),
+    ({"lambda_match": 1.0, "pretrain_text_steps": 0}, "lambda_match=1.0 needs a pretrained matcher"),
 ])
 def test_text2image_config_refusals(overrides, needle):
     with pytest.raises(ValueError, match=needle):

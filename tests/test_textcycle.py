@@ -20,8 +20,13 @@ from translate.data.domains import DomainDataset, read_domains
 from translate.demo import make_paired_dataset
 from translate.text.model import TextTranslationModel, load_text_model
 from translate.training import make_config, read_checkpoint, train
-from translate.training.config import TEXTCYCLE_GENERATORS
-from translate.training.textcycle import PromptedImagePool, TextCycleStep, build_text_generator, generator_architecture
+from translate.training.tasks.textcycle import (
+    TEXTCYCLE_GENERATORS,
+    PromptedImagePool,
+    TextCycleStep,
+    build_text_generator,
+    generator_architecture,
+)
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -91,12 +96,12 @@ def test_defaults_follow_cyclegan():
 
 
 @pytest.mark.parametrize("overrides, needle", [
-    ({"netG": "resnet_9blocks"}, "--netG: 'resnet_9blocks' is not one of text_resnet_6blocks"),
-    ({"netD": "basic"}, "--netD: 'basic' is not one of projection"),
-    ({"netG": "text_unet_128", "crop_size": 96, "load_size": 100}, "multiples of 128"),
-    ({"gan_mode": "wgangp"}, "wgangp is not available for textcycle"),
-    ({"input_nc": 1}, "--input-nc and --output-nc must be equal"),
-    ({"text_encoder": "bert"}, "--text-encoder"),
+    ({"netG": "resnet_9blocks"}, "netG='resnet_9blocks' is not one of text_resnet_6blocks"),
+    ({"netD": "basic"}, "netD='basic' is not one of projection"),
+    ({"netG": "text_unet_128", "crop_size": 96, "load_size": 100}, "multiples of 128, but crop_size=96"),
+    ({"gan_mode": "wgangp"}, "gan_mode='wgangp' is not available for textcycle"),
+    ({"input_nc": 1}, "input_nc and output_nc must be equal"),
+    ({"text_encoder": "bert"}, "text_encoder='bert' is not one of"),
 ])
 def test_config_refusals(overrides, needle):
     with pytest.raises(ValueError, match=needle):

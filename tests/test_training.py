@@ -8,12 +8,14 @@ from pathlib import Path
 import pytest
 import torch
 
+from translate.core.errors import InvalidCombinationError
 from translate.demo import make_paired_dataset, make_unpaired_dataset
 from translate.training import NonFiniteLossError, make_config, read_checkpoint, train
 from translate.training.config import load_yaml_config
 from translate.training.losses import GANLoss, gradient_penalty
 from translate.training.pool import ImagePool
-from translate.training.steps import CycleGANStep, Pix2PixStep
+from translate.training.tasks.cyclegan import CycleGANStep
+from translate.training.tasks.pix2pix import Pix2PixStep
 
 TINY = {"ngf": 8, "ndf": 8, "workers": 0, "device": "cpu", "log_every": 1, "sample_every": 2}
 
@@ -57,8 +59,8 @@ def test_task_defaults_follow_the_reference():
     ("gan_mode", "wgan", "lsgan, vanilla, wgangp, hinge"),
     ("direction", "AB", "AtoB, BtoA"),
     ("device", "tpu", "auto, cpu, cuda, mps"),
-    ("batch_size", 0, "--batch-size"),
-    ("lr", -1.0, "--lr"),
+    ("batch_size", 0, "batch_size=0: expected a positive integer"),
+    ("lr", -1.0, "lr=-1.0: expected a number > 0"),
 ])
 def test_bad_values_fail_with_the_allowed_values(option, value, needle):
     with pytest.raises(ValueError, match=needle) as info:
@@ -74,7 +76,7 @@ def test_network_and_data_choices_are_checked_before_any_work(option, value):
 
 
 def test_crop_size_must_fit_the_generator():
-    with pytest.raises(ValueError, match="multiples of 256.*--netG unet_128"):
+    with pytest.raises(InvalidCombinationError, match="multiples of 256, but crop_size=128.*netG='unet_128'"):
         make_config("pix2pix", overrides={"crop_size": 128})
     assert make_config("pix2pix", overrides={"crop_size": 128, "netG": "unet_128"}).crop_size == 128
 

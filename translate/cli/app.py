@@ -38,18 +38,19 @@ def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug
 
 
 # A new command is a new module in this package plus a row here.
+# (name, function, click command class: None for typer's own; train builds its options from TrainConfig)
 COMMANDS = (
-    ("train", train.train),
-    ("convert", convert.convert),
-    ("export", export.export_command),
-    ("info", export.info_command),
-    ("eval", evaluate.eval_command),
-    ("generate", generate.generate),
-    ("demo", demo.demo),
-    ("models", models_cmd.models_command),
-    ("import-reference", models_cmd.import_reference_command),
-    ("pretrained", pretrained.pretrained_command),
+    ("train", train.train, train.TrainCommand),
+    ("convert", convert.convert, None),
+    ("export", export.export_command, None),
+    ("info", export.info_command, None),
+    ("eval", evaluate.eval_command, None),
+    ("generate", generate.generate, None),
+    ("demo", demo.demo, None),
+    ("models", models_cmd.models_command, None),
+    ("import-reference", models_cmd.import_reference_command, None),
+    ("pretrained", pretrained.pretrained_command, None),
 )
-for _name, _function in COMMANDS:
-    app.command(_name)(_function)
+for _name, _function, _command_class in COMMANDS:
+    app.command(_name, cls=_command_class)(_function)
 app.add_typer(data_app, name="data")

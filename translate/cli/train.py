@@ -1,106 +1,267 @@
-"""`translate train`: train a model, or resume a run."""
+"""`translate train`: train a model, or resume a run.
+
+The command's options are generated from TrainConfig's fields (help text, option group, type) and
+the task table, so every option is declared once, in translate.training.config, and
+`translate train TASK --help` lists the options TASK uses. Options that do not apply to the task
+still parse (a YAML file or an old command line may set them) and are reported as ignored.
+
+Building the options imports translate.training (and torch), so `TrainCommand` builds them when
+`translate train ...` runs, not when `translate --help` lists the commands.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
+import re
+import typing
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
+from typer.core import TyperCommand
 
 from translate.cli.common import fail, progress_printer
 
 # --- train (owner: training) -------------------------------------------------------------------
 
+_TASK_KEY = "translate.train.task"  # ctx.meta: the task named on the command line (or by --resume's run)
+_OPTIONS_KEY = "translate.train.options"  # ctx.meta: the TrainConfig options given (None: not given)
+
+
+def flag_of(name: str) -> str:
+    """The command-line flag of a TrainConfig field: `crop_size` -> `--crop-size`, `netG` -> `--netG`."""
+    return "--" + name.replace("_", "-")
+
+
+def _config_fields() -> list[tuple[dataclasses.Field, Any]]:
+    """(field, the type its flag converts to) of each TrainConfig field that is a flag."""
+    # Imported here, not at the top: translate.training imports torch, which `translate --help` must not pay for.
+    from translate.training import TrainConfig
+
+    hints = typing.get_type_hints(TrainConfig)
+    out = []
+    for field in dataclasses.fields(TrainConfig):
+        if field.metadata.get("cli", True):
+            types = [a for a in typing.get_args(hints[field.name]) if a is not type(None)] or [hints[field.name]]
+            out.append((field, Path if field.metadata.get("path") else types[0]))
+    return out
+
+
+def _shown_default(field: dataclasses.Field, tasks: list[Any]) -> str:
+    """The default `--help` shows: the tasks' reference default, when they agree on one."""
+    if field.metadata.get("default_help"):
+        return field.metadata["default_help"]
+    values = {repr(task.defaults.get(field.name, field.default)) for task in tasks}
+    if len(values) != 1:
+        return "depends on the task"
+    value = tasks[0].defaults.get(field.name, field.default)
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return "" if value is None else str(value)
+
+
+def _help_of(field: dataclasses.Field, task: Any | None, tasks: list[Any]) -> str:
+    text = field.metadata["help"]
+    choices = field.metadata.get("choices")
+    if field.metadata.get("task_choices") and task is not None:
+        choices = getattr(task, field.metadata["task_choices"])
+    if choices is not None:
+        text += " " + " | ".join(map(str, choices() if callable(choices) else choices)) + "."
+    if task is None and field.metadata.get("group") is not None:
+        text += " Used by " + ", ".join(t.name for t in tasks if t.uses(field)) + "."
+    return text
+
+
+def build_config_options(task_name: str | None) -> list[Any]:
+    """The command's TrainConfig options (click parameters), described for `task_name` (None: for
+    every task): options the task does not use are hidden from `--help` but still parse."""
+    from translate.training import get_task, task_names  # see _config_fields: torch loads only here
+
+    task = get_task(task_name) if task_name is not None else None
+    tasks = [get_task(name) for name in task_names()]
+    parameters = []
+    for field, value_type in _config_fields():
+        flag = flag_of(field.name)
+        declaration = f"{flag}/--no-{flag[2:]}" if value_type is bool else flag
+        used = task.uses(field) if task is not None else field.metadata.get("group") is None
+        # The value is None (not given) until make_config resolves it; show the task's default instead.
+        default = _shown_default(field, [task] if task is not None else tasks)
+        option = typer.Option(None, declaration, help=_help_of(field, task, tasks), hidden=not used,
+                              rich_help_panel=field.metadata["panel"], show_default=default or False)
+        parameters.append(inspect.Parameter(field.name, inspect.Parameter.KEYWORD_ONLY, default=option,
+                                            annotation=Optional[value_type]))
+
+    def options(**values: Any) -> None:
+        """The generated options, read by typer to build click parameters."""
+
+    options.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+    options.__annotations__ = {p.name: p.annotation for p in parameters}
+    scratch = typer.Typer(add_completion=False)
+    scratch.command()(options)
+    return list(typer.main.get_command(scratch).params)
+
+
+def _run_task(run_dir: str) -> str | None:
+    """The task of the run in `run_dir` (its config.yaml), or None when that cannot be read."""
+    import yaml  # here, not at the top: only `translate train --resume` reads a run's config
+
+
+    try:
+        return str(yaml.safe_load((Path(run_dir) / "config.yaml").read_text())["task"])
+    except (OSError, yaml.YAMLError, KeyError, TypeError):
+        return None
+
+
+def task_named_by(args: list[str], value_flags: set[str]) -> str | None:
+    """The task an argument list names: its first positional argument, else the task of the run
+    `--resume` names. `value_flags`: the options that take a value (the next argument)."""
+    tokens = iter(args)
+    resume = None
+    for token in tokens:
+        if token == "--":
+            return next(tokens, None)
+        if not token.startswith("-"):
+            return token
+        name, has_value = token.split("=", 1)[0], "=" in token
+        if name == "--resume":
+            resume = token.split("=", 1)[1] if has_value else next(tokens, None)
+        elif name in value_flags and not has_value:
+            next(tokens, None)
+    return _run_task(resume) if resume else None
+
+
+class TrainCommand(TyperCommand):
+    """`translate train`: its TrainConfig options come from `build_config_options`, described for
+    the task the arguments name, so `--help` shows that task's options."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._config_options: list[Any] | None = None
+        self._summary = self.help or ""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        from translate.training import get_task, task_names  # see _config_fields: torch loads only here
+
+        value_flags = {"--resume", "--config"} | {flag_of(f.name) for f, kind in _config_fields() if kind is not bool}
+        task = task_named_by(args, value_flags)
+        ctx.meta[_TASK_KEY] = task if task in task_names() else None
+        if ctx.meta[_TASK_KEY] is None:
+            listing = "\n\n".join(f"{name}: {get_task(name).summary}" for name in task_names())
+            self.help = f"{self._summary}\n\nTasks (translate train TASK --help lists its options):\n\n{listing}"
+        else:
+            self.help = f"{self._summary}\n\n{task}: {get_task(task).summary}."
+        return super().parse_args(ctx, args)
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        if self._config_options is None:
+            self._config_options = build_config_options(ctx.meta.get(_TASK_KEY))
+        params = [*self.params, *self._config_options]
+        help_option = self.get_help_option(ctx)
+        return [*params, help_option] if help_option is not None else params
+
+    def invoke(self, ctx: Any) -> Any:
+        # The callback takes the declared parameters only; the generated ones travel in ctx.meta.
+        names = {f.name for f, _ in _config_fields()}
+        ctx.meta[_OPTIONS_KEY] = {name: ctx.params.pop(name) for name in list(ctx.params) if name in names}
+        return super().invoke(ctx)
+
+
+def combination_for_flags(error: Any) -> str:
+    """An InvalidCombinationError's message with each parameter it names as its flag
+    (`crop_size=100` -> `--crop-size 100`, `eval_fid=False` -> `--no-eval-fid`)."""
+    message = str(error)
+    for name in error.parameters:
+        flag = flag_of(name)
+
+        def as_flag(match: re.Match, flag: str = flag) -> str:
+            value = match.group(1) if match.group(1) is not None else match.group(2)
+            if value in ("True", "False"):
+                return flag if value == "True" else f"--no-{flag[2:]}"
+            return f"{flag} {value}"
+
+        message = re.sub(rf"(?<![\w-]){re.escape(name)}=(?:'([^']*)'|([^\s,;)]+))", as_flag, message)
+        message = re.sub(rf"(?<![\w-]){re.escape(name)}(?![\w=])", flag, message)
+    return message
+
+
+def error_for_flags(error: ValueError) -> str:
+    """A library error in command-line terms."""
+    from translate.core.errors import InvalidCombinationError, ParameterError
+
+    if isinstance(error, ParameterError):
+        return error.for_flag("TASK" if error.parameter == "task" else flag_of(error.parameter))
+    if isinstance(error, InvalidCombinationError):
+        return combination_for_flags(error)
+    return str(error)
+
+
+def _resolve(task: str | None, resume: Path | None, config: Path | None, options: dict[str, Any]) -> tuple[Any, Any]:
+    """(TrainConfig, checkpoint or None) from the command line; exits 2 on a bad one."""
+    from translate.training import load_yaml_config, make_config, read_checkpoint, task_names
+
+    overrides = {k: (str(v) if isinstance(v, Path) else v) for k, v in options.items()}
+    if resume is not None:
+        resume_state = read_checkpoint(resume)
+        base = dict(resume_state["config"])
+        if task is not None and task != base["task"]:
+            fail(f"the run in {resume} trains {base['task']!r}, not {task!r}")
+        overrides["out"] = str(resume)
+        return make_config(base["task"], base=base, overrides=overrides), resume_state
+    if task is None:
+        fail(f"name a task ({', '.join(task_names())}), or pass --resume RUN_DIR")
+    base = load_yaml_config(config) if config is not None else None
+    cfg = make_config(task, base=base, overrides=overrides)
+    if not cfg.data or not cfg.out:
+        fail("--data DIR and --out RUN_DIR are required")
+    if (Path(cfg.out) / "checkpoints" / "latest.pt").exists():
+        fail(f"{cfg.out} already holds a run; continue it with --resume {cfg.out} or pick another --out")
+    return cfg, None
+
+
+def _warn_unused(cfg: Any, options: dict[str, Any]) -> None:
+    from translate.training import get_task
+
+    task = get_task(cfg.task)
+    unused = [flag_of(name) for name, value in options.items() if value is not None and not task.uses(name)]
+    if unused:
+        typer.secho(f"warning: {', '.join(unused)} {'does' if len(unused) == 1 else 'do'} not apply to {cfg.task}; "
+                    "ignored", fg=typer.colors.YELLOW, err=True)
+
+
+def _print_result(result: Any) -> None:
+    typer.echo(f"done: {result.step} steps, epoch {result.epoch}, {result.seconds:.1f} s; run in {result.run_dir}")
+    if result.skipped_files:
+        typer.echo(f"skipped {len(result.skipped_files)} unreadable file(s); see {result.run_dir / 'log.jsonl'}")
+    for direction, path in result.weights.items():
+        typer.echo(f"weights {direction}: {path}")
+    if result.evaluations:
+        key = next((k for k in result.evaluations[-1] if k.endswith("/fid")), None) or next(
+            k for k in result.evaluations[-1] if k.endswith("/l1"))
+        best = min(result.evaluations, key=lambda e: e[key])
+        typer.echo(f"eval: best {key} {best[key]:.4g} at epoch {best['epoch']} (final {result.evaluations[-1][key]:.4g});"
+                   f" every score in {result.run_dir / 'log.jsonl'} (event 'eval')")
+
+
 def train(
-    task: Optional[str] = typer.Argument(None, help="cyclegan | pix2pix | text2image | textcycle (omit with --resume)."),
-    data: Optional[Path] = typer.Option(None, "--data", help="Data root (see docs/data.md)."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Run directory to create."),
-    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this directory."),
+    ctx: typer.Context,
+    task: Optional[str] = typer.Argument(None, help="The task to train (omit with --resume)."),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this directory; "
+                                          "options given extend or override its config."),
     config: Optional[Path] = typer.Option(None, "--config", help="YAML file of options; flags override it."),
-    netG: Optional[str] = typer.Option(None, "--netG", help="resnet_9blocks | resnet_6blocks | unet_256 | unet_128 (textcycle: text_resnet_6blocks | text_resnet_9blocks | text_unet_128 | text_unet_256)."),
-    netD: Optional[str] = typer.Option(None, "--netD", help="basic | n_layers | pixel (text2image, textcycle: projection)."),
-    ngf: Optional[int] = typer.Option(None, "--ngf", help="Generator filters in the first layer [64]."),
-    ndf: Optional[int] = typer.Option(None, "--ndf", help="Discriminator filters in the first layer [64]."),
-    n_layers_D: Optional[int] = typer.Option(None, "--n-layers-D", help="Layers of netD n_layers [3]."),
-    norm: Optional[str] = typer.Option(None, "--norm", help="instance | batch | none."),
-    dropout: Optional[bool] = typer.Option(None, "--dropout/--no-dropout", help="Dropout in the generator."),
-    init_type: Optional[str] = typer.Option(None, "--init-type", help="normal | xavier | kaiming | orthogonal."),
-    init_gain: Optional[float] = typer.Option(None, "--init-gain"),
-    input_nc: Optional[int] = typer.Option(None, "--input-nc", help="Channels of the source domain [3]."),
-    output_nc: Optional[int] = typer.Option(None, "--output-nc", help="Channels of the target domain [3]."),
-    direction: Optional[str] = typer.Option(None, "--direction", help="AtoB | BtoA."),
-    preprocess: Optional[str] = typer.Option(
-        None, "--preprocess", help="resize_and_crop | crop | scale_width | scale_width_and_crop | none."),
-    load_size: Optional[int] = typer.Option(None, "--load-size", help="Resize to this first [286]."),
-    crop_size: Optional[int] = typer.Option(None, "--crop-size", help="Then crop to this [256]."),
-    flip: Optional[bool] = typer.Option(None, "--flip/--no-flip", help="Random horizontal flips [on]."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size"),
-    workers: Optional[int] = typer.Option(None, "--workers", help="Data loading processes [2]."),
-    name_a: Optional[str] = typer.Option(None, "--name-a", help="Display name of domain A."),
-    name_b: Optional[str] = typer.Option(None, "--name-b", help="Display name of domain B."),
-    gan_mode: Optional[str] = typer.Option(None, "--gan-mode", help="lsgan | vanilla | wgangp | hinge."),
-    lambda_A: Optional[float] = typer.Option(None, "--lambda-A", help="Cycle loss weight A->B->A (textcycle: the cycle weight) [10]."),
-    lambda_B: Optional[float] = typer.Option(None, "--lambda-B", help="Cycle loss weight B->A->B [10]."),
-    lambda_identity: Optional[float] = typer.Option(None, "--lambda-identity", help="Identity loss weight [0.5]."),
-    lambda_L1: Optional[float] = typer.Option(None, "--lambda-L1", help="pix2pix L1 weight [100]."),
-    pool_size: Optional[int] = typer.Option(None, "--pool-size", help="Fake image history size [50; pix2pix 0]."),
-    text_encoder: Optional[str] = typer.Option(None, "--text-encoder", help="text2image, textcycle: byte (trained with the GAN) | minilm | clip."),
-    text_dim: Optional[int] = typer.Option(None, "--text-dim", help="text2image, textcycle: embedding size of the byte encoder [128]."),
-    noise_dim: Optional[int] = typer.Option(None, "--noise-dim", help="text2image: noise vector size [100]."),
-    pretrain_text_steps: Optional[int] = typer.Option(None, "--pretrain-text-steps", help="text2image: first steps train only an image-text matcher (and the byte encoder) on the real images [1000; 0: encoder trained with D]."),
-    match_bank: Optional[int] = typer.Option(None, "--match-bank", help="text2image: the matching loss compares each image with its caption and the last N distinct captions [1024; 0: the batch only]."),
-    lambda_match: Optional[float] = typer.Option(None, "--lambda-match", help="text2image: weight of the frozen matcher's loss on the generator's images [1.0]."),
-    matcher_ndf: Optional[int] = typer.Option(None, "--matcher-ndf", help="text2image: width of the matcher's image encoder [--ndf]."),
-    lambda_ma_gp: Optional[float] = typer.Option(None, "--lambda-ma-gp", help="text2image: weight of DF-GAN's matching-aware gradient penalty on D [2; 0: off]."),
-    ema_decay: Optional[float] = typer.Option(None, "--ema-decay", help="text2image: save the generator as the moving average of its weights with this decay [0.999; 0: off]."),
-    lr: Optional[float] = typer.Option(None, "--lr", help="Adam learning rate [2e-4]."),
-    beta1: Optional[float] = typer.Option(None, "--beta1", help="Adam beta1 [0.5]."),
-    lr_policy: Optional[str] = typer.Option(None, "--lr-policy", help="linear | cosine | constant."),
-    n_epochs: Optional[int] = typer.Option(None, "--n-epochs", help="Epochs at the initial LR [100]."),
-    n_epochs_decay: Optional[int] = typer.Option(None, "--n-epochs-decay", help="Epochs of linear decay [100]."),
-    max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Stop after this many steps in all."),
-    seed: Optional[int] = typer.Option(None, "--seed"),
-    device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | cuda | mps."),
-    amp: Optional[bool] = typer.Option(None, "--amp/--no-amp", help="Mixed precision (bf16, or fp16 with loss scaling)."),
-    log_every: Optional[int] = typer.Option(None, "--log-every", help="Log losses every K steps [50]."),
-    sample_every: Optional[int] = typer.Option(None, "--sample-every", help="Sample grid every K steps [500]."),
-    save_epoch_freq: Optional[int] = typer.Option(None, "--save-epoch-freq", help="Keep a checkpoint every K epochs [5]."),
-    eval_every: Optional[int] = typer.Option(None, "--eval-every", help="pix2pix, cyclegan: score the generators on held-out images every K epochs and at the end, logged with the losses [0: off]."),
-    eval_phase: Optional[str] = typer.Option(None, "--eval-phase", help="Held-out folder for --eval-every [val for pix2pix, test for cyclegan]."),
-    eval_limit: Optional[int] = typer.Option(None, "--eval-limit", help="First N held-out images per direction for --eval-every [200]."),
-    eval_fid: Optional[bool] = typer.Option(None, "--eval-fid/--no-eval-fid", help="FID and KID in --eval-every (needs the Inception weights, see translate eval) [on]."),
 ) -> None:
-    """Train a CycleGAN (unpaired), pix2pix (paired), text2image (captioned) or textcycle (domain folders with
-    prompts) model, or --resume a run."""
+    """Train a model, or --resume a run."""
     import os
 
-    from translate.training import NonFiniteLossError, load_yaml_config, make_config, read_checkpoint
+    from translate.training import NonFiniteLossError
     from translate.training import train as run_training
 
-    overrides = {k: v for k, v in locals().items()
-                 if k not in {"task", "resume", "config", "os", "NonFiniteLossError", "load_yaml_config",
-                              "make_config", "read_checkpoint", "run_training"}}
-    overrides = {k: (str(v) if isinstance(v, Path) else v) for k, v in overrides.items()}
+    options = ctx.meta.get(_OPTIONS_KEY, {})
     try:
-        resume_state = None
-        if resume is not None:
-            resume_state = read_checkpoint(resume)
-            base = dict(resume_state["config"])
-            if task is not None and task != base["task"]:
-                fail(f"the run in {resume} trains {base['task']!r}, not {task!r}")
-            overrides["out"] = str(resume)
-            cfg = make_config(base["task"], base=base, overrides=overrides)
-        else:
-            if task is None:
-                fail("name a task (cyclegan, pix2pix, text2image or textcycle), or pass --resume RUN_DIR")
-            base = load_yaml_config(config) if config is not None else None
-            cfg = make_config(task, base=base, overrides=overrides)
-            if not cfg.data or not cfg.out:
-                fail("--data DIR and --out RUN_DIR are required")
-            if (Path(cfg.out) / "checkpoints" / "latest.pt").exists():
-                fail(f"{cfg.out} already holds a run; continue it with --resume {cfg.out} or pick another --out")
+        cfg, resume_state = _resolve(task, resume, config, options)
     except (ValueError, FileNotFoundError) as error:
-        fail(str(error))
+        fail(error_for_flags(error))
+    _warn_unused(cfg, options)
     main_process = os.environ.get("RANK", "0") == "0"
     update, close = progress_printer() if main_process else (None, lambda: None)
     try:
@@ -108,20 +269,10 @@ def train(
     except NonFiniteLossError as error:
         close()
         typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(code=3)
+        raise typer.Exit(code=3) from None
     except (ValueError, FileNotFoundError) as error:
         close()
-        fail(str(error))
+        fail(error_for_flags(error))
     close()
     if main_process:
-        typer.echo(f"done: {result.step} steps, epoch {result.epoch}, {result.seconds:.1f} s; run in {result.run_dir}")
-        if result.skipped_files:
-            typer.echo(f"skipped {len(result.skipped_files)} unreadable file(s); see {result.run_dir / 'log.jsonl'}")
-        for direction, path in result.weights.items():
-            typer.echo(f"weights {direction}: {path}")
-        if result.evaluations:
-            key = next((k for k in result.evaluations[-1] if k.endswith("/fid")), None) or next(
-                k for k in result.evaluations[-1] if k.endswith("/l1"))
-            best = min(result.evaluations, key=lambda e: e[key])
-            typer.echo(f"eval: best {key} {best[key]:.4g} at epoch {best['epoch']} (final {result.evaluations[-1][key]:.4g});"
-                       f" every score in {result.run_dir / 'log.jsonl'} (event 'eval')")
+        _print_result(result)

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import torch
 from torch import nn
 
+from translate.core.errors import InvalidValueError, check_choice
 from translate.models.networks import (
     INIT_TYPES,
     NORMS,
@@ -61,20 +62,15 @@ _GENERATORS: dict[str, _Entry] = {}
 _DISCRIMINATORS: dict[str, _Entry] = {}
 
 
-def _check_choice(field: str, value: Any, allowed: tuple[str, ...] | list[str]) -> None:
-    if value not in allowed:
-        raise ValueError(f"unknown {field} {value!r}; expected one of {', '.join(allowed)}")
-
-
 def _check_positive_int(field: str, value: Any) -> None:
     # bool is an int subclass; `ngf=True` is a mistake, not 1.
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{field} must be a positive integer, got {value!r}")
+        raise InvalidValueError(field, value, "a positive integer")
 
 
 def _check_gain(value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-        raise ValueError(f"init_gain must be a finite number >= 0, got {value!r}")
+        raise InvalidValueError("init_gain", value, "a finite number >= 0")
 
 
 @dataclass
@@ -91,14 +87,14 @@ class GeneratorConfig:
     init_gain: float = 0.02
 
     def __post_init__(self) -> None:
-        _check_choice("generator name", self.name, generator_names())
+        check_choice("name", self.name, generator_names(), "see `translate models`")
         _check_positive_int("input_nc", self.input_nc)
         _check_positive_int("output_nc", self.output_nc)
         _check_positive_int("ngf", self.ngf)
-        _check_choice("norm", self.norm, NORMS)
+        check_choice("norm", self.norm, NORMS)
         if not isinstance(self.dropout, bool):
             raise ValueError(f"dropout must be True or False, got {self.dropout!r}")
-        _check_choice("init_type", self.init_type, INIT_TYPES)
+        check_choice("init_type", self.init_type, INIT_TYPES)
         _check_gain(self.init_gain)
 
 
@@ -115,15 +111,15 @@ class DiscriminatorConfig:
     init_gain: float = 0.02
 
     def __post_init__(self) -> None:
-        _check_choice("discriminator name", self.name, discriminator_names())
+        check_choice("name", self.name, discriminator_names(), "see `translate models`")
         _check_positive_int("input_nc", self.input_nc)
         _check_positive_int("ndf", self.ndf)
         _check_positive_int("n_layers", self.n_layers)
         if self.name == "basic" and self.n_layers != 3:
             raise ValueError(f"discriminator 'basic' always has 3 layers, got n_layers={self.n_layers}; "
                              f"use name='n_layers' for a different depth")
-        _check_choice("norm", self.norm, NORMS)
-        _check_choice("init_type", self.init_type, INIT_TYPES)
+        check_choice("norm", self.norm, NORMS)
+        check_choice("init_type", self.init_type, INIT_TYPES)
         _check_gain(self.init_gain)
 
 

@@ -1,192 +1,162 @@
-"""Training configuration: one dataclass, reference defaults per task, YAML files and overrides.
+"""Training configuration: one dataclass, the table of tasks it is checked against, YAML files and
+overrides.
 
-Resolution order (later wins): the task's reference defaults, a YAML file (``--config``), the
-flags given on the command line. A resumed run starts from the run's saved config instead of the
-defaults, so flags given with ``--resume`` extend or override what the run was started with.
+Resolution order (later wins): the task's reference defaults, a YAML file, the options given
+explicitly. A resumed run starts from the run's saved config instead of the defaults, so options
+given on resume extend or override what the run was started with.
+
+Each field carries its help text and option group (translate.training.fields); a task (a `Task`
+row, registered by translate.training.tasks) names the groups it uses, its reference defaults,
+its networks and its checks, so nothing here knows a task by name.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 
+from translate.core.errors import InvalidChoiceError, InvalidCombinationError
 from translate.data.transforms import PREPROCESS_MODES
-from translate.models import INIT_TYPES, NORMS, discriminator_names, generator_names, size_multiple
+from translate.models import INIT_TYPES, NORMS
+from translate.training.fields import check_field_choice, check_field_value, integer, number, option
 
-TASKS = ("cyclegan", "pix2pix", "text2image", "textcycle")
-TEXT2IMAGE_GENERATORS = ("text2image",)
-TEXT2IMAGE_DISCRIMINATORS = ("projection",)
-# textcycle generator -> the multiple its image sides must be (translate.training.textcycle builds them).
-TEXTCYCLE_GENERATORS: dict[str, int] = {"text_resnet_6blocks": 4, "text_resnet_9blocks": 4, "text_unet_128": 128,
-                                        "text_unet_256": 256}
-TEXTCYCLE_DISCRIMINATORS = ("projection",)
+__all__ = ["DEVICES", "DIRECTIONS", "GAN_MODES", "LR_POLICIES", "FIELD_NAMES", "Task", "TrainConfig",
+           "get_task", "register_task", "task_names", "load_yaml_config", "make_config", "save_config"]
+
 GAN_MODES = ("lsgan", "vanilla", "wgangp", "hinge")
 DIRECTIONS = ("AtoB", "BtoA")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 LR_POLICIES = ("linear", "cosine", "constant")
 
 
+def _text_encoders() -> tuple[str, ...]:
+    # Imported when checked, not when this module loads: translate.text looks for optional encoders.
+    from translate.text import text_encoder_names
+
+    return tuple(text_encoder_names())
+
+
+_POSITIVE, _COUNT = integer(1), integer(0)
+_WEIGHT = number(0.0)
+
+NETWORKS, DATA, OBJECTIVE, TEXT, OPTIMISATION, RUNTIME, LOGGING, EVALUATION = (
+    "Networks", "Data", "Objective", "Text conditioning", "Optimisation", "Runtime", "Logging", "Evaluation")
+
+
 @dataclass
 class TrainConfig:
-    """Every option of a training run. Field names follow the reference implementation's options."""
+    """Every option of a training run. Field names follow the reference implementation's options
+    (`netG`, `lambda_A`, `n_layers_D`), which users know; `translate train` spells them as flags
+    (`--netG`, `--lambda-A`, `--n-layers-D`)."""
 
-    task: str = "cyclegan"
-    data: str = ""
-    out: str = ""
+    task: str = option("cyclegan", "The task to train.", panel=NETWORKS, cli=False)
+    data: str = option("", "Data root (see docs/data.md).", panel=DATA, path=True, default_help="required")
+    out: str = option("", "Run directory to create.", panel=DATA, path=True, default_help="required")
     # networks
-    netG: str = "resnet_9blocks"  # noqa: N815 - the reference's option names, which users know
-    netD: str = "basic"  # noqa: N815
-    ngf: int = 64
-    ndf: int = 64
-    n_layers_D: int = 3  # noqa: N815
-    norm: str = "instance"
-    dropout: bool = False
-    init_type: str = "normal"
-    init_gain: float = 0.02
-    input_nc: int = 3
-    output_nc: int = 3
+    netG: str = option("resnet_9blocks", "Generator architecture.", panel=NETWORKS,  # noqa: N815
+                       task_choices="generators")
+    netD: str = option("basic", "Discriminator architecture.", panel=NETWORKS,  # noqa: N815
+                       task_choices="discriminators")
+    ngf: int = option(64, "Generator filters in the first layer.", panel=NETWORKS, check=_POSITIVE)
+    ndf: int = option(64, "Discriminator filters in the first layer.", panel=NETWORKS, check=_POSITIVE)
+    n_layers_D: int = option(3, "Layers of the discriminator (netD n_layers, projection).",  # noqa: N815
+                             panel=NETWORKS, check=_POSITIVE)
+    norm: str = option("instance", "Normalisation layers.", panel=NETWORKS, choices=NORMS)
+    dropout: bool = option(False, "Dropout in the generator.", panel=NETWORKS, group="image_input")
+    init_type: str = option("normal", "Weight initialisation.", panel=NETWORKS, choices=INIT_TYPES)
+    init_gain: float = option(0.02, "Scale of the initial weights.", panel=NETWORKS, check=number(0.0, strict=True))
+    input_nc: int = option(3, "Channels of the source domain.", panel=NETWORKS, group="image_input",
+                           check=_POSITIVE)
+    output_nc: int = option(3, "Channels of the target domain.", panel=NETWORKS, check=_POSITIVE)
     # data
-    direction: str = "AtoB"
-    preprocess: str = "resize_and_crop"
-    load_size: int = 286
-    crop_size: int = 256
-    flip: bool = True
-    batch_size: int = 1
-    workers: int = 2
-    name_a: str = "A"
-    name_b: str = "B"
+    direction: str = option("AtoB", "Which way to translate.", panel=DATA, group="two_domains", choices=DIRECTIONS)
+    preprocess: str = option("resize_and_crop", "How training images are resized and cropped.", panel=DATA,
+                             group="image_input", choices=PREPROCESS_MODES)
+    load_size: int = option(286, "Resize to this first.", panel=DATA, group="image_input", check=_POSITIVE)
+    crop_size: int = option(256, "Then crop to this (text2image: the image size).", panel=DATA, check=_POSITIVE)
+    flip: bool = option(True, "Random horizontal flips.", panel=DATA, group="image_input")
+    batch_size: int = option(1, "Images per step.", panel=DATA, check=_POSITIVE)
+    workers: int = option(2, "Data loading processes.", panel=DATA, check=_COUNT)
+    name_a: str = option("A", "Display name of domain A.", panel=DATA, group="two_domains")
+    name_b: str = option("B", "Display name of domain B.", panel=DATA, group="two_domains")
     # objective
-    gan_mode: str = "lsgan"
-    lambda_A: float = 10.0  # noqa: N815
-    lambda_B: float = 10.0  # noqa: N815
-    lambda_identity: float = 0.5
-    lambda_L1: float = 100.0  # noqa: N815
-    lambda_gp: float = 10.0
-    pool_size: int = 50
-    # text conditioning (text2image)
-    text_encoder: str = "byte"
-    text_dim: int = 128
-    noise_dim: int = 100
-    # image-text matching (text2image): the text encoder's pretraining steps on the real
-    # captioned images, then the weight of the frozen matcher's loss on the generator's images
-    pretrain_text_steps: int = 0
-    lambda_match: float = 0.0
-    # generator's matching loss: each image against its caption and the last N distinct captions
-    # (0: the batch's captions only)
-    match_bank: int = 0
-    # width of the matcher's image encoder (text2image; None: --ndf)
-    matcher_ndf: int | None = None
-    # DF-GAN's matching-aware gradient penalty on D at real, matching pairs (text2image; 0: off)
-    lambda_ma_gp: float = 0.0
-    # generator weights saved as their exponential moving average with this decay (text2image; 0: off)
-    ema_decay: float = 0.0
+    gan_mode: str = option("lsgan", "GAN objective.", panel=OBJECTIVE, choices=GAN_MODES)
+    lambda_A: float = option(10.0, "Cycle loss weight A->B->A (textcycle: the cycle weight).",  # noqa: N815
+                             panel=OBJECTIVE, group="cycle", check=_WEIGHT)
+    lambda_B: float = option(10.0, "Cycle loss weight B->A->B.", panel=OBJECTIVE, group="cycle_ab",  # noqa: N815
+                             check=_WEIGHT)
+    lambda_identity: float = option(0.5, "Identity loss weight, relative to the cycle weight.", panel=OBJECTIVE,
+                                    group="cycle", check=_WEIGHT)
+    lambda_L1: float = option(100.0, "L1 loss weight.", panel=OBJECTIVE, group="paired", check=_WEIGHT)  # noqa: N815
+    lambda_gp: float = option(10.0, "Gradient penalty weight of gan_mode wgangp.", panel=OBJECTIVE,
+                              group="wgangp", check=_WEIGHT)
+    pool_size: int = option(50, "Fake image history the discriminator sees (0: none).", panel=OBJECTIVE,
+                            group="cycle", check=_COUNT)
+    # text conditioning
+    text_encoder: str = option("byte", "Text encoder (byte trains with the GAN; minilm, clip are frozen).", panel=TEXT,
+                               group="text", choices=_text_encoders)
+    text_dim: int = option(128, "Embedding size of the byte encoder.", panel=TEXT, group="text", check=_POSITIVE)
+    noise_dim: int = option(100, "Noise vector size.", panel=TEXT, group="text2image", check=_POSITIVE)
+    # image-text matching: the text encoder's pretraining steps on the real captioned images, then
+    # the weight of the frozen matcher's loss on the generator's images
+    pretrain_text_steps: int = option(
+        0, "First steps train only an image-text matcher (and the byte encoder) on the real images "
+        "(0: the encoder trains with D).", panel=TEXT, group="text2image", check=_COUNT)
+    lambda_match: float = option(0.0, "Weight of the frozen matcher's loss on the generator's images.",
+                                 panel=TEXT, group="text2image", check=_WEIGHT)
+    match_bank: int = option(0, "The matching loss compares each image with its caption and the last N distinct "
+                             "captions (0: the batch only).", panel=TEXT, group="text2image", check=_COUNT)
+    matcher_ndf: int | None = option(None, "Width of the matcher's image encoder.", panel=TEXT, group="text2image",
+                                     check=integer(1, optional=True, none="the width of ndf"), default_help="ndf")
+    lambda_ma_gp: float = option(0.0, "Weight of DF-GAN's matching-aware gradient penalty on D (0: off).",
+                                 panel=TEXT, group="text2image", check=_WEIGHT)
+    ema_decay: float = option(0.0, "Save the generator as the moving average of its weights with this decay "
+                              "(0: off).", panel=TEXT, group="text2image",
+                              check=number(0.0, below=1.0, fix="0 turns it off; e.g. 0.999"))
     # optimisation and schedule
-    lr: float = 2e-4
-    beta1: float = 0.5
-    beta2: float = 0.999
-    lr_policy: str = "linear"
-    n_epochs: int = 100
-    n_epochs_decay: int = 100
-    max_steps: int | None = None
+    lr: float = option(2e-4, "Adam learning rate.", panel=OPTIMISATION, check=number(0.0, strict=True))
+    beta1: float = option(0.5, "Adam beta1.", panel=OPTIMISATION, check=number(0.0, below=1.0))
+    beta2: float = option(0.999, "Adam beta2.", panel=OPTIMISATION, check=number(0.0, below=1.0))
+    lr_policy: str = option("linear", "Learning rate schedule.", panel=OPTIMISATION, choices=LR_POLICIES)
+    n_epochs: int = option(100, "Epochs at the initial learning rate.", panel=OPTIMISATION, check=_COUNT)
+    n_epochs_decay: int = option(100, "Epochs of decay to zero.", panel=OPTIMISATION, check=_COUNT)
+    max_steps: int | None = option(None, "Stop after this many steps in all.", panel=OPTIMISATION,
+                                   check=integer(1, optional=True), default_help="no limit")
     # runtime
-    seed: int = 0
-    device: str = "auto"
-    amp: bool = False
+    seed: int = option(0, "Random seed.", panel=RUNTIME)
+    device: str = option("auto", "Where to train.", panel=RUNTIME, choices=DEVICES)
+    amp: bool = option(False, "Mixed precision (bf16, or fp16 with loss scaling).", panel=RUNTIME)
     # bookkeeping
-    log_every: int = 50
-    sample_every: int = 500
-    save_epoch_freq: int = 5
-    # evaluation during training (pix2pix, cyclegan): every K epochs (0: off) on the first N
-    # held-out images of `eval_phase` (None: val for pix2pix, test for cyclegan), FID/KID optional
-    eval_every: int = 0
-    eval_phase: str | None = None
-    eval_limit: int | None = 200
-    eval_fid: bool = True
+    log_every: int = option(50, "Log losses every K steps.", panel=LOGGING, check=_POSITIVE)
+    sample_every: int = option(500, "Sample grid every K steps.", panel=LOGGING, check=_POSITIVE)
+    save_epoch_freq: int = option(5, "Keep a checkpoint every K epochs.", panel=LOGGING, check=_POSITIVE)
+    # evaluation during training: every K epochs (0: off) on the first N held-out images of
+    # `eval_phase` (None: the task's own held-out folder), FID/KID optional
+    eval_every: int = option(0, "Score the generators on held-out images every K epochs and at the end, logged "
+                             "with the losses (0: off).", panel=EVALUATION, group="eval", check=_COUNT)
+    eval_phase: str | None = option(None, "Held-out folder for eval_every.", panel=EVALUATION, group="eval",
+                                    default_help="the task's")
+    eval_limit: int | None = option(200, "First N held-out images per direction for eval_every.",
+                                    panel=EVALUATION, group="eval",
+                                    check=integer(2, optional=True, why="FID needs two images"))
+    eval_fid: bool = option(True, "FID and KID in eval_every (needs the Inception weights, see translate eval).",
+                            panel=EVALUATION, group="eval")
 
     def __post_init__(self) -> None:
-        _check_choice("task", self.task, TASKS)
-        _check_choice("gan_mode", self.gan_mode, GAN_MODES)
-        _check_choice("direction", self.direction, DIRECTIONS)
-        _check_choice("device", self.device, DEVICES)
-        _check_choice("lr_policy", self.lr_policy, LR_POLICIES)
-        # Checked here too (the builders check again) so a typo fails before any data is read.
-        text = self.task == "text2image"
-        textcycle = self.task == "textcycle"
-        generators, discriminators = ((TEXT2IMAGE_GENERATORS, TEXT2IMAGE_DISCRIMINATORS) if text else
-                                      (tuple(TEXTCYCLE_GENERATORS), TEXTCYCLE_DISCRIMINATORS) if textcycle else
-                                      (tuple(generator_names()), tuple(discriminator_names())))
-        _check_choice("netG", self.netG, generators)
-        _check_choice("netD", self.netD, discriminators)
-        _check_choice("norm", self.norm, NORMS)
-        _check_choice("init_type", self.init_type, INIT_TYPES)
-        _check_choice("preprocess", self.preprocess, PREPROCESS_MODES)
-        if text or textcycle:
-            from translate.text import text_encoder_names
-
-            _check_choice("text_encoder", self.text_encoder, tuple(text_encoder_names()))
-        if text:
-            from translate.models.conditioned import TEXT2IMAGE_SIZES
-
-            if self.crop_size not in TEXT2IMAGE_SIZES:
-                raise ValueError(f"--crop-size {self.crop_size} is the text2image image size and must be one of "
-                                 f"{', '.join(map(str, TEXT2IMAGE_SIZES))}")
-        multiple = 1 if text else TEXTCYCLE_GENERATORS[self.netG] if textcycle else size_multiple(self.netG)
-        if "crop" in self.preprocess and self.crop_size % multiple:
-            raise ValueError(
-                f"--netG {self.netG} needs image sides that are multiples of {multiple}, but --crop-size "
-                f"is {self.crop_size}; use --crop-size {max(multiple, self.crop_size // multiple * multiple)}"
-                + (" or --netG unet_128" if self.netG == "unet_256" and self.crop_size % 128 == 0 else ""))
-        for name in ("ngf", "ndf", "n_layers_D", "input_nc", "output_nc", "load_size", "crop_size",
-                     "batch_size", "log_every", "sample_every", "save_epoch_freq", "text_dim", "noise_dim"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{_flag(name)} must be a positive integer, got {value!r}")
-        for name in ("n_epochs", "n_epochs_decay", "workers", "pool_size", "pretrain_text_steps", "match_bank",
-                     "eval_every"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 0:
-                raise ValueError(f"{_flag(name)} must be an integer >= 0, got {value!r}")
-        if self.matcher_ndf is not None and (isinstance(self.matcher_ndf, bool) or not isinstance(self.matcher_ndf, int)
-                                             or self.matcher_ndf < 1):
-            raise ValueError(f"--matcher-ndf must be a positive integer (or unset: --ndf), got {self.matcher_ndf!r}")
-        if self.eval_limit is not None and (isinstance(self.eval_limit, bool) or not isinstance(self.eval_limit, int)
-                                            or self.eval_limit < 2):
-            raise ValueError(f"--eval-limit must be an integer >= 2 (FID needs two images), got {self.eval_limit!r}")
-        if self.eval_every and self.task not in ("pix2pix", "cyclegan"):
-            raise ValueError(f"--eval-every is available for pix2pix and cyclegan, not {self.task}; leave it at 0")
-        if self.eval_every and self.task == "cyclegan" and not self.eval_fid:
-            raise ValueError("--eval-every on cyclegan scores FID and KID only (unpaired data has no ground "
-                             "truth), so it cannot run with --no-eval-fid; drop one of them")
-        if self.n_epochs + self.n_epochs_decay < 1:
-            raise ValueError("--n-epochs plus --n-epochs-decay must be at least 1, got 0")
-        if self.max_steps is not None and self.max_steps < 1:
-            raise ValueError(f"--max-steps must be a positive integer, got {self.max_steps!r}")
-        for name in ("lr", "init_gain"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{_flag(name)} must be > 0, got {getattr(self, name)!r}")
-        for name in ("lambda_A", "lambda_B", "lambda_identity", "lambda_L1", "lambda_gp", "lambda_match",
-                     "lambda_ma_gp"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{_flag(name)} must be >= 0, got {getattr(self, name)!r}")
-        if not 0.0 <= self.ema_decay < 1.0:
-            raise ValueError(f"--ema-decay must be in [0, 1) (0 turns it off; e.g. 0.999), got {self.ema_decay!r}")
-        if not 0.0 <= self.beta1 < 1.0:
-            raise ValueError(f"--beta1 must be in [0, 1), got {self.beta1!r}")
-        if (self.task == "cyclegan" and self.lambda_identity > 0
-                and self.input_nc != self.output_nc):
-            raise ValueError(
-                f"the identity loss needs --input-nc equal to --output-nc (got {self.input_nc} and "
-                f"{self.output_nc}); pass --lambda-identity 0")
-        if textcycle and self.input_nc != self.output_nc:
-            raise ValueError(f"textcycle translates every domain into every other with one generator, so "
-                             f"--input-nc and --output-nc must be equal (got {self.input_nc} and {self.output_nc})")
-        if textcycle and self.gan_mode == "wgangp":
-            raise ValueError("--gan-mode wgangp is not available for textcycle (its gradient penalty takes a "
-                             "discriminator without text); use lsgan, vanilla or hinge")
+        task = get_task(self.task)
+        for field in dataclasses.fields(self):
+            if task.uses(field):
+                check_field_choice(field, getattr(self, field.name), task)
+            check_field_value(field, getattr(self, field.name))
+        _check_crop_size(self, task)
+        _check_schedule(self)
+        _check_evaluation(self, task)
+        task.check(self)
 
     @property
     def total_epochs(self) -> int:
@@ -196,45 +166,108 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
 
-# The reference implementation's per-model defaults (its models' modify_commandline_options).
-TASK_DEFAULTS: dict[str, dict[str, Any]] = {
-    "cyclegan": {
-        "netG": "resnet_9blocks", "netD": "basic", "norm": "instance", "dropout": False,
-        "gan_mode": "lsgan", "pool_size": 50, "lambda_identity": 0.5, "batch_size": 1,
-    },
-    "pix2pix": {
-        "netG": "unet_256", "netD": "basic", "norm": "batch", "dropout": True,
-        "gan_mode": "vanilla", "pool_size": 0, "lambda_identity": 0.0, "lambda_L1": 100.0,
-        "batch_size": 1,
-    },
-    # DF-GAN-like: hinge loss, matching-aware discriminator, Adam (0, 0.9); no flips, since
-    # captions name left and right.
-    "text2image": {
-        "netG": "text2image", "netD": "projection", "norm": "instance", "dropout": False,
-        "gan_mode": "hinge", "pool_size": 0, "lambda_identity": 0.0, "batch_size": 16,
-        "load_size": 64, "crop_size": 64, "flip": False, "beta1": 0.0, "beta2": 0.9,
-        "n_epochs": 50, "n_epochs_decay": 50, "pretrain_text_steps": 1000, "lambda_match": 1.0,
-        "match_bank": 1024, "lambda_ma_gp": 2.0, "ema_decay": 0.999,
-    },
-    # CycleGAN's recipe (lsgan, Adam 0.5, cycle 10, identity 0.5, pool 50, flips, 286 -> 256) with
-    # one text-guided generator for all domains and a projection discriminator (StarGAN-like).
-    "textcycle": {
-        "netG": "text_resnet_6blocks", "netD": "projection", "norm": "instance", "dropout": False,
-        "gan_mode": "lsgan", "pool_size": 50, "lambda_A": 10.0, "lambda_identity": 0.5, "batch_size": 1,
-        "load_size": 286, "crop_size": 256, "flip": True, "beta1": 0.5, "beta2": 0.999,
-    },
-}
-
 FIELD_NAMES = frozenset(f.name for f in dataclasses.fields(TrainConfig))
 
 
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
+def _no_check(config: TrainConfig) -> None:
+    return None
 
 
-def _check_choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ValueError(f"{_flag(name)}: {value!r} is not one of {', '.join(allowed)}")
+@dataclass(frozen=True)
+class Task:
+    """One row of the task table: everything the config, the loop and the CLI need to know of a task.
+
+    Attributes:
+        name: the task's name (`translate train NAME`).
+        summary: one line for `--help`.
+        step: `(config, device, wrap) -> TaskStep`, its networks, optimisers and step.
+        defaults: the reference implementation's defaults for this task (override the field defaults).
+        generators, discriminators: the netG and netD choices.
+        size_multiple: netG -> the multiple the image sides must be (crop_size is checked).
+        option_groups: the field groups it uses (translate.training.fields); "eval" enables eval_every.
+        build_dataset: config -> the training Dataset.
+        images_key: the key of a collated batch that holds its images (to count the samples).
+        save_weights: (step, config, run_dir) -> {name: weights folder} written at the end of a run.
+        check: config -> None, raises the task's own refusals (InvalidCombinationError, ...).
+        eval_sets: (config, phase, limit) -> the held-out sets eval_every scores (with "eval").
+        eval_phase: the held-out folder eval_every reads when eval_phase is None.
+    """
+
+    name: str
+    summary: str
+    step: Callable[..., Any]
+    defaults: Mapping[str, Any]
+    generators: tuple[str, ...]
+    discriminators: tuple[str, ...]
+    size_multiple: Callable[[str], int]
+    option_groups: frozenset[str]
+    build_dataset: Callable[[TrainConfig], Any]
+    save_weights: Callable[[Any, TrainConfig, Path], dict[str, Path]]
+    images_key: str = "a"
+    check: Callable[[TrainConfig], None] = _no_check
+    eval_sets: Callable[[TrainConfig, str, int | None], list[Any]] | None = None
+    eval_phase: str = "test"
+
+    def uses(self, field: dataclasses.Field | str) -> bool:
+        """Whether the task reads this TrainConfig field (a field, or its name)."""
+        if isinstance(field, str):
+            field = _FIELDS[field]
+        group = field.metadata.get("group")
+        return group is None or group in self.option_groups
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+_TASKS: dict[str, Task] = {}
+
+
+def register_task(task: Task) -> Task:
+    """Add (or replace) a row of the task table; translate.training.tasks registers the built-in ones."""
+    unknown = set(task.defaults) - FIELD_NAMES
+    if unknown:
+        raise ValueError(f"task {task.name!r}: defaults for unknown fields {sorted(unknown)}")
+    _TASKS[task.name] = task
+    return task
+
+
+def get_task(name: str) -> Task:
+    """The task row named `name`; InvalidChoiceError lists the others."""
+    if name not in _TASKS:
+        raise InvalidChoiceError("task", name, task_names())
+    return _TASKS[name]
+
+
+def task_names() -> tuple[str, ...]:
+    """The registered tasks, in the order they were registered."""
+    return tuple(_TASKS)
+
+
+def _check_crop_size(config: TrainConfig, task: Task) -> None:
+    """Checked here, before any data is read: the generator needs sides that are a multiple of its
+    size multiple (a U-Net halves the image once per level)."""
+    multiple = task.size_multiple(config.netG)
+    if "crop" not in config.preprocess or config.crop_size % multiple == 0:
+        return
+    family = config.netG.rsplit("_", 1)[0]
+    others = [g for g in task.generators if g != config.netG and g.rsplit("_", 1)[0] == family
+              and config.crop_size % task.size_multiple(g) == 0]
+    fix = f"crop_size={max(multiple, config.crop_size // multiple * multiple)}"
+    fix += "".join(f" or netG={g!r}" for g in others)
+    raise InvalidCombinationError(
+        f"netG={config.netG!r} needs image sides that are multiples of {multiple}, but crop_size="
+        f"{config.crop_size}; use {fix}", "netG", "crop_size")
+
+
+def _check_schedule(config: TrainConfig) -> None:
+    if config.total_epochs < 1:
+        raise InvalidCombinationError("n_epochs plus n_epochs_decay must be at least 1, got 0",
+                                      "n_epochs", "n_epochs_decay")
+
+
+def _check_evaluation(config: TrainConfig, task: Task) -> None:
+    if config.eval_every and not task.uses("eval_every"):
+        scored = ", ".join(t.name for t in _TASKS.values() if t.uses("eval_every"))
+        raise InvalidCombinationError(f"eval_every={config.eval_every} is available for {scored}, not "
+                                      f"{config.task}; leave it at 0", "eval_every")
 
 
 def _normalise_keys(values: dict[str, Any], source: str) -> dict[str, Any]:
@@ -267,21 +300,22 @@ def make_config(task: str | None, *, base: dict[str, Any] | None = None,
     """Resolve a config: `base` (a saved run's config) or the task defaults, then `overrides`.
 
     Args:
-        task: one of TASKS ("cyclegan", "pix2pix", "text2image", "textcycle"); may be None when
-            `base` names it.
+        task: a registered task ("cyclegan", "pix2pix", "text2image", "textcycle", see
+            `task_names()`); may be None when `base` or `overrides` names it.
         base: a complete saved config (resume) or a partial YAML mapping.
         overrides: options given explicitly (None values are ignored).
+
+    Raises:
+        InvalidChoiceError, InvalidValueError, InvalidCombinationError: a bad option, named as
+            the field is (`crop_size=100: expected ...`).
     """
-    values: dict[str, Any] = {}
     base = _normalise_keys(base or {}, "config")
     overrides = _normalise_keys({k: v for k, v in (overrides or {}).items() if v is not None}, "option")
-    task = task or overrides.get("task") or base.get("task")
-    if task not in TASK_DEFAULTS:
-        raise ValueError(f"task {task!r} is not one of {', '.join(TASKS)}")
-    values.update(TASK_DEFAULTS[task])
+    name = task or overrides.get("task") or base.get("task")
+    values: dict[str, Any] = dict(get_task(name).defaults)
     values.update(base)
     values.update(overrides)
-    values["task"] = task
+    values["task"] = name
     return TrainConfig(**values)
 
 

@@ -1,5 +1,8 @@
 """The training loop, top to bottom: data, networks, resume, steps, logs, checkpoints, weights.
 
+The loop knows no task by name: the task's row (translate.training.tasks) builds its data set, its
+step (networks, optimisers, `batch_inputs` and `train_step`) and writes its weights folders.
+
 Reproducibility: the epoch order comes from (seed, epoch), the unpaired B draw from
 (seed, epoch, index), the augmentation of step s from (seed, s, rank), and the remaining
 randomness (dropout, pools) from RNG states saved in each checkpoint. So a run stopped and resumed
@@ -20,21 +23,13 @@ from typing import Any, Callable
 import torch
 from torch.utils.data import DataLoader
 
-from translate.data import (
-    PairedDataset,
-    PreprocessConfig,
-    ResumableSampler,
-    UnpairedDataset,
-    augment_batch,
-    augment_pair,
-    collate_images,
-)
+from translate.data import ResumableSampler, collate_images
 from translate.training.checkpoint import atomic_save, make_checkpoint, set_rng_state
-from translate.training.config import TrainConfig, save_config
+from translate.training.config import TrainConfig, get_task, save_config
 from translate.training.distributed import DistInfo, barrier, cleanup, ddp_wrapper, init_distributed
 from translate.training.logs import RunLogger
 from translate.training.periodic_eval import PeriodicEvaluator
-from translate.training.steps import TaskStep, build_task
+from translate.training.tasks import build_step
 
 logger = logging.getLogger(__name__)
 
@@ -81,31 +76,14 @@ def lr_factor(config: TrainConfig) -> Callable[[int], float]:
     return lambda epoch: 1.0
 
 
-def preprocess_config(config: TrainConfig) -> PreprocessConfig:
-    return PreprocessConfig(preprocess=config.preprocess, load_size=config.load_size,
-                            crop_size=config.crop_size, flip=config.flip)
-
-
 def build_dataset(config: TrainConfig) -> Any:
-    if config.task == "text2image":
-        from translate.data.captions import CaptionedDataset
+    """The training data set of `config.task` (its row's build_dataset)."""
+    return get_task(config.task).build_dataset(config)
 
-        root = Path(config.data)
-        return CaptionedDataset(root / "train" if (root / "train").is_dir() else root, size=config.crop_size,
-                                seed=config.seed)
-    if config.task == "textcycle":
-        from translate.data.domains import DomainDataset
 
-        return DomainDataset(config.data, phase="train", channels=config.input_nc,
-                             preprocess=preprocess_config(config), seed=config.seed)
-    # input_nc / output_nc describe source and target, so they follow --direction like the reference.
-    nc_a, nc_b = ((config.input_nc, config.output_nc) if config.direction == "AtoB"
-                  else (config.output_nc, config.input_nc))
-    if config.task == "cyclegan":
-        return UnpairedDataset(config.data, phase="train", channels_a=nc_a, channels_b=nc_b,
-                               preprocess=preprocess_config(config), seed=config.seed)
-    return PairedDataset(config.data, phase="train", channels_a=nc_a, channels_b=nc_b,
-                         preprocess=preprocess_config(config))
+def save_weights_folders(task_step: Any, config: TrainConfig, run_dir: Path) -> dict[str, Path]:
+    """Export the trained generator(s) as weights folders under run_dir/weights/ (the row's save_weights)."""
+    return get_task(config.task).save_weights(task_step, config, run_dir)
 
 
 def augment_generator(config: TrainConfig, step: int, rank: int) -> torch.Generator:
@@ -113,52 +91,21 @@ def augment_generator(config: TrainConfig, step: int, rank: int) -> torch.Genera
     return torch.Generator().manual_seed((config.seed * 1_000_003 + step * 7919 + rank) % 2**63)
 
 
-def device_batch(batch: dict[str, Any], config: TrainConfig, preprocess: PreprocessConfig, step: int,
-                 rank: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Move a uint8 batch to the device and augment it there; returns (source, target) in [-1, 1]."""
-    generator = augment_generator(config, step, rank)
-    a = batch["a"].to(device, non_blocking=True)
-    b = batch["b"].to(device, non_blocking=True)
-    if config.task == "pix2pix":
-        a, b = augment_pair(a, b, preprocess, generator)  # aligned: the same crop and flip
-    else:
-        a = augment_batch(a, preprocess, generator)
-        b = augment_batch(b, preprocess, generator)
-    return (a, b) if config.direction == "AtoB" else (b, a)
-
-
-def save_weights_folders(task: TaskStep, config: TrainConfig, run_dir: Path) -> dict[str, Path]:
-    """Export each generator as a weights folder (config.json + model.safetensors) under weights/."""
-    from translate.formats.weights import save_weights
-    from translate.models import GeneratorConfig
-
-    if config.task in ("text2image", "textcycle"):  # text models: generator + text encoder in one folder
-        return {config.task: task.save_weights(run_dir / "weights" / config.task)}
-    plain = task.plain_models()
-    names = {"AtoB": (config.name_a, config.name_b), "BtoA": (config.name_b, config.name_a)}
-    out: dict[str, Path] = {}
-    for direction, spec in task.generator_specs().items():
-        source, target = names[direction]
-        out[direction] = save_weights(
-            plain[spec["model"]], run_dir / "weights" / direction,
-            GeneratorConfig(**spec["architecture"]), task=config.task, direction=direction,
-            domains={"source": source, "target": target})
-    return out
-
-
 def build_evaluator(config: TrainConfig, device: torch.device) -> PeriodicEvaluator | None:
-    """The `--eval-every` evaluator, built before training so a missing held-out set or missing
+    """The `eval_every` evaluator, built before training so a missing held-out set or missing
     Inception weights fail at once rather than after the first epoch."""
     if not config.eval_every:
         return None
     inception = None
     if config.eval_fid:
+        # Imported only when FID is asked for: the Inception network is a large optional download.
         from translate.evaluation.inception import load_inception
 
         try:
             inception = load_inception(device=device)
         except FileNotFoundError as error:
-            raise FileNotFoundError(f"{error}\nor train with --no-eval-fid (paired metrics only)") from None
+            raise FileNotFoundError(f"{error}\nor train with eval_fid=False (translate train --no-eval-fid; "
+                                    "paired metrics only)") from None
     return PeriodicEvaluator(config, device, inception)
 
 
@@ -173,153 +120,198 @@ def train(config: TrainConfig, resume_state: dict[str, Any] | None = None,
     """
     started = time.time()
     info: DistInfo = init_distributed(config.device)
-    run_dir = Path(config.out)
     torch.manual_seed(config.seed + info.rank)
-
-    dataset = build_dataset(config)  # fails here, before any work, on a missing or empty folder
-    sampler = ResumableSampler(len(dataset), shuffle=True, seed=config.seed, rank=info.rank,
-                               world_size=info.world_size)
-    loader = DataLoader(dataset, batch_size=config.batch_size, sampler=sampler,
-                        num_workers=config.workers, collate_fn=collate_images,
-                        pin_memory=info.device.type == "cuda",
-                        persistent_workers=False,
-                        # Its own generator: iterator start-up must not draw from the global RNG,
-                        # whose state the checkpoint restores for dropout.
-                        generator=torch.Generator().manual_seed(config.seed))
-    task = build_task(config, info.device, ddp_wrapper(info))
-    evaluator = build_evaluator(config, info.device) if info.is_main else None
-    evaluations: list[dict[str, Any]] = []
-    schedulers = {name: torch.optim.lr_scheduler.LambdaLR(opt, lr_factor(config))
-                  for name, opt in task.optimizers.items()}
-
-    step, epoch, samples_in_epoch = 0, 0, 0
-    skipped: list[str] = []
+    run = _Run(config, info, on_progress)
     if resume_state is not None:
-        task.load_state_dict(resume_state)
-        for name, scheduler in schedulers.items():
-            scheduler.load_state_dict(resume_state["schedulers"][name])
+        run.restore(resume_state)
+    run.plan()
+    run.open_log(resumed=resume_state is not None)
+    try:
+        run.train_epochs()
+        weights = run.finish(started)
+    finally:
+        run.log.close()
+        cleanup(info)
+    return TrainResult(run_dir=run.run_dir, step=run.step, epoch=run.epoch, losses=run.losses,
+                       skipped_files=run.skipped, weights=weights, seconds=time.time() - started,
+                       evaluations=run.evaluations)
+
+
+class _Run:
+    """One run on one rank: its data, its task's step, its position (step, epoch, samples of the
+    epoch seen) and the loop's stages, called in order by `train`."""
+
+    def __init__(self, config: TrainConfig, info: DistInfo, on_progress: Callable[[Progress], None] | None) -> None:
+        self.config, self.info, self.on_progress = config, info, on_progress
+        self.task = get_task(config.task)
+        self.run_dir = Path(config.out)
+        self.dataset = self.task.build_dataset(config)  # fails here, before any work, on a missing or empty folder
+        self.sampler = ResumableSampler(len(self.dataset), shuffle=True, seed=config.seed, rank=info.rank,
+                                        world_size=info.world_size)
+        self.loader = DataLoader(self.dataset, batch_size=config.batch_size, sampler=self.sampler,
+                                 num_workers=config.workers, collate_fn=collate_images,
+                                 pin_memory=info.device.type == "cuda", persistent_workers=False,
+                                 # Its own generator: iterator start-up must not draw from the global RNG,
+                                 # whose state the checkpoint restores for dropout.
+                                 generator=torch.Generator().manual_seed(config.seed))
+        self.task_step = build_step(config, info.device, ddp_wrapper(info))
+        self.evaluator = build_evaluator(config, info.device) if info.is_main else None
+        self.schedulers = {name: torch.optim.lr_scheduler.LambdaLR(opt, lr_factor(config))
+                           for name, opt in self.task_step.optimizers.items()}
+        self.step, self.epoch, self.samples_in_epoch = 0, 0, 0
+        self.skipped: list[str] = []
+        self.losses: dict[str, float] = {}
+        self.evaluations: list[dict[str, Any]] = []
+        self.window_start, self.window_steps = time.time(), 0
+
+    # -- before the first step ---------------------------------------------------------------------
+    def restore(self, state: dict[str, Any]) -> None:
+        """Continue from a checkpoint: networks, optimisers, schedules, position and RNG states."""
+        self.task_step.load_state_dict(state)
+        for name, scheduler in self.schedulers.items():
+            scheduler.load_state_dict(state["schedulers"][name])
             # The lambda is rebuilt from the (possibly extended) config; re-derive the current LR.
             for group, base_lr in zip(scheduler.optimizer.param_groups, scheduler.base_lrs, strict=False):
-                group["lr"] = base_lr * lr_factor(config)(scheduler.last_epoch)
-        step, epoch = int(resume_state["step"]), int(resume_state["epoch"])
-        samples_in_epoch = int(resume_state["samples_in_epoch"])
-        skipped = list(resume_state.get("skipped_files", []))
-        set_rng_state(resume_state["rng"])
-        if info.rank:  # each rank continues its own dropout stream
-            torch.manual_seed(config.seed + info.rank + step)
+                group["lr"] = base_lr * lr_factor(self.config)(scheduler.last_epoch)
+        self.step, self.epoch = int(state["step"]), int(state["epoch"])
+        self.samples_in_epoch = int(state["samples_in_epoch"])
+        self.skipped = list(state.get("skipped_files", []))
+        set_rng_state(state["rng"])
+        if self.info.rank:  # each rank continues its own dropout stream
+            torch.manual_seed(self.config.seed + self.info.rank + self.step)
 
-    sampler.set_start(0)
-    epoch_length = len(sampler)  # this rank's samples per epoch
-    steps_per_epoch = math.ceil(epoch_length / config.batch_size)
-    total_steps = steps_per_epoch * config.total_epochs
-    if config.max_steps is not None:
-        total_steps = min(total_steps, config.max_steps)
+    def plan(self) -> None:
+        """This rank's samples per epoch, steps per epoch and steps in all (max_steps caps them)."""
+        self.sampler.set_start(0)
+        self.epoch_length = len(self.sampler)
+        self.steps_per_epoch = math.ceil(self.epoch_length / self.config.batch_size)
+        self.total_steps = self.steps_per_epoch * self.config.total_epochs
+        if self.config.max_steps is not None:
+            self.total_steps = min(self.total_steps, self.config.max_steps)
 
-    log = RunLogger(run_dir, enabled=info.is_main)
-    if info.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        save_config(config, run_dir / "config.yaml")
-        log.event("start", step=step, epoch=epoch, resumed=resume_state is not None,
-                  device=str(info.device), world_size=info.world_size,
-                  dataset_size=len(dataset), steps_per_epoch=steps_per_epoch, total_steps=total_steps)
-        logger.info("%s: %d training items, %d steps per epoch, %d steps in all, on %s",
-                    config.task, len(dataset), steps_per_epoch, total_steps, info.device)
-
-    def checkpoint(name: str) -> None:
+    def open_log(self, resumed: bool) -> None:
+        """log.jsonl and TensorBoard (rank 0 only), and the run's config.yaml."""
+        config, info = self.config, self.info
+        self.log = RunLogger(self.run_dir, enabled=info.is_main)
         if not info.is_main:
             return
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(config, self.run_dir / "config.yaml")
+        self.log.event("start", step=self.step, epoch=self.epoch, resumed=resumed, device=str(info.device),
+                       world_size=info.world_size, dataset_size=len(self.dataset),
+                       steps_per_epoch=self.steps_per_epoch, total_steps=self.total_steps)
+        logger.info("%s: %d training items, %d steps per epoch, %d steps in all, on %s", config.task,
+                    len(self.dataset), self.steps_per_epoch, self.total_steps, info.device)
+
+    # -- the loop ------------------------------------------------------------------------------------
+    def train_epochs(self) -> None:
+        """Epochs until the schedule ends or max_steps is reached; a run stopped inside an epoch
+        records its position there, and a resume with more steps finishes that epoch first."""
+        done = self.step >= self.total_steps
+        while not done and self.epoch < self.config.total_epochs:
+            done = self._train_epoch()
+            if self.samples_in_epoch < self.epoch_length:
+                break  # stopped by max_steps inside the epoch: the checkpoint records the position
+            self._end_epoch()
+
+    def _train_epoch(self) -> bool:
+        """The rest of the current epoch's batches; True once the last step of the run is taken."""
+        if hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(self.epoch)
+        self.sampler.set_epoch(self.epoch)
+        self.sampler.set_start(self.samples_in_epoch)
+        for batch in self.loader:
+            images = batch.get(self.task.images_key)
+            self.samples_in_epoch += len(batch.get("skipped", [])) + (images.shape[0] if images is not None else 0)
+            self._note_skipped(batch.get("skipped", []))
+            if images is None:
+                continue
+            self._train_batch(batch)
+            if self.step >= self.total_steps:
+                return True
+        return False
+
+    def _note_skipped(self, skipped: list[tuple[str, str]]) -> None:
+        for path, reason in skipped:
+            if path not in self.skipped:
+                self.skipped.append(path)
+                logger.warning("skipping unreadable image %s: %s", path, reason)
+                self.log.event("skipped_file", path=path, reason=reason)
+
+    def _train_batch(self, batch: dict[str, Any]) -> None:
+        generator = augment_generator(self.config, self.step, self.info.rank)
+        inputs = self.task_step.batch_inputs(batch, getattr(self.dataset, "preprocess", None), generator)
+        step_losses = self.task_step.train_step(*inputs)
+        values = torch.stack([v.float() for v in step_losses.values()])
+        if not bool(torch.isfinite(values).all()):
+            bad = {k: float(v) for k, v in step_losses.items()}
+            self.log.event("non_finite_loss", step=self.step, losses=bad)
+            raise NonFiniteLossError(
+                f"a loss became NaN or inf at step {self.step} (epoch {self.epoch}): {bad}. The run stopped; the "
+                f"last good checkpoint in {self.run_dir / 'checkpoints'} is kept. Try a lower lr, or train "
+                "without amp.")
+        self.step += 1
+        self.window_steps += 1
+        if self.info.is_main:
+            self._report(dict(zip(step_losses, values.tolist(), strict=False)))
+
+    def _report(self, values: dict[str, float]) -> None:
+        """Losses to the log every log_every steps, a sample grid every sample_every, progress always."""
+        config, step = self.config, self.step
+        self.losses = {k: round(float(v), 6) for k, v in values.items()}
+        if step % config.log_every == 0 or step == self.total_steps:
+            elapsed = time.time() - self.window_start
+            self.log.losses(step, self.epoch, self.losses, lr=self.task_step.optimizers["g"].param_groups[0]["lr"],
+                            it_per_s=round(self.window_steps / max(elapsed, 1e-9), 4))
+            self.window_start, self.window_steps = time.time(), 0
+        if step % config.sample_every == 0 or step == self.total_steps:
+            self.log.samples(step, self.task_step.visuals())
+        if self.on_progress is not None:
+            self.on_progress(Progress(step, self.total_steps, self.epoch, config.total_epochs, self.losses))
+
+    def _end_epoch(self) -> None:
+        """The schedule's step, the epoch's checkpoints and (every eval_every epochs) an evaluation."""
+        with warnings.catch_warnings():
+            # Optimisers that wait for a later phase (text2image's G and D while its matcher
+            # pretrains) have not stepped yet; their schedule still follows the epochs.
+            warnings.filterwarnings("ignore", message=re.escape("Detected call of `lr_scheduler.step()`"))
+            for scheduler in self.schedulers.values():
+                scheduler.step()
+        self.epoch += 1
+        self.samples_in_epoch = 0
+        self.checkpoint("latest")
+        if self.epoch % self.config.save_epoch_freq == 0:
+            self.checkpoint(f"epoch_{self.epoch:04d}")
+        if self.evaluator is not None and self.epoch % self.config.eval_every == 0:
+            self.evaluate()
+
+    # -- checkpoints, evaluation, the end ----------------------------------------------------------------
+    def checkpoint(self, name: str) -> None:
+        if not self.info.is_main:
+            return
+        task_step = self.task_step
         state = make_checkpoint(
-            config=config.to_dict(), task_state=task.state_dict(), generators=task.generator_specs(),
-            schedulers={n: s.state_dict() for n, s in schedulers.items()}, step=step, epoch=epoch,
-            samples_in_epoch=samples_in_epoch, skipped_files=skipped)
-        atomic_save(state, run_dir / "checkpoints" / f"{name}.pt")
+            config=self.config.to_dict(), task_state=task_step.state_dict(), generators=task_step.generator_specs(),
+            schedulers={n: s.state_dict() for n, s in self.schedulers.items()}, step=self.step, epoch=self.epoch,
+            samples_in_epoch=self.samples_in_epoch, skipped_files=self.skipped)
+        atomic_save(state, self.run_dir / "checkpoints" / f"{name}.pt")
 
-    def evaluate() -> None:
-        plain = task.plain_models()
-        scores = evaluator({d: plain[spec["model"]] for d, spec in task.generator_specs().items()})
-        evaluations.append({"step": step, "epoch": epoch, **scores})
-        log.evaluation(step, epoch, scores)
-        logger.info("eval epoch %d (step %d): %s", epoch, step, " ".join(f"{k} {v:.4g}" for k, v in scores.items()))
+    def evaluate(self) -> None:
+        plain = self.task_step.plain_models()
+        generators = {d: plain[spec["model"]] for d, spec in self.task_step.generator_specs().items()}
+        scores = self.evaluator(generators)
+        self.evaluations.append({"step": self.step, "epoch": self.epoch, **scores})
+        self.log.evaluation(self.step, self.epoch, scores)
+        logger.info("eval epoch %d (step %d): %s", self.epoch, self.step,
+                    " ".join(f"{k} {v:.4g}" for k, v in scores.items()))
 
-    losses: dict[str, float] = {}
-    window_start, window_steps = time.time(), 0
-    done = step >= total_steps
-    try:
-        while not done and epoch < config.total_epochs:
-            if hasattr(dataset, "set_epoch"):
-                dataset.set_epoch(epoch)
-            sampler.set_epoch(epoch)
-            sampler.set_start(samples_in_epoch)
-            for batch in loader:
-                images = batch.get("a", batch.get("image"))  # image tasks / text2image
-                samples_in_epoch += len(batch.get("skipped", [])) + (images.shape[0] if images is not None else 0)
-                for path, reason in batch.get("skipped", []):
-                    if path not in skipped:
-                        skipped.append(path)
-                        logger.warning("skipping unreadable image %s: %s", path, reason)
-                        log.event("skipped_file", path=path, reason=reason)
-                if images is None:
-                    continue
-                if config.task == "text2image":
-                    step_losses = task.train_step(images.to(info.device, non_blocking=True), batch["text"])
-                elif config.task == "textcycle":
-                    real = augment_batch(images.to(info.device, non_blocking=True), dataset.preprocess,
-                                         augment_generator(config, step, info.rank))
-                    step_losses = task.train_step(real, batch["prompt"], batch["target_prompt"],
-                                                  batch["cycle_prompt"])
-                else:
-                    real_a, real_b = device_batch(batch, config, dataset.preprocess, step, info.rank, info.device)
-                    step_losses = task.train_step(real_a, real_b)
-                values = torch.stack([v.float() for v in step_losses.values()])
-                if not bool(torch.isfinite(values).all()):
-                    bad = {k: float(v) for k, v in step_losses.items()}
-                    log.event("non_finite_loss", step=step, losses=bad)
-                    raise NonFiniteLossError(
-                        f"a loss became NaN or inf at step {step} (epoch {epoch}): {bad}. The run "
-                        f"stopped; the last good checkpoint in {run_dir / 'checkpoints'} is kept. Try "
-                        "a lower --lr, or train without --amp.")
-                step += 1
-                window_steps += 1
-                if info.is_main:
-                    losses = {k: round(float(v), 6) for k, v in zip(step_losses, values.tolist(), strict=False)}
-                    if step % config.log_every == 0 or step == total_steps:
-                        elapsed = time.time() - window_start
-                        log.losses(step, epoch, losses, lr=task.optimizers["g"].param_groups[0]["lr"],
-                                   it_per_s=round(window_steps / max(elapsed, 1e-9), 4))
-                        window_start, window_steps = time.time(), 0
-                    if step % config.sample_every == 0 or step == total_steps:
-                        log.samples(step, task.visuals())
-                    if on_progress is not None:
-                        on_progress(Progress(step, total_steps, epoch, config.total_epochs, losses))
-                if step >= total_steps:
-                    done = True
-                    break
-            if samples_in_epoch < epoch_length:
-                # Stopped by --max-steps inside the epoch: the checkpoint records the position, and a
-                # resume with more steps finishes this epoch before the schedule moves on.
-                break
-            with warnings.catch_warnings():
-                # Optimisers that wait for a later phase (text2image's G and D while its matcher
-                # pretrains) have not stepped yet; their schedule still follows the epochs.
-                warnings.filterwarnings("ignore", message=re.escape("Detected call of `lr_scheduler.step()`"))
-                for scheduler in schedulers.values():
-                    scheduler.step()
-            epoch += 1
-            samples_in_epoch = 0
-            checkpoint("latest")
-            if epoch % config.save_epoch_freq == 0:
-                checkpoint(f"epoch_{epoch:04d}")
-            if evaluator is not None and epoch % config.eval_every == 0:
-                evaluate()
-        if evaluator is not None and (not evaluations or evaluations[-1]["step"] != step):
-            evaluate()  # the final model always gets a score, also when --max-steps stopped mid-epoch
-        checkpoint("latest")
-        weights = save_weights_folders(task, config, run_dir) if info.is_main else {}
-        log.event("end", step=step, epoch=epoch, skipped_files=len(skipped),
-                  seconds=round(time.time() - started, 2))
-        barrier(info)
-    finally:
-        log.close()
-        cleanup(info)
-    return TrainResult(run_dir=run_dir, step=step, epoch=epoch, losses=losses, skipped_files=skipped,
-                       weights=weights, seconds=time.time() - started, evaluations=evaluations)
+    def finish(self, started: float) -> dict[str, Path]:
+        """The final score, checkpoint and weights folders; returns the folders (rank 0)."""
+        if self.evaluator is not None and (not self.evaluations or self.evaluations[-1]["step"] != self.step):
+            self.evaluate()  # the final model always gets a score, also when max_steps stopped mid-epoch
+        self.checkpoint("latest")
+        weights = self.task.save_weights(self.task_step, self.config, self.run_dir) if self.info.is_main else {}
+        self.log.event("end", step=self.step, epoch=self.epoch, skipped_files=len(self.skipped),
+                       seconds=round(time.time() - started, 2))
+        barrier(self.info)
+        return weights

@@ -1,7 +1,7 @@
 """Evaluation every K epochs during training (`translate train --eval-every K`).
 
-At the end of every K-th epoch the generators translate a fixed held-out set (pix2pix: the
-`val` pairs; CycleGAN: `testA` / `testB`) and the scores go to `log.jsonl` as an `eval` event, to
+At the end of every K-th epoch the generators translate a fixed held-out set (the task row's
+`eval_sets`: pix2pix the `val` pairs, CycleGAN `testA` / `testB`) and the scores go to `log.jsonl` as an `eval` event, to
 TensorBoard under `eval/`, and to the log, beside the losses. Scores:
 - FID and KID (the same Inception network and statistics as `translate eval`), when `eval_fid`;
 - for paired data also PSNR, SSIM, L1, RMSE and pixel accuracy (delta 5) on 0..255.
@@ -22,20 +22,22 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from translate.data import ImageReadError, PairedDataset, PreprocessConfig, UnpairedDataset, load_image, prepare_image
+from translate.core.errors import InvalidCombinationError
+from translate.data import ImageReadError, PreprocessConfig, load_image, prepare_image
 from translate.evaluation.metrics import DistributionScores, PairedScores
-from translate.training.config import TrainConfig
+from translate.training.config import TrainConfig, get_task
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["EvalSet", "PeriodicEvaluator", "default_eval_phase"]
+__all__ = ["EvalSet", "PeriodicEvaluator", "default_eval_phase", "eval_preprocess", "load_eval_sets", "load_images"]
 
 _BATCH = 16
 
 
 def default_eval_phase(task: str) -> str:
-    """pix2pix keeps its held-out pairs in `val/` (the reference's maps, facades); CycleGAN in `test*/`."""
-    return "val" if task == "pix2pix" else "test"
+    """The held-out folder of `task` (its row's eval_phase): pix2pix keeps its pairs in `val/` (the
+    reference's maps, facades), CycleGAN in `test*/`."""
+    return get_task(task).eval_phase
 
 
 @dataclass
@@ -52,7 +54,8 @@ class EvalSet:
     paired: bool
 
 
-def _load_all(paths: list[Path], channels: int, preprocess: PreprocessConfig) -> Tensor:
+def load_images(paths: list[Path], channels: int, preprocess: PreprocessConfig) -> Tensor:
+    """The readable images of `paths` as `(N, C, S, S)` uint8 (unreadable ones are logged and skipped)."""
     images = []
     for path in paths:
         try:
@@ -64,28 +67,20 @@ def _load_all(paths: list[Path], channels: int, preprocess: PreprocessConfig) ->
     return torch.stack(images)
 
 
-def load_eval_sets(config: TrainConfig, phase: str, limit: int | None) -> list[EvalSet]:
-    """The held-out images of each direction the task trains, resized to `crop_size`."""
+def eval_preprocess(config: TrainConfig) -> PreprocessConfig:
+    """Every held-out image resized to `crop_size` square, the size the generator trains at."""
     size = config.crop_size
-    preprocess = PreprocessConfig(preprocess="resize_and_crop", load_size=size, crop_size=size, flip=False)
-    nc_a, nc_b = ((config.input_nc, config.output_nc) if config.direction == "AtoB"
-                  else (config.output_nc, config.input_nc))
-    if config.task == "pix2pix":
-        data = PairedDataset(config.data, phase=phase, channels_a=nc_a, channels_b=nc_b, preprocess=preprocess)
-        items = [data[i] for i in range(min(len(data), limit or len(data)))]
-        items = [item for item in items if "a" in item]
-        if not items:
-            raise FileNotFoundError(f"no readable evaluation pairs in {config.data}/{phase}")
-        a, b = torch.stack([item["a"] for item in items]), torch.stack([item["b"] for item in items])
-        sources, targets = (a, b) if config.direction == "AtoB" else (b, a)
-        return [EvalSet(config.direction, sources, targets, paired=True)]
-    if config.task == "cyclegan":
-        data = UnpairedDataset(config.data, phase=phase, channels_a=nc_a, channels_b=nc_b, preprocess=preprocess)
-        a = _load_all(data.paths_a[:limit], nc_a, preprocess)
-        b = _load_all(data.paths_b[:limit], nc_b, preprocess)
-        return [EvalSet("AtoB", a, b, paired=False), EvalSet("BtoA", b, a, paired=False)]
-    raise ValueError(f"--eval-every is available for pix2pix and cyclegan, not {config.task!r}; score text "
-                     "models with scripts/eval_shapes.py or translate eval on generated folders")
+    return PreprocessConfig(preprocess="resize_and_crop", load_size=size, crop_size=size, flip=False)
+
+
+def load_eval_sets(config: TrainConfig, phase: str, limit: int | None) -> list[EvalSet]:
+    """The held-out images of each direction the task trains (its row's eval_sets)."""
+    task = get_task(config.task)
+    if task.eval_sets is None:
+        raise InvalidCombinationError(
+            f"eval_every is not available for {config.task}; score text models with scripts/eval_shapes.py or "
+            "translate eval on generated folders", "eval_every")
+    return task.eval_sets(config, phase, limit)
 
 
 def _to_uint8(images: Tensor) -> Tensor:

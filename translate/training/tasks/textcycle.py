@@ -11,9 +11,9 @@ another domain t:
 
 The discriminator is a ProjectionDiscriminator trained matching-aware: (real, e(p_s)) is real,
 (fake, e(p_t)) and (real, e(p_t)) are fake, so it must check that an image is what its prompt
-says, not only that it looks real. lambda_cycle is --lambda-A (as in CycleGAN, default 10).
+says, not only that it looks real. lambda_cycle is lambda_A (as in CycleGAN, default 10).
 
-Text: the byte encoder (--text-encoder byte) trains with the discriminator and the generator sees
+Text: the byte encoder (text_encoder byte) trains with the discriminator and the generator sees
 its embeddings detached, as in the text2image task; minilm / clip are frozen.
 """
 
@@ -25,15 +25,30 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from translate.core.errors import InvalidCombinationError, check_choice
+from translate.data import PreprocessConfig, augment_batch
+from translate.data.domains import DomainDataset, read_domains
 from translate.models.conditioned import ProjectionDiscriminator, TextResnetGenerator, TextUnetGenerator
 from translate.models.networks import init_weights
 from translate.text import build_text_encoder
-from translate.training.config import TrainConfig
-from translate.training.steps import TaskStep, Wrap, set_requires_grad, unwrap
+from translate.text.model import TEXTCYCLE_KIND, save_text_model
+from translate.training.config import Task, TrainConfig
+from translate.training.tasks.base import (
+    TaskStep,
+    Wrap,
+    preprocess_config,
+    save_text_folder,
+    set_requires_grad,
+    unwrap,
+)
 
-__all__ = ["PromptedImagePool", "TextCycleStep", "generator_architecture", "build_text_generator"]
+__all__ = ["TASK", "TEXTCYCLE_GENERATORS", "PromptedImagePool", "TextCycleStep", "build_text_generator",
+           "generator_architecture"]
 
-# --netG (the names config.TEXTCYCLE_GENERATORS validates) -> (architecture name, its depth argument)
+# netG -> the multiple its image sides must be.
+TEXTCYCLE_GENERATORS: dict[str, int] = {"text_resnet_6blocks": 4, "text_resnet_9blocks": 4, "text_unet_128": 128,
+                                        "text_unet_256": 256}
+# netG -> (architecture name, its depth argument)
 _NETG: dict[str, tuple[str, dict[str, int]]] = {
     "text_resnet_6blocks": ("text_resnet", {"n_blocks": 6}),
     "text_resnet_9blocks": ("text_resnet", {"n_blocks": 9}),
@@ -46,8 +61,7 @@ _BUILDERS: dict[str, type[nn.Module]] = {"text_resnet": TextResnetGenerator, "te
 def generator_architecture(config: TrainConfig, cond_dim: int) -> dict[str, Any]:
     """The generator's `architecture` entry of a textcycle weights folder: {"name": "text_resnet" |
     "text_unet", **its constructor's arguments} for `config.netG`."""
-    if config.netG not in _NETG:
-        raise ValueError(f"--netG {config.netG!r} is not a textcycle generator; expected one of {', '.join(_NETG)}")
+    check_choice("netG", config.netG, _NETG)
     name, depth = _NETG[config.netG]
     return {"name": name, "input_nc": config.input_nc, "output_nc": config.output_nc, "ngf": config.ngf,
             **depth, "cond_dim": cond_dim, "norm": config.norm, "dropout": config.dropout}
@@ -125,8 +139,6 @@ class TextCycleStep(TaskStep):
         super().__init__(config, device, wrap)
         c = config
         if domains is None:
-            from translate.data.domains import read_domains
-
             domains = read_domains(c.data)
         self.domains = {name: list(prompts) for name, prompts in domains.items()}
         encoder_settings = {"dim": c.text_dim} if c.text_encoder == "byte" else {}
@@ -190,6 +202,12 @@ class TextCycleStep(TaskStep):
                       + 0.5 * (self.criterion_gan(pred_fake, False) + self.criterion_gan(pred_mismatched, False)))
 
     # -- the step ---------------------------------------------------------------------------------
+    def batch_inputs(self, batch: dict[str, Any], preprocess: PreprocessConfig | None,
+                     generator: torch.Generator) -> tuple[Tensor, list[str], list[str], list[str]]:
+        """(real, prompts, target prompts, cycle prompts); each image cropped and flipped on its own."""
+        real = augment_batch(batch["image"].to(self.device, non_blocking=True), preprocess, generator)
+        return real, batch["prompt"], batch["target_prompt"], batch["cycle_prompt"]
+
     def train_step(self, real: Tensor, prompts: list[str], target_prompts: list[str],  # type: ignore[override]
                    cycle_prompts: list[str] | None = None) -> dict[str, Tensor]:
         """One G step then one D step.
@@ -256,9 +274,38 @@ class TextCycleStep(TaskStep):
 
     def save_weights(self, out_dir: Any) -> Any:
         """Write the textcycle weights folder (translate.text.model.load_text_model reads it)."""
-        from translate.text.model import TEXTCYCLE_KIND, save_text_model
-
         plain = self.plain_models()
         return save_text_model(plain["g"], plain.get("text", self.text), out_dir, kind=TEXTCYCLE_KIND,
                                architecture=self.architecture, text_encoder_config=self.text_encoder_config,
                                domains=self.domains, source={"task": self.task, "data": str(self.config.data)})
+
+
+def build_dataset(config: TrainConfig) -> DomainDataset:
+    return DomainDataset(config.data, phase="train", channels=config.input_nc,
+                         preprocess=preprocess_config(config), seed=config.seed)
+
+
+def check(config: TrainConfig) -> None:
+    if config.input_nc != config.output_nc:
+        raise InvalidCombinationError(
+            f"textcycle translates every domain into every other with one generator, so input_nc and output_nc "
+            f"must be equal (got input_nc={config.input_nc} and output_nc={config.output_nc})",
+            "input_nc", "output_nc")
+    if config.gan_mode == "wgangp":
+        raise InvalidCombinationError("gan_mode='wgangp' is not available for textcycle (its gradient penalty "
+                                      "takes a discriminator without text); use lsgan, vanilla or hinge", "gan_mode")
+
+
+# CycleGAN's recipe (lsgan, Adam 0.5, cycle 10, identity 0.5, pool 50, flips, 286 -> 256) with
+# one text-guided generator for all domains and a projection discriminator (StarGAN-like).
+TASK = Task(
+    name="textcycle", summary="text-guided translation between many domains (domain folders with prompts.txt)",
+    step=TextCycleStep,
+    defaults={"netG": "text_resnet_6blocks", "netD": "projection", "norm": "instance", "dropout": False,
+              "gan_mode": "lsgan", "pool_size": 50, "lambda_A": 10.0, "lambda_identity": 0.5, "batch_size": 1,
+              "load_size": 286, "crop_size": 256, "flip": True, "beta1": 0.5, "beta2": 0.999},
+    generators=tuple(TEXTCYCLE_GENERATORS), discriminators=("projection",),
+    size_multiple=TEXTCYCLE_GENERATORS.__getitem__,
+    option_groups=frozenset({"image_input", "cycle", "text"}),
+    build_dataset=build_dataset, images_key="image", save_weights=save_text_folder, check=check,
+)

@@ -1,0 +1,199 @@
+"""What every task shares: the base step (networks, optimisers, AMP, checkpoint state), the
+helpers the steps use, and the data and saving helpers of the two-domain image tasks.
+
+Naming: g_ab maps domain A to B, g_ba maps B to A; d_b judges domain B (real_b vs. fake_b) and d_a
+judges domain A. The reference calls these G_A, G_B, D_A (judging B!) and D_B.
+
+Where the reference calls a network once per input, a step may concatenate the inputs into one
+call: instance norm is per sample, so the result is the same and larger batches use the hardware
+better. With batch norm the batch statistics would change, so those calls stay separate.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from itertools import chain
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import Tensor, nn
+
+from translate.core.device import cpu_has_native_bf16
+from translate.data import PreprocessConfig
+from translate.formats.weights import save_weights
+from translate.models import DiscriminatorConfig, GeneratorConfig
+from translate.training.config import TrainConfig
+from translate.training.losses import GANLoss, gradient_penalty
+
+__all__ = ["TaskStep", "Wrap", "amp_dtype", "domain_channels", "preprocess_config", "save_generator_folders",
+           "save_text_folder", "set_requires_grad", "unwrap"]
+
+Wrap = Callable[[nn.Module], nn.Module]
+logger = logging.getLogger(__name__)
+
+def unwrap(module: nn.Module) -> nn.Module:
+    """The plain network inside a DistributedDataParallel wrapper (or the module itself)."""
+    return getattr(module, "module", module) if isinstance(
+        module, nn.parallel.DistributedDataParallel) else module
+
+
+def set_requires_grad(modules: list[nn.Module], flag: bool) -> None:
+    for module in modules:
+        for parameter in module.parameters():
+            parameter.requires_grad_(flag)
+
+
+def amp_dtype(device: torch.device) -> torch.dtype:
+    """bfloat16 where the device runs it natively (CPU with AVX-512 BF16 / AMX, CUDA sm80+), else float16."""
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16
+
+
+class TaskStep:
+    """Networks, optimisers and the step of one task; the loop only calls `train_step`."""
+
+    task: str
+    models: dict[str, nn.Module]
+    optimizers: dict[str, torch.optim.Optimizer]
+
+    def __init__(self, config: TrainConfig, device: torch.device, wrap: Wrap | None = None) -> None:
+        self.config = config
+        self.device = device
+        self.wrap: Wrap = wrap or (lambda module: module)
+        self.criterion_gan = GANLoss(config.gan_mode)
+        self.use_amp = config.amp
+        self.amp_dtype = amp_dtype(device)
+        if config.amp and device.type == "cpu" and not cpu_has_native_bf16():
+            logger.warning("amp=True on a CPU without AVX-512 BF16 or AMX: bfloat16 is emulated there and "
+                           "measured 2.5x slower than float32 (docs/benchmarks.md); consider amp=False")
+        # float16 gradients underflow without loss scaling; bfloat16 has float32's range.
+        self.scaler = torch.amp.GradScaler(
+            device.type, enabled=config.amp and self.amp_dtype == torch.float16)
+        self.gp_generator = torch.Generator().manual_seed(config.seed + 7)
+
+    # -- construction helpers ------------------------------------------------------------------
+    def _generator_config(self, input_nc: int, output_nc: int) -> GeneratorConfig:
+        c = self.config
+        return GeneratorConfig(name=c.netG, input_nc=input_nc, output_nc=output_nc, ngf=c.ngf,
+                               norm=c.norm, dropout=c.dropout, init_type=c.init_type,
+                               init_gain=c.init_gain)
+
+    def _discriminator_config(self, input_nc: int) -> DiscriminatorConfig:
+        c = self.config
+        return DiscriminatorConfig(name=c.netD, input_nc=input_nc, ndf=c.ndf, n_layers=c.n_layers_D,
+                                   norm=c.norm, init_type=c.init_type, init_gain=c.init_gain)
+
+    def _build(self, builder: Callable[[Any], nn.Module], architecture: Any) -> nn.Module:
+        return self.wrap(builder(architecture).to(self.device))
+
+    def _adam(self, modules: list[nn.Module]) -> torch.optim.Adam:
+        params = chain.from_iterable(m.parameters() for m in modules)
+        return torch.optim.Adam(params, lr=self.config.lr, betas=(self.config.beta1, self.config.beta2))
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if not self.use_amp:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def _backward_and_step(self, loss: Tensor, optimizer: torch.optim.Optimizer) -> None:
+        self.scaler.scale(loss).backward()
+        self.scaler.step(optimizer)
+        self.scaler.update()
+
+    def _discriminate_pair(self, d: nn.Module, real: Tensor, fake: Tensor) -> tuple[Tensor, Tensor]:
+        """D on real and on (detached) fake: one call when D's norm is per sample."""
+        if self.config.norm != "batch":
+            prediction = d(torch.cat([real, fake.detach()]))
+            return prediction[: real.shape[0]], prediction[real.shape[0]:]
+        return d(real), d(fake.detach())
+
+    def _discriminator_loss(self, d: nn.Module, real: Tensor, fake: Tensor) -> Tensor:
+        with self.autocast():
+            pred_real, pred_fake = self._discriminate_pair(d, real, fake)
+        loss = 0.5 * (self.criterion_gan(pred_real, True) + self.criterion_gan(pred_fake, False))
+        if self.config.gan_mode == "wgangp":
+            loss = loss + self.config.lambda_gp * gradient_penalty(
+                unwrap(d), real, fake, generator=self.gp_generator)
+        return loss
+
+    # -- interface used by the loop --------------------------------------------------------------
+    def batch_inputs(self, batch: dict[str, Any], preprocess: PreprocessConfig | None,
+                     generator: torch.Generator) -> tuple[Any, ...]:
+        """The arguments of `train_step` for one collated batch of the task's data set: moved to the
+        device and augmented there (random crops and flips drawn from `generator`)."""
+        raise NotImplementedError
+
+    def train_step(self, *inputs: Any) -> dict[str, Tensor]:
+        """One optimisation step on `batch_inputs(...)`; returns the detached scalar losses."""
+        raise NotImplementedError
+
+    def generator_specs(self) -> dict[str, dict[str, Any]]:
+        """Data direction ("AtoB"/"BtoA") -> {"model": key in `models`, "architecture": dict}."""
+        raise NotImplementedError
+
+    def visuals(self) -> list[Tensor]:
+        """Rows for the sample grid, each `(B, C, H, W)` in [-1, 1], of the last step."""
+        raise NotImplementedError
+
+    def plain_models(self) -> dict[str, nn.Module]:
+        return {name: unwrap(model) for name, model in self.models.items()}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "models": {name: model.state_dict() for name, model in self.plain_models().items()},
+            "optimizers": {name: opt.state_dict() for name, opt in self.optimizers.items()},
+            "scaler": self.scaler.state_dict(),
+            "pools": {name: pool.state_dict() for name, pool in getattr(self, "pools", {}).items()},
+            "gp_rng": self.gp_generator.get_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for name, model in self.plain_models().items():
+            model.load_state_dict(state["models"][name])
+        for name, optimizer in self.optimizers.items():
+            optimizer.load_state_dict(state["optimizers"][name])
+        if state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        for name, pool in getattr(self, "pools", {}).items():
+            pool.load_state_dict(state["pools"][name], device=self.device)
+        self.gp_generator.set_state(state["gp_rng"])
+
+
+
+
+# --- helpers of the tasks' rows -------------------------------------------------------------------
+
+def preprocess_config(config: TrainConfig) -> PreprocessConfig:
+    return PreprocessConfig(preprocess=config.preprocess, load_size=config.load_size,
+                            crop_size=config.crop_size, flip=config.flip)
+
+
+def domain_channels(config: TrainConfig) -> tuple[int, int]:
+    """(channels of domain A, of domain B): input_nc / output_nc describe source and target, so
+    they follow `direction` like the reference."""
+    if config.direction == "AtoB":
+        return config.input_nc, config.output_nc
+    return config.output_nc, config.input_nc
+
+
+def save_generator_folders(step: TaskStep, config: TrainConfig, run_dir: Path) -> dict[str, Path]:
+    """Export each generator of `step.generator_specs()` as a weights folder (config.json +
+    model.safetensors) under run_dir/weights/<direction>/."""
+    plain = step.plain_models()
+    names = {"AtoB": (config.name_a, config.name_b), "BtoA": (config.name_b, config.name_a)}
+    out: dict[str, Path] = {}
+    for direction, spec in step.generator_specs().items():
+        source, target = names[direction]
+        out[direction] = save_weights(
+            plain[spec["model"]], run_dir / "weights" / direction,
+            GeneratorConfig(**spec["architecture"]), task=config.task, direction=direction,
+            domains={"source": source, "target": target})
+    return out
+
+
+def save_text_folder(step: Any, config: TrainConfig, run_dir: Path) -> dict[str, Path]:
+    """Text models keep the generator and the text encoder in one folder, run_dir/weights/<task>/."""
+    return {config.task: step.save_weights(run_dir / "weights" / config.task)}
