@@ -55,7 +55,8 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # run as a file from anywhere
     sys.path.insert(0, str(REPO))
 
-from translate.deploy.backends import Backend, cpu_has_native_bf16, make_backend  # noqa: E402
+from translate.core.device import cpu_has_native_bf16, cpu_has_vnni  # noqa: E402
+from translate.deploy.backends import Backend, make_backend  # noqa: E402
 from translate.deploy.convert import convert_folder  # noqa: E402
 from translate.formats.locator import locate  # noqa: E402
 from translate.formats.weights import read_model_config, save_weights  # noqa: E402
@@ -130,8 +131,6 @@ def default_variants(device: torch.device, *, include_cpu_fp16: bool, include_sl
     """torch-fp32 and onnxruntime-fp32 always; onnxruntime-fp16 on a GPU (on the CPU, ONNX Runtime
     casts it back to float32 op by op); torch-bf16 on a GPU or a CPU with native bfloat16
     (emulated bfloat16 is ~2.5x slower than float32)."""
-    from translate.deploy.quantize import cpu_has_vnni
-
     variants = ["torch-fp32", "onnxruntime-fp32"]
     on_gpu = device.type == "cuda"
     if not on_gpu and cpu_has_vnni():
@@ -373,7 +372,7 @@ def calibration_images(config: BenchConfig, model: Path, work: Path) -> list[Pat
 
 def run(config: BenchConfig, work: Path) -> dict[str, Any]:
     """Run the benchmark with models and images under `work`; returns the JSON-ready result."""
-    from translate.training.distributed import pick_device
+    from translate.core.device import pick_device
 
     device = pick_device(config.device)
     config = resolve_defaults(config, device)

@@ -19,11 +19,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-import translate.deploy.backends as backends
+import translate.deploy.convert as convert
+from translate.deploy.backends import Backend
 from translate.deploy.convert import convert_folder
 
 
-class IdentityBackend(backends.Backend):
+class IdentityBackend(Backend):
     """Returns its input: isolates the pipeline from the model."""
 
     def __init__(self) -> None:
@@ -45,7 +46,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
 
-    backends.make_backend = lambda *a, **k: IdentityBackend()  # convert_folder imports it at call time
+    convert.make_backend = lambda *a, **k: IdentityBackend()  # convert_folder looks it up at call time
     rng = np.random.default_rng(0)
     ramp = np.add.outer(np.arange(args.size), np.arange(args.size)).astype(np.float32) % 256
     with tempfile.TemporaryDirectory() as tmp:

@@ -135,7 +135,7 @@ def test_unet_model_and_channel_counts(tmp_path):
 
 @pytest.mark.parametrize("kwargs, error, needle", [
     ({"fmt": "gif"}, ValueError, "png, jpg, webp"),
-    ({"batch_size": 0}, ValueError, "--batch-size"),
+    ({"batch_size": 0}, ValueError, "batch_size=0: expected an integer >= 1"),
 ])
 def test_bad_arguments(model_dir, tmp_path, kwargs, error, needle):
     _write(tmp_path / "in" / "x.png", (16, 16))
@@ -178,7 +178,7 @@ def test_too_many_pixels_is_reported_and_the_rest_converted(model_dir, tmp_path)
     summary = convert_folder(tmp_path / "in", tmp_path / "out", model_dir, max_pixels=1000, **_torch())
     assert [p.name for p in summary.converted] == ["small.png"]
     [(path, reason)] = summary.failed
-    assert path.name == "big.png" and "3072 pixels" in reason and "--max-pixels 1000" in reason
+    assert path.name == "big.png" and "3072 pixels" in reason and "max_pixels=1000" in reason
 
 
 def test_alpha_is_carried_over_and_dropped_for_jpg(model_dir, tmp_path):
@@ -233,17 +233,18 @@ def test_shards_split_the_folder_deterministically(model_dir, tmp_path, monkeypa
 @pytest.mark.parametrize("shard", ["3/3", "1", "a/b", "-1/2"])
 def test_bad_shard_is_refused(model_dir, tmp_path, shard):
     _write(tmp_path / "in" / "x.png", (16, 16))
-    with pytest.raises(ValueError, match="--shard"):
+    with pytest.raises(ValueError, match="shard="):
         convert_folder(tmp_path / "in", tmp_path / "out", model_dir, shard=shard, **_torch())
 
 
 @pytest.mark.parametrize("kwargs, needle", [
-    ({"tile": 30, "overlap": 2}, "--tile 30 must be a positive multiple of the model's size multiple 4; use --tile 32"),
-    ({"tile": 32, "overlap": 16}, "--overlap 16"),
-    ({"resize": "big"}, "--resize 'big'"),
-    ({"quality": 0}, "--quality"),
-    ({"workers": 0}, "--workers"),
-    ({"max_pixels": 0}, "--max-pixels"),
+    ({"tile": 30, "overlap": 2}, "tile=30: expected a positive multiple of the model's size multiple 4; the nearest is 32"),
+    ({"tile": 32, "overlap": 16}, "overlap=16: expected an integer in 0..15 for tile=32"),
+    ({"resize": "big"}, "resize='big'"),
+    ({"quality": 0}, "quality=0"),
+    ({"workers": 0}, "workers=0"),
+    ({"max_pixels": 0}, "max_pixels=0"),
+    ({"provider": "warp"}, "provider='warp' is not one of"),
 ])
 def test_bad_pipeline_arguments(model_dir, tmp_path, kwargs, needle):
     _write(tmp_path / "in" / "x.png", (16, 16))

@@ -9,9 +9,13 @@ import pytest
 import torch
 from PIL import Image
 
-from translate.deploy import backends, quantize
+from translate.core.device import Capabilities
+from translate.core.errors import InvalidCombinationError
+from translate.deploy import quantize
 from translate.deploy.backends import make_backend
 from translate.deploy.convert import convert_folder
+
+VNNI_CPU = Capabilities(cpu_vnni=True)
 
 
 @pytest.fixture(scope="module")
@@ -52,29 +56,31 @@ def test_int8_below_the_bound_is_refused_or_falls_back(model_dir, images, monkey
     monkeypatch.setattr(quantize, "MIN_PSNR_DB", 500.0)  # nothing passes
     with pytest.raises(quantize.Int8AccuracyError, match="need >= 500 dB"):
         make_backend(model_dir, backend="onnxruntime", precision="int8", device="cpu", calibration=images)
-    monkeypatch.setattr(quantize, "cpu_has_vnni", lambda: True)
-    monkeypatch.setattr(backends, "cpu_has_native_bf16", lambda: False)
-    runner = make_backend(model_dir, precision="auto", device="cpu", calibration=images)
+    runner = make_backend(model_dir, precision="auto", device="cpu", calibration=images, capabilities=VNNI_CPU)
     assert runner.precision == "fp32" and "int8 refused" in runner.describe()
 
 
 def test_auto_picks_int8_only_with_vnni_and_calibration(model_dir, images, monkeypatch):
     monkeypatch.setattr(quantize, "MIN_PSNR_DB", 0.0)
-    monkeypatch.setattr(backends, "cpu_has_native_bf16", lambda: False)
-    monkeypatch.setattr(quantize, "cpu_has_vnni", lambda: True)
-    assert make_backend(model_dir, device="cpu", calibration=images).precision == "int8"
-    assert make_backend(model_dir, device="cpu").precision == "fp32"  # nothing to calibrate on
-    monkeypatch.setattr(quantize, "cpu_has_vnni", lambda: False)
-    assert make_backend(model_dir, device="cpu", calibration=images).precision == "fp32"
+    assert make_backend(model_dir, device="cpu", calibration=images, capabilities=VNNI_CPU).precision == "int8"
+    assert make_backend(model_dir, device="cpu", capabilities=VNNI_CPU).precision == "fp32"  # nothing to calibrate on
+    assert make_backend(model_dir, device="cpu", calibration=images, capabilities=Capabilities()).precision == "fp32"
+    # Native bf16 wins where PyTorch may run the model; a forced ONNX Runtime takes int8.
+    bf16 = Capabilities(cpu_native_bf16=True, cpu_vnni=True)
+    assert make_backend(model_dir, device="cpu", calibration=images, capabilities=bf16).precision == "bf16"
+    assert make_backend(model_dir, backend="onnxruntime", device="cpu", calibration=images,
+                        capabilities=bf16).precision == "int8"
 
 
-@pytest.mark.parametrize("kwargs, needle", [
-    ({"backend": "torch"}, "int8 runs on ONNX Runtime only"),
-    ({}, "needs calibration images"),
+@pytest.mark.parametrize("kwargs, needle, parameters", [
+    ({"backend": "torch"}, 'precision="int8" runs on ONNX Runtime only', ("precision", "backend")),
+    ({}, 'precision="int8" needs calibration images: pass calibration=[paths]', ("precision", "calibration")),
 ])
-def test_int8_refusals(model_dir, kwargs, needle):
-    with pytest.raises(ValueError, match=needle):
+def test_int8_refusals(model_dir, kwargs, needle, parameters):
+    with pytest.raises(InvalidCombinationError) as caught:
         make_backend(model_dir, precision="int8", device="cpu", **kwargs)
+    assert needle in str(caught.value) and caught.value.parameters == parameters
+    assert "--" not in str(caught.value)
 
 
 def test_convert_reports_the_int8_path(model_dir, images, tmp_path, monkeypatch):

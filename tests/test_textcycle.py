@@ -18,13 +18,12 @@ from translate.cli import app
 from translate.data import PreprocessConfig
 from translate.data.domains import DomainDataset, read_domains
 from translate.demo import make_paired_dataset
+from translate.models import build_text_generator, size_multiple, text_generator_names
 from translate.text.model import TextTranslationModel, load_text_model
 from translate.training import make_config, read_checkpoint, train
 from translate.training.tasks.textcycle import (
-    TEXTCYCLE_GENERATORS,
     PromptedImagePool,
     TextCycleStep,
-    build_text_generator,
     generator_architecture,
 )
 
@@ -108,9 +107,9 @@ def test_config_refusals(overrides, needle):
         make_config("textcycle", overrides={"data": "x", "out": "y", **overrides})
 
 
-@pytest.mark.parametrize("net_g", sorted(TEXTCYCLE_GENERATORS))
+@pytest.mark.parametrize("net_g", text_generator_names("textcycle"))
 def test_every_generator_name_builds_at_its_size_multiple(net_g):
-    multiple = TEXTCYCLE_GENERATORS[net_g]
+    multiple = size_multiple(net_g)
     size = max(multiple, 8)
     config = make_config("textcycle", overrides={"netG": net_g, "ngf": 4, "crop_size": size, "load_size": size})
     architecture = generator_architecture(config, cond_dim=8)

@@ -5,27 +5,18 @@
     y = backend(x)                      # (B, C_in, H, W) float32 in [-1, 1] on backend.device,
                                         # H and W multiples of backend.size_multiple
 
-How "auto" resolves (the fastest path the hardware runs well, measured in docs/benchmarks.md):
-
-- device: CUDA if PyTorch sees a GPU, else Apple's MPS (PyTorch only), else the CPU.
-- precision: fp16 on a GPU; bf16 on a CPU with AVX-512 BF16 or AMX (native bfloat16: autocast
-  is ~1.9x there); int8 on other CPUs with VNNI when calibration images are at hand (`convert`
-  uses the folder's first images; the int8 copy is checked against float32 and float32 is used
-  instead below 35 dB PSNR, see `translate.deploy.quantize`); else fp32 (emulated bfloat16 is 2.5x
-  *slower* than fp32).
-- backend: ONNX Runtime, except where the precision is bf16 (ONNX Runtime's CPU kernels have no
-  bfloat16 convolutions) or the device is MPS: PyTorch.
-- ONNX Runtime provider: TensorRT if its libraries are installed and a GPU exists, else CUDA,
-  else CPU. The provider that a session really got is reported, not the one asked for.
+What "auto" means for the device, precision, backend and provider is decided by the rules of
+`translate.deploy.selection`, from the machine's `Capabilities` (injectable: `capabilities=`).
+The ONNX Runtime provider that a session really got is reported, not the one asked for.
 
 A PyTorch model run on ONNX Runtime is exported once (with the parity check of
 `translate.deploy.export`) into a cache folder keyed by the weights' checksum and the precision:
-$TRANSLATE_CACHE, else $XDG_CACHE_HOME/translate, else ~/.cache/translate.
+$TRANSLATE_CACHE, else $XDG_CACHE_HOME/translate, else ~/.cache/translate. int8 copies are
+quantised and checked there too (`translate.deploy.quantize`).
 """
 
 from __future__ import annotations
 
-import ctypes.util
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -35,89 +26,41 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from translate.core.device import cpu_has_native_bf16, cpu_has_vnni, pick_device
-from translate.core.paths import cache_dir
+from translate.core.device import Capabilities
+from translate.core.device import capabilities as detect_capabilities
+from translate.core.errors import InvalidCombinationError, check_choice
+from translate.core.images import array_to_tensor, tensor_to_array
 from translate.deploy.onnx_cache import onnx_copy, text_onnx_copy
 from translate.deploy.quantize import Int8AccuracyError, int8_copy
-from translate.deploy.text_export import OnnxTextModel, text_size_multiple
-from translate.formats.locator import locate, resolve_path
-from translate.formats.onnx_metadata import FILE_PRECISION, read_onnx_metadata
+from translate.deploy.selection import (
+    BACKENDS,
+    PRECISIONS,
+    PROVIDERS,
+    check_choices,
+    choose_backend,
+    choose_device,
+    resolve_precision,
+    resolve_providers,
+)
+from translate.deploy.sessions import CPU_PROVIDER, ort_session, provider_entries
+from translate.deploy.text_export import text_size_multiple
+from translate.deploy.text_runner import OnnxTextModel
+from translate.formats.locator import DIRECTIONS, ModelSource, locate
+from translate.formats.onnx_metadata import FILE_PRECISION
 from translate.formats.weights import load_with_config, read_model_config
 from translate.text.model import TEXTCYCLE_KIND, load_text_model
 
 logger = logging.getLogger(__name__)
 
-BACKENDS = ("auto", "onnxruntime", "torch")
-PRECISIONS = ("auto", "fp32", "fp16", "bf16", "int8")
-PROVIDERS = {"tensorrt": "TensorrtExecutionProvider", "cuda": "CUDAExecutionProvider",
-             "cpu": "CPUExecutionProvider"}
-_FILE_PRECISION = FILE_PRECISION
+__all__ = ["BACKENDS", "PRECISIONS", "PROVIDERS", "Backend", "TorchBackend", "OrtBackend", "TextPromptBackend",
+           "make_backend", "text_model_info", "choose_backend", "resolve_precision", "resolve_providers"]
+
+_CPU = torch.device("cpu")
 
 
-def _check_choice(name: str, value: str | None, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ValueError(f"--{name} {value!r} is not one of {', '.join(allowed)}")
-
-
-def resolve_precision(precision: str, device: torch.device, *, int8_possible: bool = False) -> str:
-    """`auto` -> the fastest precision that `device` runs well; other values are returned as given.
-    `int8_possible`: calibration images exist and ONNX Runtime may be used."""
-    _check_choice("precision", precision, PRECISIONS)
-    if precision != "auto":
-        return precision
-    if device.type in ("cuda", "mps"):
-        return "fp16"
-    if cpu_has_native_bf16():
-        return "bf16"
-    return "int8" if int8_possible and cpu_has_vnni() else "fp32"
-
-
-def _tensorrt_installed() -> bool:
-    return ctypes.util.find_library("nvinfer") is not None
-
-
-def resolve_providers(provider: str | None, device: torch.device) -> list[str]:
-    """ONNX Runtime providers to try, best first; `provider` (tensorrt | cuda | cpu) forces one."""
-    import onnxruntime as ort
-
-    available = ort.get_available_providers()
-    if provider not in (None, "auto"):
-        _check_choice("provider", provider, tuple(PROVIDERS))
-        name = PROVIDERS[provider]
-        if name not in available:
-            raise ValueError(f"--provider {provider}: this onnxruntime build has no {name} (it has "
-                             f"{', '.join(available)}); install onnxruntime-gpu for cuda / tensorrt")
-        if provider != "cpu" and device.type != "cuda":
-            raise ValueError(f"--provider {provider} needs a CUDA GPU, and none is visible; use --provider cpu")
-        return [name] if provider == "cpu" else [name, "CPUExecutionProvider"]
-    # onnxruntime-gpu lists CUDA even on machines without a GPU and then warns at session start.
-    wanted: list[str] = []
-    if device.type == "cuda":
-        if _tensorrt_installed():
-            wanted.append(PROVIDERS["tensorrt"])
-        wanted.append(PROVIDERS["cuda"])
-    wanted.append(PROVIDERS["cpu"])
-    return [p for p in wanted if p in available]
-
-
-def choose_backend(backend: str | None, *, is_onnx: bool, precision: str, device: torch.device) -> str:
-    """`auto` -> onnxruntime, except bf16 or MPS (torch); `None` -> the model's own form."""
-    if backend is None:
-        return "onnxruntime" if is_onnx else "torch"
-    _check_choice("backend", backend, BACKENDS)
-    if backend == "auto":
-        if is_onnx:
-            return "onnxruntime"
-        return "torch" if precision == "bf16" or device.type == "mps" else "onnxruntime"
-    if backend == "torch" and is_onnx:
-        raise ValueError("--backend torch cannot run an .onnx file; pass the weights folder, run or "
-                         "checkpoint it was exported from, or use --backend onnxruntime")
-    if backend == "torch" and precision == "int8":
-        raise ValueError("--precision int8 runs on ONNX Runtime only; use --backend onnxruntime (or auto)")
-    if backend == "onnxruntime" and precision == "bf16":
-        raise ValueError("--precision bf16 runs on PyTorch only (ONNX Runtime has no bfloat16 convolution "
-                         "kernels); use --backend torch, or --precision fp32 / fp16 with onnxruntime")
-    return backend
+def _file_precision(metadata: dict[str, Any]) -> str:
+    """An exported file's precision in the API's names (fp32 | fp16 | int8)."""
+    return FILE_PRECISION.get(metadata.get("precision", "float32"), "fp32")
 
 
 class Backend:
@@ -184,29 +127,20 @@ class OrtBackend(Backend):
     def __init__(self, onnx_path: Path, *, providers: list[str], device: torch.device,
                  threads: int | None = None) -> None:
         """`providers`: names, best first (see `resolve_providers`); `device`: where inputs live."""
-        import onnxruntime as ort
-
         self.name, self.path = "onnxruntime", onnx_path
-        self.config = read_onnx_metadata(onnx_path)
-        self.precision = _FILE_PRECISION.get(self.config.get("precision", "float32"), "fp32")
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if threads:
-            options.intra_op_num_threads = threads
-        # Spinning threads take cores that the decode / encode threads need (measured: as fast or
-        # faster without on a busy 2-core CPU).
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = ort.InferenceSession(str(onnx_path), sess_options=options,
-                                            providers=[_provider_entry(p, device, self.precision) for p in providers])
+        self.config = locate(onnx_path).config()
+        self.precision = _file_precision(self.config)
+        self.session = ort_session(onnx_path, providers=provider_entries(providers, device, self.precision),
+                                   threads=threads)
         self.provider = self.session.get_providers()[0]
         if providers[0] != self.provider:
             logger.warning("ONNX Runtime could not start %s; running on %s", providers[0], self.provider)
         self.input_name = self.session.get_inputs()[0].name
         self.output_name = self.session.get_outputs()[0].name
         self.uint8_io = self.config.get("io") == "uint8"
-        on_gpu = self.provider != "CPUExecutionProvider" and device.type == "cuda"
+        on_gpu = self.provider != CPU_PROVIDER and device.type == "cuda"
         self.io_binding = on_gpu and not self.uint8_io
-        self.device = device if self.io_binding else torch.device("cpu")
+        self.device = device if self.io_binding else _CPU
         self.input_channels = int(self.config["input_channels"])
         self.output_channels = int(self.config["output_channels"])
         self.size_multiple = int(self.config["size_multiple"])
@@ -215,9 +149,7 @@ class OrtBackend(Backend):
         if self.io_binding:
             return self._run_bound(x)
         if self.uint8_io:
-            feed = ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-            out = torch.from_numpy(self.session.run(None, {self.input_name: feed})[0])
-            return out.permute(0, 3, 1, 2).float() / 127.5 - 1
+            return array_to_tensor(self.session.run(None, {self.input_name: tensor_to_array(x)})[0])
         feed = x.detach().float().cpu().contiguous().numpy()
         return torch.from_numpy(self.session.run(None, {self.input_name: feed})[0])
 
@@ -245,12 +177,12 @@ class TextPromptBackend(Backend):
     export whose input is the embedding) or an exported `.onnx` file (name "onnxruntime").
     """
 
-    def __init__(self, model: Path, prompt: str, *, name: str, device: torch.device,
+    def __init__(self, model: str | Path, prompt: str, *, name: str, device: torch.device,
                  providers: list[str] | None = None, threads: int | None = None) -> None:
         self.name, self.prompt, self.device = name, prompt, device
-        is_onnx = model.suffix.lower() == ".onnx"
-        torch_model = None if is_onnx else load_text_model(model, device if name == "torch" else "cpu",
-                                                           kind=TEXTCYCLE_KIND)
+        source = locate(model)
+        torch_model = None if source.is_onnx else load_text_model(source.path, device if name == "torch" else "cpu",
+                                                                  kind=TEXTCYCLE_KIND)
         if name == "torch":
             self.config, self.generator = torch_model.config, torch_model.generator.float()
             self.embedding = torch_model.embed([prompt])  # (1, D)
@@ -260,12 +192,13 @@ class TextPromptBackend(Backend):
             self.input_channels = int(architecture.get("input_nc", 3))
             self.output_channels = int(architecture.get("output_nc", 3))
             return
-        self.runner = OnnxTextModel(model if is_onnx else text_onnx_copy(model), providers=providers, threads=threads)
+        self.runner = OnnxTextModel(source.path if source.is_onnx else text_onnx_copy(source.path),
+                                    providers=providers, threads=threads)
         # A cached export takes the embedding, computed here by the PyTorch encoder (any encoder).
         self.text = self.runner.text_feed([prompt]) if torch_model is None else \
             {"embedding": torch_model.embed([prompt]).cpu().numpy()}
         self.config, self.provider = self.runner.metadata, self.runner.provider
-        self.precision = _FILE_PRECISION.get(self.config.get("precision", "float32"), "fp32")
+        self.precision = _file_precision(self.config)
         self.size_multiple = self.runner.size_multiple
         self.input_channels = int(self.config["input_channels"])
         self.output_channels = int(self.config["output_channels"])
@@ -288,63 +221,67 @@ def text_model_info(path: str | Path) -> tuple[str, dict[str, list[str]]] | None
     return source.kind, source.config().get("domains") or {}
 
 
-def _text_backend(path: Path, prompt: str | None, *, backend: str | None, precision: str, device: torch.device,
-                  provider: str | None, threads: int | None) -> Backend:
+def _refuse_provider(provider: str | None) -> None:
+    """A forced ONNX Runtime provider where PyTorch runs the model."""
+    if provider not in (None, "auto"):
+        raise InvalidCombinationError(f'provider="{provider}" applies to ONNX Runtime; drop it or use '
+                                      'backend="onnxruntime"', "provider", "backend")
+
+
+def _ort_placement(provider: str | None, device: torch.device) -> tuple[torch.device, list[str]]:
+    """(device the inputs live on, providers best first) for an ONNX Runtime session."""
+    if device.type == "mps":
+        device = _CPU  # ONNX Runtime has no MPS provider; CoreML is not wired here
+    providers = resolve_providers(provider, device)
+    if providers[0] == CPU_PROVIDER and device.type == "cuda":
+        device = _CPU  # an onnxruntime without CUDA
+    return device, providers
+
+
+def _text_backend(source: ModelSource, prompt: str | None, *, backend: str | None, precision: str,
+                  device: torch.device, provider: str | None, threads: int | None) -> Backend:
     """The checked TextPromptBackend for `make_backend` (see there)."""
-    info = text_model_info(path)
-    if info is None:
-        raise ValueError(f"--prompt {prompt!r} applies to text-guided (textcycle) models; {str(path)!r} holds an "
-                         "image-only generator: drop --prompt")
-    kind, domains = info
-    if kind != TEXTCYCLE_KIND:
-        raise ValueError(f"{str(path)!r} is a {kind} model (noise + caption -> image), it does not translate "
-                         f"images: make images with `translate generate --model {path} --prompt ...`")
+    where = str(source.path)
+    if not source.is_text:
+        raise InvalidCombinationError(f"prompt={prompt!r} applies to text-guided (textcycle) models; {where!r} holds "
+                                      "an image-only generator: drop prompt", "prompt", "model")
+    domains = source.config().get("domains") or {}
+    if source.kind != TEXTCYCLE_KIND:
+        raise InvalidCombinationError(f"{where!r} is a {source.kind} model (noise + caption -> image), it does not "
+                                      "translate images: make images with its generate method "
+                                      "(translate.text.model.load_text_model(model).generate(prompts))", "model")
     if prompt is None or not prompt.strip():
         listing = "; ".join(f"{name}: {', '.join(map(repr, prompts))}" for name, prompts in domains.items())
-        raise ValueError(f"{str(path)!r} is a text-guided textcycle model: pass --prompt naming what to translate "
-                         f"to, e.g. a prompt of its domains ({listing or 'none recorded'})")
-    is_onnx = path.suffix.lower() == ".onnx"
-    file_precision = None
-    if is_onnx:
-        file_precision = _FILE_PRECISION.get(read_onnx_metadata(path).get("precision", "float32"), "fp32")
+        raise InvalidCombinationError(f"{where!r} is a text-guided textcycle model: it needs a prompt naming what to "
+                                      f"translate to, e.g. a prompt of its domains ({listing or 'none recorded'})",
+                                      "prompt", "model")
+    file_precision = _file_precision(source.config()) if source.is_onnx else None
     if precision not in ("auto", "fp32", file_precision):
-        raise ValueError(f"--precision {precision}: text models run in fp32 here (fp16, bf16 and int8 are not "
-                         "wired for them); use --precision fp32 or auto (for fp16, `translate export MODEL "
-                         "out.onnx --half` and convert with that file)")
-    name = choose_backend(backend, is_onnx=is_onnx, precision="fp32", device=device)
+        raise InvalidCombinationError(f'precision="{precision}": text models run in fp32 here (fp16, bf16 and int8 '
+                                      'are not wired for them); use precision="fp32" or "auto" (for fp16, '
+                                      'export_onnx(model, "out.onnx", half=True) and run that file)', "precision")
+    name = choose_backend(backend, is_onnx=source.is_onnx, precision=file_precision or "fp32", device=device)
     if name == "torch":
-        if provider not in (None, "auto"):
-            raise ValueError(f"--provider {provider} applies to ONNX Runtime; drop it or use --backend onnxruntime")
-        return TextPromptBackend(path, prompt, name="torch", device=device)
-    device = torch.device("cpu") if device.type == "mps" else device
-    return TextPromptBackend(path, prompt, name="onnxruntime", device=torch.device("cpu"),
-                             providers=resolve_providers(provider, device), threads=threads)
-
-
-def _provider_entry(name: str, device: torch.device, precision: str) -> str | tuple[str, dict[str, Any]]:
-    if name == PROVIDERS["tensorrt"]:
-        # TensorRT builds an engine per input shape (minutes): keep them across runs.
-        return name, {"device_id": device.index or 0, "trt_fp16_enable": precision == "fp16",
-                      "trt_engine_cache_enable": True,
-                      "trt_engine_cache_path": str(cache_dir() / "tensorrt")}
-    if name == PROVIDERS["cuda"]:
-        return name, {"device_id": device.index or 0}
-    return name
+        _refuse_provider(provider)
+        return TextPromptBackend(source.path, prompt, name="torch", device=device)
+    _, providers = _ort_placement(provider, device)
+    return TextPromptBackend(source.path, prompt, name="onnxruntime", device=_CPU, providers=providers,
+                             threads=threads)
 
 
 def make_backend(model: str | Path, *, backend: str | None = "auto", precision: str = "auto",
                  device: str = "auto", provider: str | None = None, direction: str | None = None,
                  threads: int | None = None, calibration: Sequence[Path] | None = None,
-                 prompt: str | None = None) -> Backend:
+                 prompt: str | None = None, capabilities: Capabilities | None = None) -> Backend:
     """Load `model` for inference.
 
     Args:
         model: a weights folder, run directory, training checkpoint, `.onnx` file or the name of a
-            bundled model in weights/.
+            bundled or installed model.
         backend: auto | onnxruntime | torch; None keeps the model's own form (`.onnx` on ONNX
             Runtime, anything else on PyTorch).
-        precision: auto | fp32 | fp16 | bf16 (see the module docstring for auto). An `.onnx` file
-            runs at the precision it was exported with.
+        precision: auto | fp32 | fp16 | bf16 | int8 (see `translate.deploy.selection` for auto). An
+            `.onnx` file runs at the precision it was exported with.
         device: auto | cpu | cuda | mps.
         provider: tensorrt | cuda | cpu to force an ONNX Runtime provider (default: best available).
         direction: AtoB | BtoA for models that hold both CycleGAN generators.
@@ -353,65 +290,82 @@ def make_backend(model: str | Path, *, backend: str | None = "auto", precision: 
             with VNNI they make int8 the choice).
         prompt: what a textcycle model (folder, run or its `.onnx`) translates to; required for
             those, refused for image models. Text models run in fp32 (or an .onnx file's precision).
+        capabilities: the machine's, for the auto choices (default: this machine's).
 
     Raises:
-        ValueError: a choice outside the lists above, or a combination that cannot run (bf16 on
-            ONNX Runtime, an .onnx file on PyTorch, a precision an .onnx file was not exported with).
+        InvalidChoiceError: a choice outside the lists above (checked first, on every machine).
+        InvalidCombinationError: a combination that cannot run (bf16 on ONNX Runtime, an .onnx
+            file on PyTorch, a precision an .onnx file was not exported with, int8 without
+            calibration images).
         FileNotFoundError: no model at `model`.
     """
-    _check_choice("precision", precision, PRECISIONS)
-    _check_choice("device", device, ("auto", "cpu", "cuda", "mps"))
-    path = resolve_path(model)[0]
-    is_onnx = path.suffix.lower() == ".onnx"
-    torch_device = pick_device(device)
-    if prompt is not None or text_model_info(path) is not None:
-        return _text_backend(path, prompt, backend=backend, precision=precision, device=torch_device,
+    check_choices(backend=backend, precision=precision, provider=provider, device=device)
+    check_choice("direction", direction, (None, *DIRECTIONS))
+    facts = detect_capabilities() if capabilities is None else capabilities
+    source = locate(model)
+    torch_device = choose_device(device, facts)
+    if prompt is not None or source.is_text:
+        return _text_backend(source, prompt, backend=backend, precision=precision, device=torch_device,
                              provider=provider, threads=threads)
-    int8_possible = bool(calibration) and not is_onnx and backend in ("auto", "onnxruntime")
-    wanted = resolve_precision(precision, torch_device, int8_possible=int8_possible)
-    name = choose_backend(backend, is_onnx=is_onnx, precision=wanted, device=torch_device)
-    if name == "torch":
-        if provider not in (None, "auto"):
-            raise ValueError(f"--provider {provider} applies to ONNX Runtime; drop it or use --backend onnxruntime")
-        return TorchBackend(path, precision=wanted, device=torch_device, direction=direction)
+    if source.is_onnx:
+        return _onnx_file_backend(source, backend=backend, precision=precision, device=torch_device,
+                                  provider=provider, threads=threads)
+    return _weights_backend(source, backend=backend, precision=precision, device=torch_device, provider=provider,
+                            direction=direction, threads=threads, calibration=calibration, facts=facts)
 
-    if torch_device.type == "mps":
-        torch_device = torch.device("cpu")  # ONNX Runtime has no MPS provider; CoreML is not wired here
-    providers = resolve_providers(provider, torch_device)
-    if providers[0] == PROVIDERS["cpu"] and torch_device.type == "cuda":
-        torch_device = torch.device("cpu")  # an onnxruntime without CUDA: the CPU's best precision
-        wanted = resolve_precision(precision, torch_device, int8_possible=int8_possible)
-    if is_onnx:
-        file_precision = _FILE_PRECISION.get(read_onnx_metadata(path).get("precision", "float32"), "fp32")
-        if precision not in ("auto", file_precision):
-            raise ValueError(f"{path.name} was exported in {file_precision}; --precision {precision} needs a "
-                             f"new export (`translate export MODEL out.onnx{' --half' if precision == 'fp16' else ''}`)"
-                             f" or --precision {file_precision}")
-        onnx_path = path
+
+def _onnx_file_backend(source: ModelSource, *, backend: str | None, precision: str, device: torch.device,
+                       provider: str | None, threads: int | None) -> Backend:
+    """An exported image `.onnx` file on ONNX Runtime, at its own precision."""
+    file_precision = _file_precision(source.config())
+    choose_backend(backend, is_onnx=True, precision=file_precision, device=device)  # refuses torch
+    if precision not in ("auto", file_precision):
+        half = ", half=True" if precision == "fp16" else ""
+        raise InvalidCombinationError(f'{source.path.name} was exported in {file_precision}; precision="{precision}" '
+                                      f'needs a new export (export_onnx(model, "out.onnx"{half})) or '
+                                      f'precision="{file_precision}"', "precision", "model")
+    ort_device, providers = _ort_placement(provider, device)
+    return OrtBackend(source.path, providers=providers, device=ort_device, threads=threads)
+
+
+def _weights_backend(source: ModelSource, *, backend: str | None, precision: str, device: torch.device,
+                     provider: str | None, direction: str | None, threads: int | None,
+                     calibration: Sequence[Path] | None, facts: Capabilities) -> Backend:
+    """PyTorch weights on PyTorch, or on ONNX Runtime through a cached export (or int8 copy)."""
+    int8_possible = bool(calibration) and backend in ("auto", "onnxruntime")
+    bf16_possible = backend in (None, "auto", "torch") and provider in (None, "auto")
+    wanted = resolve_precision(precision, device, int8_possible=int8_possible, bf16_possible=bf16_possible,
+                               capabilities=facts)
+    if choose_backend(backend, is_onnx=False, precision=wanted, device=device) == "torch":
+        _refuse_provider(provider)
+        return TorchBackend(source.path, precision=wanted, device=device, direction=direction)
+    ort_device, providers = _ort_placement(provider, device)
+    if ort_device != device:  # the CPU's best precision, not the GPU's
+        wanted = resolve_precision(precision, ort_device, int8_possible=int8_possible, bf16_possible=False,
+                                   capabilities=facts)
+    if wanted == "fp16" and ort_device.type == "cpu":
+        logger.warning("float16 on ONNX Runtime's CPU provider is converted back to float32 op by op and "
+                       "slow; fp32 is the fast CPU precision here")
+    note = ""
+    if wanted == "int8":
+        onnx_path, note = _int8_or_fallback(source.path, direction=direction, precision=precision,
+                                            device=ort_device, calibration=calibration)
     else:
-        if wanted == "fp16" and torch_device.type == "cpu":
-            logger.warning("float16 on ONNX Runtime's CPU provider is converted back to float32 op by op and "
-                           "slow; fp32 is the fast CPU precision here")
-        note = ""
-        if wanted == "int8":
-            onnx_path, note = _int8_or_fallback(path, direction=direction, precision=precision,
-                                                device=torch_device, calibration=calibration)
-        else:
-            onnx_path = onnx_copy(path, direction=direction, precision=wanted)
-        runner = OrtBackend(onnx_path, providers=providers, device=torch_device, threads=threads)
-        runner.note = note
-        return runner
-    return OrtBackend(onnx_path, providers=providers, device=torch_device, threads=threads)
+        onnx_path = onnx_copy(source.path, direction=direction, precision=wanted)
+    runner = OrtBackend(onnx_path, providers=providers, device=ort_device, threads=threads)
+    runner.note = note
+    return runner
 
 
 def _int8_or_fallback(path: Path, *, direction: str | None, precision: str, device: torch.device,
                       calibration: Sequence[Path] | None) -> tuple[Path, str]:
     """The checked int8 copy, or (precision auto only) the float32 copy when int8 is refused."""
     if device.type != "cpu":
-        raise ValueError("--precision int8 is a CPU path (ONNX Runtime's CPU kernels); use fp16 on a GPU")
+        raise InvalidCombinationError('precision="int8" is a CPU path (ONNX Runtime\'s CPU kernels); use '
+                                      'precision="fp16" on a GPU', "precision", "device")
     if not calibration:
-        raise ValueError("--precision int8 needs calibration images (convert uses the input folder's; "
-                         "Translator(..., calibration=[paths]))")
+        raise InvalidCombinationError('precision="int8" needs calibration images: pass calibration=[paths] '
+                                      "(convert passes the input folder's)", "precision", "calibration")
     channels = int(read_model_config(path, direction)["architecture"]["input_nc"])
     try:
         int8_path, worst = int8_copy(path, direction=direction, images=calibration, channels=channels)

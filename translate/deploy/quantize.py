@@ -24,11 +24,16 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import onnx
+from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+from onnxruntime.quantization.shape_inference import quant_pre_process
 from PIL import Image
 
+from translate.core.images import pil_to_tensor
 from translate.core.paths import cache_dir
 from translate.data.images import ImageReadError, load_image
 from translate.deploy.onnx_cache import onnx_copy
+from translate.deploy.sessions import ort_session
 
 logger = logging.getLogger(__name__)
 
@@ -55,9 +60,7 @@ def calibration_arrays(images: Sequence[Path], channels: int, size: int = CALIBR
         width, height = max(size, round(image.width * scale)), max(size, round(image.height * scale))
         image = image.resize((width, height), Image.Resampling.BICUBIC)
         left, top = (width - size) // 2, (height - size) // 2
-        array = np.asarray(image.crop((left, top, left + size, top + size)), dtype=np.float32)
-        array = array[:, :, None] if array.ndim == 2 else array
-        arrays.append((array.transpose(2, 0, 1)[None] / 127.5 - 1).astype(np.float32))
+        arrays.append(pil_to_tensor(image.crop((left, top, left + size, top + size))).numpy())
     return arrays
 
 
@@ -78,10 +81,6 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 def quantize_int8(fp32_path: Path, out_path: Path, calibration: list[np.ndarray]) -> None:
     """Write the int8 copy of a float32 ONNX generator, with its metadata (precision "int8")."""
-    import onnx
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
     if not calibration:
         raise ValueError("int8 quantisation needs calibration images; none could be read")
     work = out_path.with_name(out_path.name + ".work")
@@ -118,12 +117,7 @@ def quantize_int8(fp32_path: Path, out_path: Path, calibration: list[np.ndarray]
 
 def check_int8(fp32_path: Path, int8_path: Path, arrays: list[np.ndarray]) -> float:
     """Worst PSNR (dB) of the int8 model's outputs against the float32 model's on `arrays`."""
-    import onnxruntime as ort
-
-    def session(path: Path):
-        return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-
-    reference, candidate = session(fp32_path), session(int8_path)
+    reference, candidate = ort_session(fp32_path), ort_session(int8_path)
     name = reference.get_inputs()[0].name
     return min(psnr(reference.run(None, {name: x})[0], candidate.run(None, {name: x})[0]) for x in arrays)
 
@@ -162,6 +156,6 @@ def int8_copy(model: Path, *, direction: str | None, images: Sequence[Path], cha
         checked.unlink()
         raise Int8AccuracyError(f"int8 changes this model's outputs too much: worst PSNR {worst:.1f} dB against "
                                 f"float32 on {held_out_count} images (need >= {MIN_PSNR_DB:.0f} dB); "
-                                "use --precision fp32")
+                                'use precision="fp32"')
     logger.info("int8 copy %s: worst PSNR %.1f dB against float32", out_path.name, worst)
     return out_path, worst

@@ -145,7 +145,7 @@ def translate_tiled(run: Callable[[Tensor], Tensor], x: Tensor, *, tile: int, ov
         raise ValueError(f"x must be a (B, C, H, W) tensor, got {shape}")
     if not x.is_floating_point():
         raise ValueError(f"x must be a float tensor in [-1, 1], got dtype {x.dtype}; "
-                         f"convert with x.float() / 127.5 - 1")
+                         "convert uint8 images with translate.core.images.from_uint8")
     if x.numel() == 0:
         raise ValueError(f"x must not be empty, got shape {tuple(x.shape)}")
     _check_tile(tile, multiple)

@@ -22,13 +22,17 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from translate.core.device import Capabilities
+from translate.core.images import array_to_tensor, pil_to_tensor, tensor_to_array, tensor_to_pil
 from translate.data.images import convert_channels
 from translate.deploy.backends import make_backend
-from translate.deploy.inference import to_pil, translate_tensor
+from translate.deploy.inference import translate_tensor
 
 logger = logging.getLogger(__name__)
 
 ImageInput = Union[Image.Image, np.ndarray, Tensor, list]
+
+
 class Translator:
     """Load a model once, translate many inputs.
 
@@ -43,14 +47,19 @@ class Translator:
         precision: fp32 (default: exact) | fp16 | bf16 | int8 | auto (fastest the device runs well).
         provider: tensorrt | cuda | cpu to force an ONNX Runtime provider.
         calibration: image files for int8 (ranges measured on the first 16, checked on the next 4).
+        capabilities: the machine's, for the auto choices (default: this machine's).
+
+    Raises:
+        InvalidChoiceError / InvalidCombinationError / FileNotFoundError: see `make_backend`.
     """
 
     def __init__(self, model: str | Path, *, direction: str | None = None, device: str = "auto",
                  backend: str | None = None, precision: str = "fp32", provider: str | None = None,
-                 calibration: list[str | Path] | None = None) -> None:
+                 calibration: list[str | Path] | None = None, capabilities: Capabilities | None = None) -> None:
         self.runner = make_backend(model, backend=backend, precision=precision, device=device,
                                    provider=provider, direction=direction,
-                                   calibration=[Path(p) for p in calibration] if calibration else None)
+                                   calibration=[Path(p) for p in calibration] if calibration else None,
+                                   capabilities=capabilities)
         self.config: dict[str, Any] = self.runner.config
         self.backend = self.runner.name
         self.precision = self.runner.precision
@@ -76,7 +85,7 @@ class Translator:
         - torch `(C, H, W)` or `(B, C, H, W)` float in [-1, 1] -> the same layout in [-1, 1].
         """
         if isinstance(images, Image.Image):
-            return to_pil(self.translate_tensor(self._from_pil(images))[0])
+            return tensor_to_pil(self.translate_tensor(pil_to_tensor(convert_channels(images, self.input_channels)))[0])
         if isinstance(images, list):
             return [self(image) for image in images]
         if isinstance(images, np.ndarray):
@@ -87,11 +96,6 @@ class Translator:
             return self.translate_tensor(images)
         raise TypeError(f"cannot translate a {type(images).__name__}; pass a PIL image, a numpy uint8 array "
                         "(H, W[, C]) or (N, H, W, C), a torch tensor (B, C, H, W) in [-1, 1], or a list of these")
-
-    def _from_pil(self, image: Image.Image) -> Tensor:
-        array = np.asarray(convert_channels(image, self.input_channels))
-        array = array[..., None] if array.ndim == 2 else array
-        return torch.from_numpy(array.copy()).permute(2, 0, 1)[None].float() / 127.5 - 1
 
     def _translate_array(self, array: np.ndarray) -> np.ndarray:
         if array.dtype != np.uint8:
@@ -104,7 +108,5 @@ class Translator:
         if batch.ndim != 4 or batch.shape[-1] != self.input_channels:
             raise ValueError(f"expected uint8 arrays (H, W, {self.input_channels}) or (N, H, W, "
                              f"{self.input_channels}), got shape {array.shape}")
-        x = torch.from_numpy(np.array(batch)).permute(0, 3, 1, 2).float() / 127.5 - 1  # a writable copy
-        out = ((self.translate_tensor(x).clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-        result = out.permute(0, 2, 3, 1).cpu().numpy()
+        result = tensor_to_array(self.translate_tensor(array_to_tensor(batch)))
         return result[0] if single else result

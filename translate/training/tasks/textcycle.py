@@ -28,7 +28,14 @@ from torch import Tensor, nn
 from translate.core.errors import InvalidCombinationError, check_choice
 from translate.data import PreprocessConfig, augment_batch
 from translate.data.domains import DomainDataset, read_domains
-from translate.models.conditioned import ProjectionDiscriminator, TextResnetGenerator, TextUnetGenerator
+from translate.models import (
+    TEXT_DISCRIMINATORS,
+    build_text_generator,
+    size_multiple,
+    text_architecture,
+    text_generator_names,
+)
+from translate.models.conditioned import ProjectionDiscriminator
 from translate.models.networks import init_weights
 from translate.text import build_text_encoder
 from translate.text.model import TEXTCYCLE_KIND, save_text_model
@@ -42,35 +49,14 @@ from translate.training.tasks.base import (
     unwrap,
 )
 
-__all__ = ["TASK", "TEXTCYCLE_GENERATORS", "PromptedImagePool", "TextCycleStep", "build_text_generator",
-           "generator_architecture"]
-
-# netG -> the multiple its image sides must be.
-TEXTCYCLE_GENERATORS: dict[str, int] = {"text_resnet_6blocks": 4, "text_resnet_9blocks": 4, "text_unet_128": 128,
-                                        "text_unet_256": 256}
-# netG -> (architecture name, its depth argument)
-_NETG: dict[str, tuple[str, dict[str, int]]] = {
-    "text_resnet_6blocks": ("text_resnet", {"n_blocks": 6}),
-    "text_resnet_9blocks": ("text_resnet", {"n_blocks": 9}),
-    "text_unet_128": ("text_unet", {"num_downs": 7}),
-    "text_unet_256": ("text_unet", {"num_downs": 8}),
-}
-_BUILDERS: dict[str, type[nn.Module]] = {"text_resnet": TextResnetGenerator, "text_unet": TextUnetGenerator}
-
+__all__ = ["TASK", "PromptedImagePool", "TextCycleStep", "generator_architecture"]
 
 def generator_architecture(config: TrainConfig, cond_dim: int) -> dict[str, Any]:
     """The generator's `architecture` entry of a textcycle weights folder: {"name": "text_resnet" |
-    "text_unet", **its constructor's arguments} for `config.netG`."""
-    check_choice("netG", config.netG, _NETG)
-    name, depth = _NETG[config.netG]
-    return {"name": name, "input_nc": config.input_nc, "output_nc": config.output_nc, "ngf": config.ngf,
-            **depth, "cond_dim": cond_dim, "norm": config.norm, "dropout": config.dropout}
-
-
-def build_text_generator(architecture: dict[str, Any]) -> nn.Module:
-    """`TextResnetGenerator` / `TextUnetGenerator` from an architecture dict (see generator_architecture)."""
-    arguments = dict(architecture)
-    return _BUILDERS[arguments.pop("name")](**arguments)
+    "text_unet", **its constructor's arguments} for `config.netG` (see translate.models.text_registry)."""
+    check_choice("netG", config.netG, text_generator_names("textcycle"))
+    return text_architecture(config.netG, input_nc=config.input_nc, output_nc=config.output_nc, ngf=config.ngf,
+                             cond_dim=cond_dim, norm=config.norm, dropout=config.dropout)
 
 
 class PromptedImagePool:
@@ -304,8 +290,8 @@ TASK = Task(
     defaults={"netG": "text_resnet_6blocks", "netD": "projection", "norm": "instance", "dropout": False,
               "gan_mode": "lsgan", "pool_size": 50, "lambda_A": 10.0, "lambda_identity": 0.5, "batch_size": 1,
               "load_size": 286, "crop_size": 256, "flip": True, "beta1": 0.5, "beta2": 0.999},
-    generators=tuple(TEXTCYCLE_GENERATORS), discriminators=("projection",),
-    size_multiple=TEXTCYCLE_GENERATORS.__getitem__,
+    generators=tuple(text_generator_names("textcycle")), discriminators=TEXT_DISCRIMINATORS["textcycle"],
+    size_multiple=size_multiple,
     option_groups=frozenset({"image_input", "cycle", "text"}),
     build_dataset=build_dataset, images_key="image", save_weights=save_text_folder, check=check,
 )
