@@ -391,9 +391,31 @@ def run(config: BenchConfig, work: Path) -> dict[str, Any]:
         models = {read_model_config(path)["architecture"]["name"]: path}
     else:
         models = {arch: save_random_model(arch, config.ngf, work / "models", seed=config.seed) for arch in config.archs}
+    skipped: list[str] = []
+    rows, e2e_backends = bench_models(models, variants, config, device, work, skipped)
+    model_s = time.perf_counter() - started
+    if not rows:
+        raise ValueError(f"nothing to time: no size in {sorted({s for s, _ in cells_for(config, device)})} suits "
+                         f"{', '.join(models)}; pick --sizes that are multiples of each model's size multiple")
+    e2e_arch = next(iter(models))
+    e2e_rows = bench_end_to_end(e2e_arch, models[e2e_arch], rows, e2e_backends, config, work, skipped)
+    e2e_backends.clear()
+
+    meta = {"device": str(device), "device_name": device_name(device), "versions": versions(),
+            "models": ", ".join(f"{a} (random init, ngf {config.ngf})" for a in models) if not config.model
+            else f"{config.model}", "variants": variants, "repeats": config.repeats,
+            "e2e_size": config.e2e_size, "e2e_batch": config.e2e_batch, "e2e_format": config.e2e_format,
+            "model_seconds": model_s, "total_seconds": time.perf_counter() - started,
+            "config": asdict(config), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    return {"meta": meta, "model": rows, "e2e": e2e_rows, "skipped": skipped}
+
+
+def bench_models(models: dict[str, Path], variants: list[str], config: BenchConfig, device: torch.device,
+                 work: Path, skipped: list[str]) -> tuple[list[dict[str, Any]], dict[str, Backend]]:
+    """Model throughput of every variant on each model's grid cells; also returns the first
+    model's backends, which the end-to-end comparison reuses. Appends what cannot run to `skipped`."""
     e2e_arch = next(iter(models))
     rows: list[dict[str, Any]] = []
-    skipped: list[str] = []
     e2e_backends: dict[str, Backend] = {}
     for arch, model in models.items():
         multiple = size_multiple(read_model_config(model)["architecture"]["name"])
@@ -412,44 +434,40 @@ def run(config: BenchConfig, work: Path) -> dict[str, Any]:
         if arch == e2e_arch:
             e2e_backends = backends
         del backends
-    model_s = time.perf_counter() - started
-    if not rows:
-        raise ValueError(f"nothing to time: no size in {sorted({s for s, _ in cells_for(config, device)})} suits "
-                         f"{', '.join(models)}; pick --sizes that are multiples of each model's size multiple")
+    return rows, e2e_backends
 
-    e2e_rows: list[dict[str, Any]] = []
-    if config.n_images and config.e2e_size % size_multiple(read_model_config(models[e2e_arch])["architecture"]["name"]):
+
+def bench_end_to_end(e2e_arch: str, model: Path, rows: list[dict[str, Any]], e2e_backends: dict[str, Backend],
+                     config: BenchConfig, work: Path, skipped: list[str]) -> list[dict[str, Any]]:
+    """`convert` on generated JPEGs with the fastest variant and the reference, each against the
+    model rate measured just before and after it."""
+    if not config.n_images:
+        return []
+    if config.e2e_size % size_multiple(read_model_config(model)["architecture"]["name"]):
         skipped.append(f"end to end: {e2e_arch} cannot run {config.e2e_size}px")
-    elif config.n_images:
-        cell = {r["variant"]: r for r in rows
-                if (r["arch"], r["size"], r["batch"]) == (e2e_arch, config.e2e_size, config.e2e_batch)}
-        fastest = max(cell, key=lambda v: cell[v]["images_per_s"])  # REFERENCE always ran: never empty
-        folder = work / "e2e_in"
-        write_jpegs(folder, config.n_images, config.e2e_size, seed=config.seed)
-        for variant in dict.fromkeys([fastest, REFERENCE]):
-            logger.info("end to end: convert %d images with %s", config.n_images, variant)
-            timing = (e2e_backends[variant], config.e2e_size, config.e2e_batch, cell[variant]["calls_per_round"])
-            before = model_rate_now(*timing, seed=config.seed)
-            try:
-                row = {"arch": e2e_arch, **bench_e2e(models[e2e_arch], variant, folder, work / "e2e_out", config)}
-            except ValueError as error:  # int8 refused on the generated images' calibration
-                skipped.append(f"end to end {variant}: {error}")
-                continue
-            after = model_rate_now(*timing, seed=config.seed)
-            model_rate = 2 / (1 / before + 1 / after)  # same images before and after: the mean rate
-            row.update(model_images_per_s=model_rate, model_images_per_s_grid=cell[variant]["images_per_s"],
-                       e2e_over_model=row["images_per_s"] / model_rate,
-                       steady_over_model=row["steady_images_per_s"] / model_rate, fastest=variant == fastest)
-            e2e_rows.append(row)
-        e2e_backends.clear()
-
-    meta = {"device": str(device), "device_name": device_name(device), "versions": versions(),
-            "models": ", ".join(f"{a} (random init, ngf {config.ngf})" for a in models) if not config.model
-            else f"{config.model}", "variants": variants, "repeats": config.repeats,
-            "e2e_size": config.e2e_size, "e2e_batch": config.e2e_batch, "e2e_format": config.e2e_format,
-            "model_seconds": model_s, "total_seconds": time.perf_counter() - started,
-            "config": asdict(config), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
-    return {"meta": meta, "model": rows, "e2e": e2e_rows, "skipped": skipped}
+        return []
+    cell = {r["variant"]: r for r in rows
+            if (r["arch"], r["size"], r["batch"]) == (e2e_arch, config.e2e_size, config.e2e_batch)}
+    fastest = max(cell, key=lambda v: cell[v]["images_per_s"])  # REFERENCE always ran: never empty
+    folder = work / "e2e_in"
+    write_jpegs(folder, config.n_images, config.e2e_size, seed=config.seed)
+    e2e_rows: list[dict[str, Any]] = []
+    for variant in dict.fromkeys([fastest, REFERENCE]):
+        logger.info("end to end: convert %d images with %s", config.n_images, variant)
+        timing = (e2e_backends[variant], config.e2e_size, config.e2e_batch, cell[variant]["calls_per_round"])
+        before = model_rate_now(*timing, seed=config.seed)
+        try:
+            row = {"arch": e2e_arch, **bench_e2e(model, variant, folder, work / "e2e_out", config)}
+        except ValueError as error:  # int8 refused on the generated images' calibration
+            skipped.append(f"end to end {variant}: {error}")
+            continue
+        after = model_rate_now(*timing, seed=config.seed)
+        model_rate = 2 / (1 / before + 1 / after)  # same images before and after: the mean rate
+        row.update(model_images_per_s=model_rate, model_images_per_s_grid=cell[variant]["images_per_s"],
+                   e2e_over_model=row["images_per_s"] / model_rate,
+                   steady_over_model=row["steady_images_per_s"] / model_rate, fastest=variant == fastest)
+        e2e_rows.append(row)
+    return e2e_rows
 
 
 def parse_args(argv: Sequence[str] | None) -> tuple[BenchConfig, str | None]:

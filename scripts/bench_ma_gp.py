@@ -18,7 +18,7 @@ import torch
 
 from translate.data.captions import CaptionedDataset
 from translate.training import make_config
-from translate.training.text_steps import Text2ImageStep
+from translate.training.tasks.text2image import Text2ImageStep
 
 
 def main() -> None:

@@ -22,9 +22,11 @@ import time
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from translate.core.device import pick_device
 from translate.training.config import make_config
-from translate.training.distributed import pick_device
-from translate.training.steps import CycleGANStep, Pix2PixStep, TaskStep
+from translate.training.tasks.base import TaskStep
+from translate.training.tasks.cyclegan import CycleGANStep
+from translate.training.tasks.pix2pix import Pix2PixStep
 
 
 def make_step(variant: str, size: int, device: torch.device, ngf: int) -> TaskStep:

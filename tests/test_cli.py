@@ -107,6 +107,7 @@ def test_convert_exits_1_when_a_file_fails(unpaired, tmp_path):
     assert "onnxruntime fp32 on CPUExecutionProvider" in result.output  # the path it took is reported
 
 
+@pytest.mark.selection
 @pytest.mark.parametrize("flags, needle", [
     (["--backend", "onnxruntime", "--precision", "bf16"], "bf16 runs on PyTorch only"),
     (["--provider", "cuda", "--device", "cpu"], "--provider cuda"),
