@@ -15,6 +15,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from translate.deploy.convert import convert_folder
+from translate.deploy.export import export_onnx
+from translate.formats.locator import locate
+from translate.training import make_config, train
+
 logger = logging.getLogger(__name__)
 
 DEMO_PAIRS = 32  # training pairs the demo generates
@@ -90,9 +95,6 @@ def run_demo(out_dir: str | Path, steps: int = 300, size: int = 48, seed: int = 
 
     Returns the paths of the run, the converted folder and the contact sheet.
     """
-    from translate.deploy.convert import convert_folder
-    from translate.training import make_config, train
-
     out_dir = Path(out_dir)
     if (out_dir / "run").exists():  # a previous demo: start it afresh
         shutil.rmtree(out_dir / "run")
@@ -128,10 +130,6 @@ def run_bundled_demo(out_dir: str | Path, model: str = DEFAULT_BUNDLED_MODEL) ->
 
     Returns the paths of the .onnx file, the converted folder and the contact sheet.
     """
-    from translate.deploy.convert import convert_folder
-    from translate.deploy.export import export_onnx
-    from translate.formats.locator import locate
-
     folder = locate(model).path
     samples = folder / "samples"
     if not samples.is_dir():

@@ -23,6 +23,7 @@ import yaml
 from translate.core.errors import InvalidChoiceError, InvalidCombinationError
 from translate.data.transforms import PREPROCESS_MODES
 from translate.models import INIT_TYPES, NORMS
+from translate.text import text_encoder_names
 from translate.training.fields import check_field_choice, check_field_value, integer, number, option
 
 __all__ = ["DEVICES", "DIRECTIONS", "GAN_MODES", "LR_POLICIES", "FIELD_NAMES", "Task", "TrainConfig",
@@ -35,9 +36,6 @@ LR_POLICIES = ("linear", "cosine", "constant")
 
 
 def _text_encoders() -> tuple[str, ...]:
-    # Imported when checked, not when this module loads: translate.text looks for optional encoders.
-    from translate.text import text_encoder_names
-
     return tuple(text_encoder_names())
 
 

@@ -24,6 +24,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from translate.data import ResumableSampler, collate_images
+from translate.evaluation.inception import load_inception
 from translate.training.checkpoint import atomic_save, make_checkpoint, set_rng_state
 from translate.training.config import TrainConfig, get_task, save_config
 from translate.training.distributed import DistInfo, barrier, cleanup, ddp_wrapper, init_distributed
@@ -98,9 +99,6 @@ def build_evaluator(config: TrainConfig, device: torch.device) -> PeriodicEvalua
         return None
     inception = None
     if config.eval_fid:
-        # Imported only when FID is asked for: the Inception network is a large optional download.
-        from translate.evaluation.inception import load_inception
-
         try:
             inception = load_inception(device=device)
         except FileNotFoundError as error:
