@@ -62,7 +62,7 @@ class TrainConfig:
                        task_choices="discriminators")
     ngf: int = option(64, "Generator filters in the first layer.", panel=NETWORKS, check=_POSITIVE)
     ndf: int = option(64, "Discriminator filters in the first layer.", panel=NETWORKS, check=_POSITIVE)
-    n_layers_D: int = option(3, "Layers of the discriminator (netD n_layers, projection).",  # noqa: N815
+    n_layers_D: int = option(3, "Layers of the discriminator (--netD n_layers or projection).",  # noqa: N815
                              panel=NETWORKS, check=_POSITIVE)
     norm: str = option("instance", "Normalisation layers.", panel=NETWORKS, choices=NORMS)
     dropout: bool = option(False, "Dropout in the generator.", panel=NETWORKS, group="image_input")
@@ -91,7 +91,7 @@ class TrainConfig:
     lambda_identity: float = option(0.5, "Identity loss weight, relative to the cycle weight.", panel=OBJECTIVE,
                                     group="cycle", check=_WEIGHT)
     lambda_L1: float = option(100.0, "L1 loss weight.", panel=OBJECTIVE, group="paired", check=_WEIGHT)  # noqa: N815
-    lambda_gp: float = option(10.0, "Gradient penalty weight of gan_mode wgangp.", panel=OBJECTIVE,
+    lambda_gp: float = option(10.0, "Gradient penalty weight of --gan-mode wgangp.", panel=OBJECTIVE,
                               group="wgangp", check=_WEIGHT)
     pool_size: int = option(50, "Fake image history the discriminator sees (0: none).", panel=OBJECTIVE,
                             group="cycle", check=_COUNT)
@@ -137,12 +137,12 @@ class TrainConfig:
     # `eval_phase` (None: the task's own held-out folder), FID/KID optional
     eval_every: int = option(0, "Score the generators on held-out images every K epochs and at the end, logged "
                              "with the losses (0: off).", panel=EVALUATION, group="eval", check=_COUNT)
-    eval_phase: str | None = option(None, "Held-out folder for eval_every.", panel=EVALUATION, group="eval",
+    eval_phase: str | None = option(None, "Held-out folder for --eval-every.", panel=EVALUATION, group="eval",
                                     default_help="the task's")
-    eval_limit: int | None = option(200, "First N held-out images per direction for eval_every.",
+    eval_limit: int | None = option(200, "First N held-out images per direction for --eval-every.",
                                     panel=EVALUATION, group="eval",
                                     check=integer(2, optional=True, why="FID needs two images"))
-    eval_fid: bool = option(True, "FID and KID in eval_every (needs the Inception weights, see translate eval).",
+    eval_fid: bool = option(True, "FID and KID in --eval-every (needs the Inception weights, see translate eval).",
                             panel=EVALUATION, group="eval")
 
     def __post_init__(self) -> None:
