@@ -315,7 +315,7 @@ def _score_pairs(pairs: list[tuple[Path, Path]], delta: int, batch_size: int, fe
             if real_image.shape != fake_image.shape:
                 raise ValueError(f"{fake_path} is {tuple(fake_image.shape[1:])} but its ground truth {real_path} "
                                  f"is {tuple(real_image.shape[1:])}; paired metrics need one size (convert at "
-                                 "the input's size, or leave out --paired for FID / KID only)")
+                                 "the input's size, or score FID / KID only: paired=False, `translate eval` without --paired)")
             scores.update(fake_image[None], real_image[None])
             reals.append(real_image)
             fakes.append(fake_image)

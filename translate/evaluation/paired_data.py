@@ -71,7 +71,7 @@ def translate_aligned_split(model: str | os.PathLike[str], data: str | os.PathLi
     their own size) into `out/output/`. Returns (target folder, output folder)."""
     source = Path(data) / phase
     if not source.is_dir():
-        raise FileNotFoundError(f"no {phase!r} split at {str(source)!r}; pass --phase (e.g. val or test)")
+        raise FileNotFoundError(f"no {phase!r} split at {str(source)!r}; pass phase= (`translate eval --phase`), e.g. val or test")
     inputs, targets = split_aligned(source, out, direction, limit, load_size)
     outputs = Path(out) / "output"
     summary = convert_folder(inputs, outputs, str(model), precision="fp32", device=device, overwrite=True)
@@ -100,6 +100,6 @@ def best_report(reports: list[dict[str, object]], metric: str) -> dict[str, obje
         raise ValueError(f"metric must be one of {', '.join(LOWER_IS_BETTER)}, got {metric!r}")
     scored = [r for r in reports if isinstance(r.get(metric), float)]
     if not scored:
-        raise ValueError(f"no report has {metric!r}; pick a metric that was computed (e.g. l1 with --no-fid)")
+        raise ValueError(f"no report has {metric!r}; pick a metric that was computed (e.g. l1 when FID was not scored)")
     sign = 1.0 if LOWER_IS_BETTER[metric] else -1.0
     return min(scored, key=lambda r: sign * float(r[metric]))  # type: ignore[arg-type]

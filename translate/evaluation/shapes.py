@@ -435,7 +435,7 @@ def make_shapes_dataset(
     existing = [out / name for name in ("train", "val", "attributes.jsonl") if (out / name).exists()]
     if existing:
         raise FileExistsError(
-            f"{existing[0]} already exists; choose another --out folder or delete the old data set first"
+            f"{existing[0]} already exists; choose another `out` folder or delete the old data set first"
         )
     rng = np.random.default_rng(seed)
     n_val = int(round(n * val_fraction))
