@@ -23,8 +23,6 @@ from typer.core import TyperCommand
 
 from translate.cli.common import fail, progress_printer
 
-# --- train (owner: training) -------------------------------------------------------------------
-
 _TASK_KEY = "translate.train.task"  # ctx.meta: the task named on the command line (or by --resume's run)
 _OPTIONS_KEY = "translate.train.options"  # ctx.meta: the TrainConfig options given (None: not given)
 
@@ -65,7 +63,7 @@ def _help_of(field: dataclasses.Field, task: Any | None, tasks: list[Any]) -> st
     text = field.metadata["help"]
     choices = field.metadata.get("choices")
     if field.metadata.get("task_choices") and task is not None:
-        choices = getattr(task, field.metadata["task_choices"])
+        choices = field.metadata["task_choices"](task)
     if choices is not None:
         text += " " + " | ".join(map(str, choices() if callable(choices) else choices)) + "."
     if task is None and field.metadata.get("group") is not None:

@@ -57,9 +57,9 @@ class TrainConfig:
     out: str = option("", "Run directory to create.", panel=DATA, path=True, default_help="required")
     # networks
     netG: str = option("resnet_9blocks", "Generator architecture.", panel=NETWORKS,  # noqa: N815
-                       task_choices="generators")
+                       task_choices=lambda task: task.generators)
     netD: str = option("basic", "Discriminator architecture.", panel=NETWORKS,  # noqa: N815
-                       task_choices="discriminators")
+                       task_choices=lambda task: task.discriminators)
     ngf: int = option(64, "Generator filters in the first layer.", panel=NETWORKS, check=_POSITIVE)
     ndf: int = option(64, "Discriminator filters in the first layer.", panel=NETWORKS, check=_POSITIVE)
     n_layers_D: int = option(3, "Layers of the discriminator (--netD n_layers or projection).",  # noqa: N815

@@ -9,7 +9,7 @@ Metadata keys (all optional but `help` and `panel`):
     panel: the heading it is listed under in `--help` ("Networks", "Data", ...).
     group: the option group; a task uses the field when its row lists the group (None: every task).
     choices: the allowed values, a tuple or a function returning one (called when checked).
-    task_choices: the attribute of the task row that lists the allowed values ("generators").
+    task_choices: `task row -> allowed values`, for choices that depend on the task (netG, netD).
     check: a function `(name, value) -> None` that raises InvalidValueError.
     default_help: how `--help` shows the default when the value itself would not say it.
     path: the flag takes a file system path (the value is stored as a string).
@@ -29,7 +29,7 @@ Check = Callable[[str, Any], None]
 
 
 def option(default: Any, help: str, *, panel: str, group: str | None = None, choices: Any = None,
-           task_choices: str | None = None, check: Check | None = None, default_help: str | None = None,
+           task_choices: Callable[[Any], tuple[str, ...]] | None = None, check: Check | None = None, default_help: str | None = None,
            path: bool = False, cli: bool = True) -> Any:
     """A dataclass field with its description (see the module docstring for the keys)."""
     metadata = {"help": help, "panel": panel, "group": group, "choices": choices, "task_choices": task_choices,
@@ -76,7 +76,7 @@ def check_field_choice(field: dataclasses.Field, value: Any, task: Any) -> None:
     """Raise InvalidChoiceError unless `value` is one of the field's choices for `task` (a Task row)."""
     choices = field.metadata.get("choices")
     if field.metadata.get("task_choices"):
-        choices = getattr(task, field.metadata["task_choices"])
+        choices = field.metadata["task_choices"](task)
     if choices is None:
         return
     check_choice(field.name, value, choices() if callable(choices) else choices)
