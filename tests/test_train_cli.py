@@ -42,7 +42,7 @@ def test_the_task_defaults_and_choices_are_in_the_help():
 
 def test_train_help_lists_the_tasks_and_the_common_options():
     output = help_of()
-    for task in ("cyclegan", "pix2pix", "text2image", "textcycle"):
+    for task in ("cyclegan", "pix2pix", "cut", "fastcut", "text2image", "textcycle"):
         assert task in output
     assert "--resume" in output and "--lr" in output and "--data" in output
     assert "--text-encoder" not in output and "--lambda-B" not in output

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +24,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from translate.core.errors import check_choice
+from translate.core.errors import InvalidValueError, check_choice
 from translate.core.files import atomic_write, atomic_write_text
 from translate.core.torch_files import torch_load_safely
 from translate.core.version import __version__
@@ -64,7 +65,8 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 CHECKPOINT_FORMAT = "translate.checkpoint"
 CHECKPOINT_FORMAT_VERSION = 1
-TASKS = ("cyclegan", "pix2pix")
+# The `task` a weights folder records is provenance (which training task wrote it), any task name.
+_TASK_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 DIRECTIONS = ("AtoB", "BtoA")
 _DTYPES = {torch.float32: "float32", torch.float16: "float16", torch.bfloat16: "bfloat16"}
 _ACCEPTED = ("a weights folder (config.json + model.safetensors), a training checkpoint file written by "
@@ -159,7 +161,8 @@ def _model_config(architecture: Architecture, *, task: str | None, direction: st
                   domains: Mapping[str, str] | None, source: Mapping[str, Any] | None,
                   dtype: str = "float32", toolkit_version: str = __version__) -> dict[str, Any]:
     kind = "generator" if isinstance(architecture, GeneratorConfig) else "discriminator"
-    check_choice("task", task, (*TASKS, None))
+    if task is not None and not (isinstance(task, str) and _TASK_NAME.match(task)):
+        raise InvalidValueError("task", task, "None or a training task's name (lowercase letters, digits, _)")
     check_choice("direction", direction, (*DIRECTIONS, None))
     if domains is None:
         domains = _default_domains(kind, direction)
@@ -313,7 +316,7 @@ def _checkpoint_generator(state: dict[str, Any], path: Path, direction: str | No
     source_domain, target_domain = ("A", "B") if chosen == "AtoB" else ("B", "A")
     domains = {"source": str(names.get(source_domain, source_domain)),
                "target": str(names.get(target_domain, target_domain))}
-    task = state.get("task") if state.get("task") in TASKS else None
+    task = state.get("task") if isinstance(state.get("task"), str) and _TASK_NAME.match(state["task"]) else None
     provenance = {"checkpoint": str(path), "model": model_key, "epoch": state.get("epoch"),
                   "step": state.get("step")}
     config = _model_config(architecture, task=task, direction=chosen, domains=domains, source=provenance,

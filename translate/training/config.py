@@ -20,14 +20,15 @@ from typing import Any, Callable
 
 import yaml
 
-from translate.core.errors import InvalidChoiceError, InvalidCombinationError
+from translate.core.errors import InvalidChoiceError, InvalidCombinationError, InvalidValueError
 from translate.data.transforms import PREPROCESS_MODES
 from translate.models import INIT_TYPES, NORMS
 from translate.text import text_encoder_names
 from translate.training.fields import check_field_choice, check_field_value, integer, number, option
 
 __all__ = ["DEVICES", "DIRECTIONS", "GAN_MODES", "LR_POLICIES", "FIELD_NAMES", "Task", "TrainConfig",
-           "get_task", "register_task", "task_names", "load_yaml_config", "make_config", "save_config"]
+           "get_task", "register_task", "task_names", "load_yaml_config", "make_config", "nce_layer_indices",
+           "save_config"]
 
 GAN_MODES = ("lsgan", "vanilla", "wgangp", "hinge")
 DIRECTIONS = ("AtoB", "BtoA")
@@ -37,6 +38,22 @@ LR_POLICIES = ("linear", "cosine", "constant")
 
 def _text_encoders() -> tuple[str, ...]:
     return tuple(text_encoder_names())
+
+
+def nce_layer_indices(value: Any, name: str = "nce_layers") -> tuple[int, ...]:
+    """The layer indices of `nce_layers`: "0,4,7,10,14" (as on the command line), an int or a list of
+    ints (as a YAML file may hold them), strictly increasing and >= 0; InvalidValueError otherwise.
+    Whether the generator has these layers is the task's check (it depends on netG)."""
+    expected = "comma-separated layer indices >= 0 in increasing order, e.g. '0,4,7,10,14'"
+    items = value.split(",") if isinstance(value, str) else value if isinstance(value, (list, tuple)) else [value]
+    try:
+        indices = tuple(int(str(item).strip()) for item in items if not isinstance(item, (bool, float)))
+    except ValueError:
+        raise InvalidValueError(name, value, expected) from None
+    if (not indices or len(indices) != len(items) or indices[0] < 0
+            or any(b <= a for a, b in zip(indices, indices[1:], strict=False))):
+        raise InvalidValueError(name, value, expected)
+    return indices
 
 
 _POSITIVE, _COUNT = integer(1), integer(0)
@@ -95,6 +112,24 @@ class TrainConfig:
                               group="wgangp", check=_WEIGHT)
     pool_size: int = option(50, "Fake image history the discriminator sees (0: none).", panel=OBJECTIVE,
                             group="cycle", check=_COUNT)
+    # contrastive unpaired translation (CUT / FastCUT): PatchNCE on the generator's encoder features
+    lambda_GAN: float = option(1.0, "GAN loss weight.", panel=OBJECTIVE, group="nce", check=_WEIGHT)  # noqa: N815
+    lambda_NCE: float = option(1.0, "PatchNCE loss weight (CUT 1, FastCUT 10).", panel=OBJECTIVE,  # noqa: N815
+                               group="nce", check=_WEIGHT)
+    nce_idt: bool = option(True, "Also PatchNCE between real B and G(B), the identity term (CUT on, FastCUT off).",
+                           panel=OBJECTIVE, group="nce")
+    nce_layers: str = option("0,4,7,10,14", "Generator layers PatchNCE compares, comma-separated indices into its "
+                             "layer sequence (the default: the input, both downsampling convolutions, residual "
+                             "blocks 1 and 5).", panel=OBJECTIVE, group="nce",
+                             check=lambda name, value: nce_layer_indices(value, name))
+    nce_T: float = option(0.07, "Temperature of the PatchNCE loss.", panel=OBJECTIVE, group="nce",  # noqa: N815
+                          check=number(0.0, strict=True))
+    num_patches: int = option(256, "Locations PatchNCE samples per layer and image.", panel=OBJECTIVE, group="nce",
+                              check=_POSITIVE)
+    netF_nc: int = option(256, "Units of the two-layer MLP head over each PatchNCE layer.",  # noqa: N815
+                          panel=NETWORKS, group="nce", check=_POSITIVE)
+    flip_equivariance: bool = option(False, "Flip G's input at random and its PatchNCE features back (FastCUT on).",
+                                     panel=OBJECTIVE, group="nce")
     # text conditioning
     text_encoder: str = option("byte", "Text encoder (byte trains with the GAN; minilm, clip are frozen).", panel=TEXT,
                                group="text", choices=_text_encoders)
@@ -298,8 +333,8 @@ def make_config(task: str | None, *, base: dict[str, Any] | None = None,
     """Resolve a config: `base` (a saved run's config) or the task defaults, then `overrides`.
 
     Args:
-        task: a registered task ("cyclegan", "pix2pix", "text2image", "textcycle", see
-            `task_names()`); may be None when `base` or `overrides` names it.
+        task: a registered task ("cyclegan", "pix2pix", "text2image", "textcycle", "cut", "fastcut",
+            see `task_names()`); may be None when `base` or `overrides` names it.
         base: a complete saved config (resume) or a partial YAML mapping.
         overrides: options given explicitly (None values are ignored).
 

@@ -1,4 +1,4 @@
-"""Adversarial objectives and the WGAN-GP gradient penalty."""
+"""Adversarial objectives, the WGAN-GP gradient penalty and CUT's PatchNCE loss."""
 
 from __future__ import annotations
 
@@ -80,3 +80,31 @@ def matching_aware_gradient_penalty(discriminator: nn.Module, real: Tensor, cond
     grad_image, grad_cond = torch.autograd.grad(outputs=score.sum(), inputs=(real, cond), create_graph=True)
     gradients = torch.cat([grad_image.reshape(real.shape[0], -1), grad_cond.reshape(real.shape[0], -1)], dim=1)
     return weight * gradients.float().norm(2, dim=1).pow(power).mean()
+
+
+def patch_nce_loss(query: Tensor, key: Tensor, batch_size: int, temperature: float = 0.07) -> Tensor:
+    """CUT's PatchNCE loss (Park et al. 2020) of one layer, per query patch.
+
+    Each query patch (a location of the translated image's features) must pick its key (the same
+    location of the source image's features) among the keys of the other sampled locations of the
+    same image: cross-entropy over `[q.k+, q.k-_1, ...] / temperature`. The key's own entry in the
+    negatives is masked with -10 as in the reference; keys are detached (no gradient).
+
+    Args:
+        query, key: `(B * P, D)` L2-normalised rows, image-major (the P rows of image 0 first).
+        batch_size: B; negatives come from the same image only.
+        temperature: the reference's nce_T.
+
+    Returns:
+        `(B * P,)` float32 losses.
+    """
+    query, key = query.float(), key.detach().float()
+    rows, dim = query.shape
+    positive = (query * key).sum(dim=1, keepdim=True)  # (B * P, 1)
+    per_image_q, per_image_k = query.view(batch_size, -1, dim), key.view(batch_size, -1, dim)
+    patches = per_image_q.shape[1]
+    negatives = torch.bmm(per_image_q, per_image_k.transpose(1, 2))  # (B, P, P)
+    diagonal = torch.eye(patches, dtype=torch.bool, device=query.device)[None]
+    negatives = negatives.masked_fill(diagonal, -10.0).view(rows, patches)
+    logits = torch.cat([positive, negatives], dim=1) / temperature
+    return F.cross_entropy(logits, torch.zeros(rows, dtype=torch.long, device=query.device), reduction="none")
