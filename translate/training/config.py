@@ -160,6 +160,10 @@ class TrainConfig:
     n_epochs_decay: int = option(100, "Epochs of decay to zero.", panel=OPTIMISATION, check=_COUNT)
     max_steps: int | None = option(None, "Stop after this many steps in all.", panel=OPTIMISATION,
                                    check=integer(1, optional=True), default_help="no limit")
+    # A wall-clock budget, for comparing tasks at equal compute: the run stops and saves as at max_steps.
+    max_minutes: float | None = option(None, "Stop after this many minutes of training (this process; a resume "
+                                       "starts a new budget).", panel=OPTIMISATION,
+                                       check=number(0.0, strict=True, optional=True), default_help="no limit")
     # runtime
     seed: int = option(0, "Random seed.", panel=RUNTIME)
     device: str = option("auto", "Where to train.", panel=RUNTIME, choices=DEVICES)

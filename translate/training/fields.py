@@ -56,14 +56,19 @@ def integer(minimum: int, *, optional: bool = False, why: str = "", none: str = 
     return check
 
 
-def number(minimum: float, *, strict: bool = False, below: float | None = None, fix: str = "") -> Check:
-    """Check: a number > `minimum` (`strict`) or >= it, and < `below` when given."""
+def number(minimum: float, *, strict: bool = False, below: float | None = None, fix: str = "",
+           optional: bool = False) -> Check:
+    """Check: a number > `minimum` (`strict`) or >= it, and < `below` when given (or None when
+    `optional`)."""
     if below is not None:
         expected = f"a number in [{minimum:g}, {below:g})"
     else:
         expected = f"a number {'>' if strict else '>='} {minimum:g}"
+    expected += " or None" if optional else ""
 
     def check(name: str, value: Any) -> None:
+        if optional and value is None:
+            return
         if not isinstance(value, (int, float)) or isinstance(value, bool):
             raise InvalidValueError(name, value, expected, fix)
         too_low = value <= minimum if strict else value < minimum

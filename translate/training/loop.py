@@ -162,6 +162,8 @@ class _Run:
         self.losses: dict[str, float] = {}
         self.evaluations: list[dict[str, Any]] = []
         self.window_start, self.window_steps = time.time(), 0
+        # max_minutes counts from here: data set and network set-up are not training time.
+        self.deadline = time.monotonic() + 60 * config.max_minutes if config.max_minutes else None
 
     # -- before the first step ---------------------------------------------------------------------
     def restore(self, state: dict[str, Any]) -> None:
@@ -210,7 +212,7 @@ class _Run:
         while not done and self.epoch < self.config.total_epochs:
             done = self._train_epoch()
             if self.samples_in_epoch < self.epoch_length:
-                break  # stopped by max_steps inside the epoch: the checkpoint records the position
+                break  # stopped by max_steps or max_minutes inside the epoch: the checkpoint records the position
             self._end_epoch()
 
     def _train_epoch(self) -> bool:
@@ -226,9 +228,22 @@ class _Run:
             if images is None:
                 continue
             self._train_batch(batch)
-            if self.step >= self.total_steps:
+            if self.step >= self.total_steps or self._out_of_time():
                 return True
         return False
+
+    def _out_of_time(self) -> bool:
+        """max_minutes has passed; under torchrun the ranks agree (rank 0's clock decides), so they
+        all stop after the same step."""
+        if self.deadline is None:
+            return False
+        late = torch.tensor([float(time.monotonic() >= self.deadline)], device=self.info.device)
+        if self.info.enabled:
+            torch.distributed.broadcast(late, src=0)
+        if late.item():
+            logger.info("max_minutes=%g reached at step %d; saving", self.config.max_minutes, self.step)
+            self.log.event("time_budget_reached", step=self.step, minutes=self.config.max_minutes)
+        return bool(late.item())
 
     def _note_skipped(self, skipped: list[tuple[str, str]]) -> None:
         for path, reason in skipped:
