@@ -35,6 +35,8 @@ def main() -> None:
     parser.add_argument("--data", help="paired data for the float16-vs-float32 PSNR check")
     parser.add_argument("--phase", default="val")
     parser.add_argument("--n", type=int, default=20)
+    parser.add_argument("--input-resize", type=int, default=None,
+                        help="the shorter side convert scales inputs to by default (a model trained on small crops)")
     args = parser.parse_args()
 
     if find_text_model(args.checkpoint) is not None:
@@ -47,7 +49,7 @@ def main() -> None:
               "step": int(state["step"]), "epoch": int(state["epoch"])}
     out = save_weights(network, args.out, config_from_dict("generator", config["architecture"]),
                        task=config.get("task"), direction=config.get("direction"), domains=config.get("domains"),
-                       source=source, dtype=getattr(torch, args.dtype))
+                       source=source, dtype=getattr(torch, args.dtype), input_resize=args.input_resize)
     size = sum(p.stat().st_size for p in out.iterdir() if p.is_file())
     print(f"wrote {out} ({size / 1e6:.2f} MB, {args.dtype}), from step {source['step']} epoch {source['epoch']}")
 

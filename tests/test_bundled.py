@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 from translate import Translator
 from translate.cli import app
 from translate.core.paths import BUNDLED_DIR
+from translate.demo import bundled_demo_models
 
 # The auto rules pick different paths on different CPUs: CI runs these with bf16 reported both ways.
 pytestmark = pytest.mark.selection
@@ -37,13 +38,17 @@ def test_bundled_model_loads_by_name_and_keeps_image_size():
 def test_demo_exports_converts_the_samples_and_writes_a_contact_sheet(tmp_path):
     result = CliRunner().invoke(app, ["demo", str(tmp_path / "demo")])
     assert result.exit_code == 0, result.output
-    samples = sorted((MODEL / "samples").glob("*.jpg"))
-    converted = sorted((tmp_path / "demo" / "converted").glob("*.png"))
-    assert [p.stem for p in converted] == [p.stem for p in samples]
-    assert all(Image.open(c).size == Image.open(s).size for c, s in zip(converted, samples, strict=False))
-    assert (tmp_path / "demo" / "maps_aerial2map.onnx").is_file()
+    rows = 0
+    for name in bundled_demo_models():
+        samples = sorted(p for p in (BUNDLED_DIR / name / "samples").iterdir() if p.is_file())
+        converted = sorted((tmp_path / "demo" / "converted" / name).glob("*.png"))
+        assert [p.stem for p in converted] == [p.stem for p in samples]
+        assert all(Image.open(c).size == Image.open(s).size for c, s in zip(converted, samples, strict=True))
+        assert (tmp_path / "demo" / f"{name}.onnx").is_file() and f"{name}.onnx" in result.output
+        rows += len(samples)
+    assert "maps_aerial2map" in bundled_demo_models()
     sheet = Image.open(tmp_path / "demo" / "contact_sheet.png")
-    assert sheet.height > 256 * len(samples)
+    assert sheet.height > 256 * rows, "a row per sample of every model"
 
 
 def test_bundled_textcycle_model_translates_by_prompt_both_ways():

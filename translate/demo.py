@@ -121,26 +121,60 @@ def run_demo(out_dir: str | Path, steps: int = 300, size: int = 48, seed: int = 
     return {"run": result.run_dir, "converted": converted, "contact_sheet": sheet}
 
 
-DEFAULT_BUNDLED_MODEL = "maps_aerial2map"
+# The bundled image models the main job shows, in the contact sheet's order; those missing are skipped.
+DEFAULT_BUNDLED_MODELS = ("maps_aerial2map", "horse2zebra")
 
 
-def run_bundled_demo(out_dir: str | Path, model: str = DEFAULT_BUNDLED_MODEL) -> dict[str, Path]:
-    """The deployment path on a bundled model: export it to ONNX (parity-checked), convert its
-    sample inputs on ONNX Runtime at full resolution, and write an input | output contact sheet.
+def bundled_demo_models() -> list[str]:
+    """The default bundled image models that this checkout has (with their samples/)."""
+    names = []
+    for name in DEFAULT_BUNDLED_MODELS:
+        try:
+            source = locate(name)
+        except (FileNotFoundError, ValueError):
+            continue
+        if source.form == "weights" and not source.is_text and (source.path / "samples").is_dir():
+            names.append(name)
+    return names
 
-    Returns the paths of the .onnx file, the converted folder and the contact sheet.
+
+def run_bundled_demo(out_dir: str | Path, models: list[str] | None = None) -> dict[str, Path]:
+    """The deployment path on bundled models: export each to ONNX (parity-checked), convert its
+    sample inputs on ONNX Runtime at full resolution, and write one input | output contact sheet.
+
+    Args:
+        models: names or paths of image weights folders with a samples/ folder (default: those of
+            DEFAULT_BUNDLED_MODELS this checkout has).
+
+    Returns the paths of the first .onnx file ("onnx"), every .onnx file ("onnx_files", a folder
+    listing), the converted folder (one subfolder per model) and the contact sheet.
     """
+    models = bundled_demo_models() if models is None else list(models)
+    if not models:
+        raise FileNotFoundError(f"none of the bundled models {', '.join(DEFAULT_BUNDLED_MODELS)} is here; "
+                                "run the training demo instead (translate demo --train)")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    onnx_files, pairs = [], []
+    for model in models:
+        onnx_path, model_pairs = _demo_one_model(model, out_dir)
+        onnx_files.append(onnx_path)
+        pairs += model_pairs
+    sheet = contact_sheet(pairs, out_dir / "contact_sheet.png", height=256)
+    return {"onnx": onnx_files[0], "onnx_files": onnx_files, "converted": out_dir / "converted",
+            "contact_sheet": sheet}
+
+
+def _demo_one_model(model: str, out_dir: Path) -> tuple[Path, list[tuple[Path, Path]]]:
+    """Export `model` to out_dir/<name>.onnx and convert its samples into out_dir/converted/<name>/;
+    returns the .onnx path and the (sample, converted) pairs."""
     folder = locate(model).path
     samples = folder / "samples"
     if not samples.is_dir():
         raise FileNotFoundError(f"bundled model {model!r} has no samples/ folder at {samples}")
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     report = export_onnx(folder, out_dir / f"{folder.name}.onnx")
     logger.info("exported %s (max abs error vs PyTorch %.2g)", report.path, report.max_abs_error)
-    converted = out_dir / "converted"
+    converted = out_dir / "converted" / folder.name
     convert_folder(samples, converted, report.path, overwrite=True)
     sources = sorted(p for p in samples.iterdir() if p.is_file())
-    sheet = contact_sheet([(s, converted / (s.stem + ".png")) for s in sources], out_dir / "contact_sheet.png",
-                          height=256)
-    return {"onnx": report.path, "converted": converted, "contact_sheet": sheet}
+    return report.path, [(s, converted / (s.stem + ".png")) for s in sources]

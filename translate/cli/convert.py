@@ -27,7 +27,7 @@ def convert(
     fmt: str = typer.Option("png", "--format", help="png | jpg | webp."),
     quality: int = typer.Option(95, "--quality", help="jpg / webp quality (1-100)."),
     png_compression: int = typer.Option(1, "--png-compression", help="png zlib level 0-9 (1: fast, ~15% larger than 6)."),
-    resize: Optional[str] = typer.Option(None, "--resize", help="N (shorter side to N, aspect kept) or WxH; default: full resolution."),
+    resize: Optional[str] = typer.Option(None, "--resize", help="N (shorter side to N, aspect kept), WxH or native; default: the model's input_resize if its card gives one, else full resolution."),
     tile: Optional[int] = typer.Option(None, "--tile", help="Run large images in SIZE x SIZE tiles with blended seams."),
     overlap: Optional[int] = typer.Option(None, "--overlap", help="Pixels shared by neighbouring tiles (default: tile / 8)."),
     max_pixels: int = typer.Option(100_000_000, "--max-pixels", help="Images with more pixels are reported as failed."),

@@ -16,12 +16,13 @@ def demo(
     train: bool = typer.Option(False, "--train", help="Instead: train a tiny pix2pix on generated data."),
     steps: int = typer.Option(300, "--steps", help="Training steps (with --train)."),
 ) -> None:
-    """Export the bundled model to ONNX, convert its sample images, write a contact sheet
+    """Export the bundled models (aerial->map, horse->zebra) to ONNX, convert their sample images, write a contact sheet
     (with --train: generate data, train a tiny pix2pix, convert its test images)."""
-    from translate.demo import DEFAULT_BUNDLED_MODEL, run_bundled_demo, run_demo
+    from translate.demo import DEFAULT_BUNDLED_MODELS, run_bundled_demo, run_demo
 
-    if not train and not _has_image_model(DEFAULT_BUNDLED_MODEL):
-        typer.echo(f"no bundled model {DEFAULT_BUNDLED_MODEL!r} in {bundled_dir()}; running the training demo")
+    if not train and not any(_has_image_model(name) for name in DEFAULT_BUNDLED_MODELS):
+        typer.echo(f"no bundled model ({', '.join(DEFAULT_BUNDLED_MODELS)}) in {bundled_dir()}; running the "
+                   "training demo")
         train = True
     with library_errors():
         if train:
@@ -33,7 +34,8 @@ def demo(
             typer.echo(f"run: {paths['run']}")
         else:
             paths = run_bundled_demo(out_dir)
-            typer.echo(f"onnx model: {paths['onnx']}")
+            for onnx_file in paths["onnx_files"]:
+                typer.echo(f"onnx model: {onnx_file}")
     typer.echo(f"converted images: {paths['converted']}\ncontact sheet (input | output): {paths['contact_sheet']}")
 
 

@@ -36,6 +36,7 @@ from translate.core.images import from_uint8, to_uint8
 from translate.data.images import list_images
 from translate.deploy.backends import Backend, make_backend
 from translate.deploy.folder_io import (
+    NATIVE,
     PARTIAL_SUFFIX,
     in_shard,
     parse_resize,
@@ -103,7 +104,7 @@ class ConvertOptions:
     quality: int = 95
     png_compression: int = 1
     overwrite: bool = False
-    resize: tuple[int, int] | int | None = None
+    resize: tuple[int, int] | int | str | None = None
     tile: int | None = None
     overlap: int = 0
     max_pixels: int = DEFAULT_MAX_PIXELS
@@ -199,6 +200,13 @@ class _Conversion:
             capabilities=options.capabilities)
         if options.tile is not None:
             check_tile(options.tile, options.overlap, self.runner.size_multiple)
+        # No resize asked for: the model's own input scale if its config names one, else native.
+        model_resize = self.runner.config.get("input_resize")
+        self.resize = (None if options.resize == NATIVE else options.resize if options.resize is not None
+                       else int(model_resize) if model_resize else None)
+        if options.resize is None and model_resize:
+            logger.info("inputs scaled to a shorter side of %s px, the model's input_resize (resize='native' "
+                        "keeps full resolution)", model_resize)
         self.summary.backend, self.summary.precision = self.runner.describe(), self.runner.precision
 
     def sort_out_done(self) -> None:
@@ -223,7 +231,7 @@ class _Conversion:
             pending: collections.deque[Future[_Decoded]] = collections.deque()
             queue = iter(self.todo)
             for source in queue:
-                pending.append(readers.submit(_decode, source, channels, options.max_pixels, options.resize))
+                pending.append(readers.submit(_decode, source, channels, options.max_pixels, self.resize))
                 if len(pending) >= self.prefetch:
                     break
             while pending:
@@ -231,7 +239,7 @@ class _Conversion:
                 next_source = next(queue, None)
                 if next_source is not None:
                     pending.append(readers.submit(_decode, next_source, channels, options.max_pixels,
-                                                  options.resize))
+                                                  self.resize))
                 if item.error is not None:
                     self._fail(item.source, item.error)
                     continue
@@ -317,7 +325,8 @@ def convert_folder(input_dir: str | Path, output_dir: str | Path, model: str | P
         png_compression: zlib level 0-9 for png. 1 (the default, as OpenCV's) encodes ~4x faster
             than Pillow's default 6 for files ~15% larger; encoding is often the slowest stage.
         overwrite: redo outputs that already exist (otherwise they are skipped).
-        resize: None (full resolution), N (shorter side to N, aspect kept) or (W, H) / "WxH".
+        resize: None (the model's `input_resize` if its config has one, else full resolution),
+            "native" (full resolution), N (shorter side to N, aspect kept) or (W, H) / "WxH".
         tile, overlap: run images in `tile` x `tile` pieces overlapping by `overlap` pixels (default
             tile // 8), blended across the overlap.
         max_pixels: larger images are reported as failed instead of exhausting memory.

@@ -67,10 +67,16 @@ def in_shard(relative: str, shard: tuple[int, int] | None) -> bool:
     return int.from_bytes(digest[:8], "big") % shard[1] == shard[0]
 
 
-def parse_resize(text: str | None) -> tuple[int, int] | int | None:
-    """"N" (shorter side to N, aspect kept) or "WxH" (exact size) -> N or (W, H)."""
+NATIVE = "native"
+
+
+def parse_resize(text: str | None) -> tuple[int, int] | int | str | None:
+    """"N" (shorter side to N, aspect kept) or "WxH" (exact size) -> N or (W, H); "native" (full
+    resolution, also for a model whose config asks for another input size) -> "native"."""
     if text is None:
         return None
+    if text.strip().lower() == NATIVE:
+        return NATIVE
     try:
         if "x" in text.lower():
             width, height = (int(v) for v in text.lower().split("x"))
@@ -80,7 +86,7 @@ def parse_resize(text: str | None) -> tuple[int, int] | int | None:
             return int(text)
     except ValueError:
         pass
-    raise InvalidValueError("resize", text, "N (shorter side, aspect kept) or WxH, e.g. 512 or 640x480")
+    raise InvalidValueError("resize", text, "N (shorter side, aspect kept), WxH or native, e.g. 512 or 640x480")
 
 
 def _resized(image: Image.Image, resize: tuple[int, int] | int) -> Image.Image:

@@ -216,6 +216,8 @@ def common_metadata(config: dict[str, Any], *, io: str, precision: str, opset: i
         "input_dtype": "uint8" if io == "uint8" else "float32",
         "precision": precision,
         "opset": str(opset),
+        # The model's default input scale for convert (weights config.json), when it has one.
+        **({"input_resize": str(config["input_resize"])} if config.get("input_resize") else {}),
     }
 
 

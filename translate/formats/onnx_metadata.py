@@ -21,7 +21,7 @@ ONNX_FORMAT_VERSION = 1
 FILE_PRECISION = {"float32": "fp32", "float16": "fp16", "int8": "int8"}
 _JSON_KEYS = ("architecture", "domains", "normalization", "parity_cases", "text_encoder", "baked_prompts", "inputs")
 _INT_KEYS = ("format_version", "input_channels", "output_channels", "size_multiple", "opset", "embedding_dim",
-             "max_length", "pad_id", "bos_id", "eos_id", "noise_dim", "image_size")
+             "max_length", "pad_id", "bos_id", "eos_id", "noise_dim", "image_size", "input_resize")
 _FLOAT_KEYS = ("parity_max_abs_error", "parity_tolerance")
 
 

@@ -159,7 +159,8 @@ def _default_domains(kind: str, direction: str | None) -> dict[str, str] | None:
 
 def _model_config(architecture: Architecture, *, task: str | None, direction: str | None,
                   domains: Mapping[str, str] | None, source: Mapping[str, Any] | None,
-                  dtype: str = "float32", toolkit_version: str = __version__) -> dict[str, Any]:
+                  dtype: str = "float32", toolkit_version: str = __version__,
+                  input_resize: int | None = None) -> dict[str, Any]:
     kind = "generator" if isinstance(architecture, GeneratorConfig) else "discriminator"
     if task is not None and not (isinstance(task, str) and _TASK_NAME.match(task)):
         raise InvalidValueError("task", task, "None or a training task's name (lowercase letters, digits, _)")
@@ -170,7 +171,7 @@ def _model_config(architecture: Architecture, *, task: str | None, direction: st
               and all(isinstance(v, str) for v in domains.values())):
         raise ValueError(f"domains must be {{'source': str, 'target': str}}, got {domains!r}")
     channels = architecture.input_nc
-    return {
+    config = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "toolkit_version": toolkit_version,
@@ -185,6 +186,12 @@ def _model_config(architecture: Architecture, *, task: str | None, direction: st
         "dtype": dtype,
         "source": dict(source) if source else {},
     }
+    if input_resize is not None:
+        if isinstance(input_resize, bool) or not isinstance(input_resize, int) or input_resize < 1:
+            raise InvalidValueError("input_resize", input_resize, "None or a positive integer (a shorter side in pixels)")
+        # Only written when set: folders without it are byte-identical to earlier releases'.
+        config["input_resize"] = input_resize
+    return config
 
 
 def _read_folder_config(folder: Path) -> dict[str, Any]:
@@ -218,12 +225,14 @@ def _read_folder_config(folder: Path) -> dict[str, Any]:
 def save_weights(module: nn.Module, out_dir: str | Path, architecture: Architecture, *,
                  task: str | None = None, direction: str | None = None,
                  domains: Mapping[str, str] | None = None, source: Mapping[str, Any] | None = None,
-                 dtype: torch.dtype = torch.float32) -> Path:
+                 dtype: torch.dtype = torch.float32, input_resize: int | None = None) -> Path:
     """Write `module` as a weights folder `out_dir/{config.json, model.safetensors}`; return out_dir.
 
     `architecture` must describe `module` exactly (checked against its state dict). Floating
     tensors are stored contiguous in `dtype` (float32, or float16 / bfloat16 to halve the size);
     BatchNorm's integer counters keep their dtype. `domains` defaults to A->B (B->A for "BtoA").
+    `input_resize`: the shorter side, in pixels, that `convert` scales inputs to by default (for a
+    model that does better at its training scale than at a photo's native size); None: native.
     """
     if not isinstance(module, nn.Module):
         raise TypeError(f"save_weights expects an nn.Module, got {type(module).__name__}")
@@ -232,7 +241,7 @@ def save_weights(module: nn.Module, out_dir: str | Path, architecture: Architect
                         f"got {type(architecture).__name__}")
     check_choice("dtype", dtype, tuple(_DTYPES))
     config = _model_config(architecture, task=task, direction=direction, domains=domains, source=source,
-                           dtype=_DTYPES[dtype])
+                           dtype=_DTYPES[dtype], input_resize=input_resize)
     state = module.state_dict()
     with torch.device("meta"):
         expected = build_model(architecture).state_dict()
