@@ -50,6 +50,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--resize", type=int, default=None, help="also score on inputs resized to N")
     parser.add_argument("--sequential", action="store_true", help="one run after the other, all cores each")
     parser.add_argument("--threads", type=int, default=None, help="threads per run [cores / runs]")
+    parser.add_argument("--score-only", action="store_true", help="score the runs already in OUT (no training)")
     parser.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="more `translate train` flags")
     return parser.parse_args(argv)
 
@@ -115,8 +116,15 @@ def convert_and_score(model: Path, source: Path, real: Path, out: Path, directio
 
 
 def best_epoch_checkpoint(run: Path, evals: list[dict]) -> tuple[int, Path] | None:
-    """The epoch of the lowest held-out FID among the 'eval' events, and its checkpoint file."""
-    scored = [e for e in evals if any(k.endswith("/fid") for k in e)]
+    """The epoch of the lowest held-out FID among the epoch-end 'eval' events, and its checkpoint.
+
+    A run stopped inside an epoch scores its final model with the number of the last whole epoch:
+    only the first event of each epoch number is that epoch's own (its checkpoint's) score."""
+    scored, seen = [], set()
+    for event in evals:
+        if any(k.endswith("/fid") for k in event) and event["epoch"] not in seen:
+            seen.add(event["epoch"])
+            scored.append(event)
     if not scored:
         return None
     key = next(k for k in scored[0] if k.startswith("AtoB") and k.endswith("/fid"))
@@ -183,7 +191,13 @@ def markdown(rows: list[dict], args: argparse.Namespace) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    seconds = run_trainings(args)
+    timings = args.out / "train_seconds.json"
+    if args.score_only:
+        seconds = json.loads(timings.read_text()) if timings.is_file() else \
+            {task: run_summary(args.out / task)["train_seconds"] for task in args.tasks}
+    else:
+        seconds = run_trainings(args)
+        timings.write_text(json.dumps(seconds))
     rows = score_runs(args, seconds)
     (args.out / "report.json").write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
                                                       "rows": rows}, indent=2))

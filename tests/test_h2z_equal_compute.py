@@ -42,6 +42,10 @@ def test_the_best_eval_epoch_is_the_lowest_held_out_fid_with_a_checkpoint(script
     assert script.best_epoch_checkpoint(tmp_path, evals) is None
     assert script.best_epoch_checkpoint(tmp_path, evals[:2]) == (4, tmp_path / "checkpoints" / "epoch_0004.pt")
     assert script.best_epoch_checkpoint(tmp_path, []) is None
+    stopped = evals[:2] + [{"event": "eval", "epoch": 4, "AtoB/fid": 10.0}]  # the final score, mid epoch 5
+    assert script.best_epoch_checkpoint(tmp_path, stopped) == (4, tmp_path / "checkpoints" / "epoch_0004.pt")
+    better_before = [{"event": "eval", "epoch": 2, "AtoB/fid": 50.0}] + stopped[1:]
+    assert script.best_epoch_checkpoint(tmp_path, better_before)[0] == 2, "the final score is not epoch 4's"
 
 
 def test_run_summary_reads_the_last_end_event(script: ModuleType, tmp_path: Path) -> None:
