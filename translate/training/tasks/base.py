@@ -21,11 +21,13 @@ import torch
 from torch import Tensor, nn
 
 from translate.core.device import cpu_has_native_bf16
-from translate.data import PreprocessConfig
+from translate.core.errors import InvalidCombinationError
+from translate.data import PreprocessConfig, UnpairedDataset
 from translate.formats.weights import save_weights
 from translate.models import DiscriminatorConfig, GeneratorConfig
 from translate.training.config import TrainConfig
 from translate.training.losses import GANLoss, gradient_penalty
+from translate.training.periodic_eval import EvalSet, eval_preprocess, load_images
 
 __all__ = ["TaskStep", "Wrap", "amp_dtype", "domain_channels", "preprocess_config", "save_generator_folders",
            "save_text_folder", "set_requires_grad", "unwrap"]
@@ -197,3 +199,34 @@ def save_generator_folders(step: TaskStep, config: TrainConfig, run_dir: Path) -
 def save_text_folder(step: Any, config: TrainConfig, run_dir: Path) -> dict[str, Path]:
     """Text models keep the generator and the text encoder in one folder, run_dir/weights/<task>/."""
     return {config.task: step.save_weights(run_dir / "weights" / config.task)}
+
+
+# --- unpaired data (CycleGAN, CUT) ------------------------------------------------------------------
+
+
+def build_unpaired_dataset(config: TrainConfig) -> UnpairedDataset:
+    """The trainA / trainB folders of `config.data`, unpaired, with the run's preprocessing."""
+    nc_a, nc_b = domain_channels(config)
+    return UnpairedDataset(config.data, phase="train", channels_a=nc_a, channels_b=nc_b,
+                           preprocess=preprocess_config(config), seed=config.seed)
+
+
+def unpaired_eval_sets(config: TrainConfig, phase: str, limit: int | None,
+                       directions: tuple[str, ...] = ("AtoB", "BtoA")) -> list[EvalSet]:
+    """`phase`A / `phase`B (testA / testB), the first `limit` of each, translated in `directions`
+    and compared with the other domain's images (FID / KID: no ground truth)."""
+    nc_a, nc_b = domain_channels(config)
+    preprocess = eval_preprocess(config)
+    data = UnpairedDataset(config.data, phase=phase, channels_a=nc_a, channels_b=nc_b, preprocess=preprocess)
+    a = load_images(data.paths_a[:limit], nc_a, preprocess)
+    b = load_images(data.paths_b[:limit], nc_b, preprocess)
+    sets = {"AtoB": EvalSet("AtoB", a, b, paired=False), "BtoA": EvalSet("BtoA", b, a, paired=False)}
+    return [sets[direction] for direction in directions]
+
+
+def check_unpaired_eval(config: TrainConfig) -> None:
+    """Unpaired evaluation scores FID and KID only, so eval_every needs eval_fid."""
+    if config.eval_every and not config.eval_fid:
+        raise InvalidCombinationError(
+            f"eval_every={config.eval_every} on {config.task} scores FID and KID only (unpaired data has no ground "
+            "truth), so it cannot run with eval_fid=False; drop one of them", "eval_every", "eval_fid")

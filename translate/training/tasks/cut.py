@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 
 from translate.core.errors import InvalidCombinationError
-from translate.data import PreprocessConfig, UnpairedDataset, augment_batch
+from translate.data import PreprocessConfig, augment_batch
 from translate.models import (
     GeneratorConfig,
     build_discriminator,
@@ -38,14 +38,15 @@ from translate.models import (
 from translate.models.patch_heads import PatchHeads, layer_features, layer_sequence, layer_widths, sample_patch_ids
 from translate.training.config import Task, TrainConfig, nce_layer_indices
 from translate.training.losses import patch_nce_loss
-from translate.training.periodic_eval import EvalSet, eval_preprocess, load_images
+from translate.training.periodic_eval import EvalSet
 from translate.training.tasks.base import (
     TaskStep,
     Wrap,
-    domain_channels,
-    preprocess_config,
+    build_unpaired_dataset,
+    check_unpaired_eval,
     save_generator_folders,
     set_requires_grad,
+    unpaired_eval_sets,
     unwrap,
 )
 
@@ -197,26 +198,12 @@ def check(config: TrainConfig) -> None:
             f"nce_idt=True translates B images, so it needs input_nc equal to output_nc (got input_nc="
             f"{config.input_nc} and output_nc={config.output_nc}); set nce_idt=False", "nce_idt", "input_nc",
             "output_nc")
-    if config.eval_every and not config.eval_fid:
-        raise InvalidCombinationError(
-            f"eval_every={config.eval_every} on {config.task} scores FID and KID only (unpaired data has no ground "
-            "truth), so it cannot run with eval_fid=False; drop one of them", "eval_every", "eval_fid")
-
-
-def build_dataset(config: TrainConfig) -> UnpairedDataset:
-    nc_a, nc_b = domain_channels(config)
-    return UnpairedDataset(config.data, phase="train", channels_a=nc_a, channels_b=nc_b,
-                           preprocess=preprocess_config(config), seed=config.seed)
+    check_unpaired_eval(config)
 
 
 def eval_sets(config: TrainConfig, phase: str, limit: int | None) -> list[EvalSet]:
     """The trained direction only: testA translated and compared with testB (BtoA: the reverse)."""
-    nc_a, nc_b = domain_channels(config)
-    preprocess = eval_preprocess(config)
-    data = UnpairedDataset(config.data, phase=phase, channels_a=nc_a, channels_b=nc_b, preprocess=preprocess)
-    a = load_images(data.paths_a[:limit], nc_a, preprocess)
-    b = load_images(data.paths_b[:limit], nc_b, preprocess)
-    return [EvalSet("AtoB", a, b, paired=False) if config.direction == "AtoB" else EvalSet("BtoA", b, a, paired=False)]
+    return unpaired_eval_sets(config, phase, limit, (config.direction,))
 
 
 # The reference's defaults: its base and train options, and cut_model.modify_commandline_options
@@ -236,7 +223,7 @@ _ROW: dict[str, Any] = dict(
     step=CUTStep, generators=tuple(name for name in generator_names() if name.startswith("resnet")),
     discriminators=tuple(discriminator_names()), size_multiple=size_multiple,
     option_groups=frozenset({"image_input", "two_domains", "wgangp", "eval", "nce"}),
-    build_dataset=build_dataset, save_weights=save_generator_folders, check=check, eval_sets=eval_sets,
+    build_dataset=build_unpaired_dataset, save_weights=save_generator_folders, check=check, eval_sets=eval_sets,
     eval_phase="test",
 )
 CUT_TASK = Task(name="cut", summary="CUT: unpaired translation with PatchNCE, one generator (trainA/, trainB/)",

@@ -14,18 +14,18 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from translate.core.errors import InvalidCombinationError
-from translate.data import PreprocessConfig, UnpairedDataset, augment_batch
+from translate.data import PreprocessConfig, augment_batch
 from translate.models import build_discriminator, build_generator, discriminator_names, generator_names, size_multiple
 from translate.training.config import Task, TrainConfig
-from translate.training.periodic_eval import EvalSet, eval_preprocess, load_images
 from translate.training.pool import ImagePool
 from translate.training.tasks.base import (
     TaskStep,
     Wrap,
-    domain_channels,
-    preprocess_config,
+    build_unpaired_dataset,
+    check_unpaired_eval,
     save_generator_folders,
     set_requires_grad,
+    unpaired_eval_sets,
     unwrap,
 )
 
@@ -126,31 +126,12 @@ class CycleGANStep(TaskStep):
         return self._visuals
 
 
-def build_dataset(config: TrainConfig) -> UnpairedDataset:
-    nc_a, nc_b = domain_channels(config)
-    return UnpairedDataset(config.data, phase="train", channels_a=nc_a, channels_b=nc_b,
-                           preprocess=preprocess_config(config), seed=config.seed)
-
-
-def eval_sets(config: TrainConfig, phase: str, limit: int | None) -> list[EvalSet]:
-    """testA / testB (or `phase`A / B), each translated into the other domain; no ground truth."""
-    nc_a, nc_b = domain_channels(config)
-    preprocess = eval_preprocess(config)
-    data = UnpairedDataset(config.data, phase=phase, channels_a=nc_a, channels_b=nc_b, preprocess=preprocess)
-    a = load_images(data.paths_a[:limit], nc_a, preprocess)
-    b = load_images(data.paths_b[:limit], nc_b, preprocess)
-    return [EvalSet("AtoB", a, b, paired=False), EvalSet("BtoA", b, a, paired=False)]
-
-
 def check(config: TrainConfig) -> None:
     if config.lambda_identity > 0 and config.input_nc != config.output_nc:
         raise InvalidCombinationError(
             f"the identity loss needs input_nc equal to output_nc (got input_nc={config.input_nc} and "
             f"output_nc={config.output_nc}); set lambda_identity=0", "lambda_identity", "input_nc", "output_nc")
-    if config.eval_every and not config.eval_fid:
-        raise InvalidCombinationError(
-            f"eval_every={config.eval_every} on cyclegan scores FID and KID only (unpaired data has no ground "
-            "truth), so it cannot run with eval_fid=False; drop one of them", "eval_every", "eval_fid")
+    check_unpaired_eval(config)
 
 
 # The reference implementation's defaults (its cycle_gan_model.modify_commandline_options).
@@ -161,6 +142,6 @@ TASK = Task(
               "gan_mode": "lsgan", "pool_size": 50, "lambda_identity": 0.5, "batch_size": 1},
     generators=tuple(generator_names()), discriminators=tuple(discriminator_names()), size_multiple=size_multiple,
     option_groups=frozenset({"image_input", "two_domains", "cycle", "cycle_ab", "wgangp", "eval"}),
-    build_dataset=build_dataset, save_weights=save_generator_folders, check=check,
-    eval_sets=eval_sets, eval_phase="test",
+    build_dataset=build_unpaired_dataset, save_weights=save_generator_folders, check=check,
+    eval_sets=unpaired_eval_sets, eval_phase="test",
 )
