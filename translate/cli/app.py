@@ -17,7 +17,7 @@ import logging
 
 import typer
 
-from translate.cli import convert, demo, evaluate, export, generate, models_cmd, pretrained, train
+from translate.cli import convert, demo, evaluate, export, generate, models_cmd, pretrained, serve, train
 from translate.cli.data import data_app
 
 app = typer.Typer(
@@ -50,6 +50,7 @@ COMMANDS = (
     ("models", models_cmd.models_command, None),
     ("import-reference", models_cmd.import_reference_command, None),
     ("pretrained", pretrained.pretrained_command, None),
+    ("serve", serve.serve_command, None),
 )
 for _name, _function, _command_class in COMMANDS:
     app.command(_name, cls=_command_class)(_function)

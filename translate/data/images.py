@@ -7,6 +7,7 @@ with one ``except`` instead of crashing a training run hours in.
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import warnings
@@ -168,7 +169,7 @@ def decode_image(path: str | os.PathLike[str], max_pixels: int | None = None) ->
 
     Raises:
         ImageReadError: the file is missing, empty, truncated, not an image, or in a mode that
-            cannot be converted.
+            cannot be converted (ImageTooLargeError: over `max_pixels`).
     """
     path = Path(path)
     try:
@@ -177,14 +178,29 @@ def decode_image(path: str | os.PathLike[str], max_pixels: int | None = None) ->
         raise ImageReadError(path, f"file cannot be accessed ({error.strerror or error})") from error
     if size == 0:
         raise ImageReadError(path, "file is empty (0 bytes)")
+    return _decode_opened(path, path, max_pixels, None)
+
+
+def decode_image_bytes(data: bytes, max_pixels: int | None = None, formats: tuple[str, ...] | None = None,
+                       name: str = "<bytes>") -> Image.Image:
+    """`decode_image` for an encoded image in memory (an upload): the same modes, EXIF orientation
+    and errors, which name `name`. `formats`: Pillow format names to accept (e.g. ("PNG", "JPEG",
+    "WEBP")); others are refused as not an image of those formats."""
+    if not data:
+        raise ImageReadError(name, "empty (0 bytes)")
+    return _decode_opened(io.BytesIO(data), name, max_pixels, formats)
+
+
+def _decode_opened(source: Path | io.BytesIO, name: str | os.PathLike[str], max_pixels: int | None,
+                   formats: tuple[str, ...] | None) -> Image.Image:
     try:
         with warnings.catch_warnings():
             # Pillow's DecompressionBombWarning / palette notices would otherwise print per file;
             # real bombs (over 2x the limit) still raise DecompressionBombError.
             warnings.simplefilter("ignore")
-            with Image.open(path) as opened:
+            with Image.open(source, formats=list(formats) if formats else None) as opened:
                 if max_pixels is not None and opened.width * opened.height > max_pixels:
-                    raise ImageTooLargeError(path, opened.width * opened.height, max_pixels)
+                    raise ImageTooLargeError(name, opened.width * opened.height, max_pixels)
                 # load() decodes every byte, so truncated files fail here and not later in a
                 # DataLoader worker's collate.
                 opened.load()
@@ -192,12 +208,13 @@ def decode_image(path: str | os.PathLike[str], max_pixels: int | None = None) ->
     except ImageReadError:
         raise
     except Image.DecompressionBombError as error:
-        raise ImageReadError(path, f"image too large ({error})") from error
+        raise ImageReadError(name, f"image too large ({error})") from error
     except Image.UnidentifiedImageError as error:
-        raise ImageReadError(path, "not an image file Pillow can identify") from error
+        expected = f"a {', '.join(formats)} image" if formats else "an image file"
+        raise ImageReadError(name, f"not {expected} Pillow can identify") from error
     except (OSError, ValueError, SyntaxError, EOFError, TypeError, IndexError) as error:
         # Pillow's format plugins signal damaged data with any of these.
-        raise ImageReadError(path, str(error) or type(error).__name__) from error
+        raise ImageReadError(name, str(error) or type(error).__name__) from error
 
 
 def load_image(path: str | os.PathLike[str], channels: int = 3) -> Image.Image:

@@ -53,7 +53,7 @@ from translate.text.model import TEXTCYCLE_KIND, load_text_model
 logger = logging.getLogger(__name__)
 
 __all__ = ["BACKENDS", "PRECISIONS", "PROVIDERS", "Backend", "TorchBackend", "OrtBackend", "TextPromptBackend",
-           "make_backend", "text_model_info", "choose_backend", "resolve_precision", "resolve_providers"]
+           "make_backend", "make_text_backend", "text_model_info", "choose_backend", "resolve_precision", "resolve_providers"]
 
 _CPU = torch.device("cpu")
 
@@ -169,48 +169,64 @@ class OrtBackend(Backend):
 
 
 class TextPromptBackend(Backend):
-    """A textcycle model with one prompt fixed, behind the image backends' call: `(B, C, H, W)` in
-    [-1, 1] -> `(B, C_out, H, W)` in [-1, 1]. The prompt is embedded (or tokenised, or looked up in
-    a baked table) once; every call feeds that row to each image of the batch.
+    """A textcycle model behind the image backends' call: `(B, C, H, W)` in [-1, 1] -> `(B, C_out, H, W)`
+    in [-1, 1], translated to `prompt`. The prompt is embedded (or tokenised, or looked up in a baked
+    table) once; every call feeds that row to each image of the batch.
 
     `model`: a textcycle weights folder / run (name "torch", or "onnxruntime" through a cached
     export whose input is the embedding) or an exported `.onnx` file (name "onnxruntime").
+    `prompt` None: no call, only `text_rows` + `run_rows`, for a prompt per image (a server).
     """
 
-    def __init__(self, model: str | Path, prompt: str, *, name: str, device: torch.device,
+    def __init__(self, model: str | Path, prompt: str | None, *, name: str, device: torch.device,
                  providers: list[str] | None = None, threads: int | None = None) -> None:
         self.name, self.prompt, self.device = name, prompt, device
         source = locate(model)
-        torch_model = None if source.is_onnx else load_text_model(source.path, device if name == "torch" else "cpu",
-                                                                  kind=TEXTCYCLE_KIND)
+        self._torch_model = None if source.is_onnx else load_text_model(
+            source.path, device if name == "torch" else "cpu", kind=TEXTCYCLE_KIND)
         if name == "torch":
-            self.config, self.generator = torch_model.config, torch_model.generator.float()
-            self.embedding = torch_model.embed([prompt])  # (1, D)
+            self.config, self.generator = self._torch_model.config, self._torch_model.generator.float()
             self.precision, self.provider = "fp32", device.type
             architecture = self.config["architecture"]
             self.size_multiple = text_size_multiple(architecture)
             self.input_channels = int(architecture.get("input_nc", 3))
             self.output_channels = int(architecture.get("output_nc", 3))
-            return
-        self.runner = OnnxTextModel(source.path if source.is_onnx else text_onnx_copy(source.path),
-                                    providers=providers, threads=threads)
-        # A cached export takes the embedding, computed here by the PyTorch encoder (any encoder).
-        self.text = self.runner.text_feed([prompt]) if torch_model is None else \
-            {"embedding": torch_model.embed([prompt]).cpu().numpy()}
-        self.config, self.provider = self.runner.metadata, self.runner.provider
-        self.precision = _file_precision(self.config)
-        self.size_multiple = self.runner.size_multiple
-        self.input_channels = int(self.config["input_channels"])
-        self.output_channels = int(self.config["output_channels"])
+        else:
+            self.runner = OnnxTextModel(source.path if source.is_onnx else text_onnx_copy(source.path),
+                                        providers=providers, threads=threads)
+            self.config, self.provider = self.runner.metadata, self.runner.provider
+            self.precision = _file_precision(self.config)
+            self.size_multiple = self.runner.size_multiple
+            self.input_channels = int(self.config["input_channels"])
+            self.output_channels = int(self.config["output_channels"])
+        self.text = self.text_rows([prompt]) if prompt is not None else None
 
-    def __call__(self, x: Tensor) -> Tensor:
+    def text_rows(self, prompts: Sequence[str]) -> Tensor | dict[str, np.ndarray]:
+        """What the generator takes beside the images, one row per prompt: `(B, D)` embeddings on
+        PyTorch; ids and mask, embeddings or baked rows on ONNX Runtime."""
+        if self.name == "torch":
+            return self._torch_model.embed(list(prompts))  # (B, D)
+        if self._torch_model is None:
+            return self.runner.text_feed(prompts)
+        # A cached export takes the embedding, computed here by the PyTorch encoder (any encoder).
+        return {"embedding": self._torch_model.embed(list(prompts)).cpu().numpy()}
+
+    def run_rows(self, x: Tensor, rows: Tensor | dict[str, np.ndarray]) -> Tensor:
+        """`x` `(B, C, H, W)` in [-1, 1] (multiples of size_multiple) with B rows of `text_rows`."""
         if self.name == "torch":
             with torch.inference_mode():
-                return self.generator(x.float(), self.embedding.expand(len(x), -1))
-        return self.runner.run(x, {key: np.repeat(value, len(x), axis=0) for key, value in self.text.items()})
+                return self.generator(x.float(), rows)
+        return self.runner.run(x, rows)
+
+    def __call__(self, x: Tensor) -> Tensor:
+        if self.text is None:
+            raise ValueError("this backend was made without a prompt: call run_rows(x, text_rows(prompts))")
+        if self.name == "torch":
+            return self.run_rows(x, self.text.expand(len(x), -1))
+        return self.run_rows(x, {key: np.repeat(value, len(x), axis=0) for key, value in self.text.items()})
 
     def describe(self) -> str:
-        return f"{super().describe()}, prompt {self.prompt!r}"
+        return super().describe() + (f", prompt {self.prompt!r}" if self.prompt is not None else "")
 
 
 def text_model_info(path: str | Path) -> tuple[str, dict[str, list[str]]] | None:
@@ -239,7 +255,8 @@ def _ort_placement(provider: str | None, device: torch.device) -> tuple[torch.de
 
 
 def _text_backend(source: ModelSource, prompt: str | None, *, backend: str | None, precision: str,
-                  device: torch.device, provider: str | None, threads: int | None) -> Backend:
+                  device: torch.device, provider: str | None, threads: int | None,
+                  require_prompt: bool = True) -> TextPromptBackend:
     """The checked TextPromptBackend for `make_backend` (see there)."""
     where = str(source.path)
     if not source.is_text:
@@ -250,7 +267,7 @@ def _text_backend(source: ModelSource, prompt: str | None, *, backend: str | Non
         raise InvalidCombinationError(f"{where!r} is a {source.kind} model (noise + caption -> image), it does not "
                                       "translate images: make images with its generate method "
                                       "(translate.text.model.load_text_model(model).generate(prompts))", "model")
-    if prompt is None or not prompt.strip():
+    if require_prompt and (prompt is None or not prompt.strip()):
         listing = "; ".join(f"{name}: {', '.join(map(repr, prompts))}" for name, prompts in domains.items())
         raise InvalidCombinationError(f"{where!r} is a text-guided textcycle model: it needs a prompt naming what to "
                                       f"translate to, e.g. a prompt of its domains ({listing or 'none recorded'})",
@@ -312,6 +329,18 @@ def make_backend(model: str | Path, *, backend: str | None = "auto", precision: 
                                   provider=provider, threads=threads)
     return _weights_backend(source, backend=backend, precision=precision, device=torch_device, provider=provider,
                             direction=direction, threads=threads, calibration=calibration, facts=facts)
+
+
+def make_text_backend(model: str | Path, *, backend: str | None = "auto", precision: str = "auto",
+                      device: str = "auto", provider: str | None = None, threads: int | None = None,
+                      capabilities: Capabilities | None = None) -> TextPromptBackend:
+    """A textcycle model without a fixed prompt, for a prompt per image (`text_rows` + `run_rows`);
+    the arguments and errors are `make_backend`'s."""
+    check_choices(backend=backend, precision=precision, provider=provider, device=device)
+    facts = detect_capabilities() if capabilities is None else capabilities
+    return _text_backend(locate(model), None, backend=backend, precision=precision,
+                         device=choose_device(device, facts), provider=provider, threads=threads,
+                         require_prompt=False)
 
 
 def _onnx_file_backend(source: ModelSource, *, backend: str | None, precision: str, device: torch.device,

@@ -48,7 +48,7 @@ from translate.deploy.folder_io import Batcher as _Batcher
 from translate.deploy.folder_io import Decoded as _Decoded
 from translate.deploy.folder_io import decode as _decode
 from translate.deploy.folder_io import encode as _encode
-from translate.deploy.inference import OUTPUT_FORMATS, output_paths, translate_tensor
+from translate.deploy.inference import OUTPUT_FORMATS, output_paths, translate_uint8
 from translate.deploy.selection import check_choices
 from translate.deploy.tiling import translate_tiled
 from translate.formats.locator import DIRECTIONS
@@ -255,22 +255,22 @@ class _Conversion:
 
     def _run_batch(self, batch: list[_Decoded], writers: ThreadPoolExecutor) -> None:
         options, runner = self.options, self.runner
-        x = from_uint8(torch.stack([item.image for item in batch]).to(runner.device))  # (B, C, H, W) in [-1, 1]
+        images = torch.stack([item.image for item in batch])  # (B, C, H, W) uint8
         try:
             if options.tile is not None:
                 with torch.inference_mode():
-                    out = translate_tiled(runner, x, tile=options.tile, overlap=options.overlap,
-                                          multiple=runner.size_multiple, max_batch=options.batch_size)
+                    out = translate_tiled(runner, from_uint8(images.to(runner.device)), tile=options.tile,
+                                          overlap=options.overlap, multiple=runner.size_multiple,
+                                          max_batch=options.batch_size)
+                pixels = to_uint8(out).permute(0, 2, 3, 1).contiguous().cpu().numpy()
             else:
-                out = translate_tensor(runner, x, runner.size_multiple)
+                pixels = translate_uint8(runner, images, runner.size_multiple, runner.device)
         except (RuntimeError, MemoryError) as error:  # out of memory on a large image, mostly
-            height, width = x.shape[-2:]
+            height, width = images.shape[-2:]
             hint = "; try tile=512 or resize" if "memory" in str(error).lower() else ""
             for item in batch:
                 self._fail(item.source, f"inference failed at {width}x{height}: {str(error).splitlines()[0]}{hint}")
             return
-        # Made contiguous on the device, so the writers get plain arrays (no strided copies).
-        pixels = to_uint8(out).permute(0, 2, 3, 1).contiguous().cpu().numpy()
         for item, image in zip(batch, pixels, strict=True):
             self.write_slots.acquire()
             writers.submit(self._write, item, image)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import hashlib
+import io
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,7 +23,8 @@ from torch import Tensor
 from translate.core.errors import InvalidValueError
 from translate.data.images import ImageReadError, ImageTooLargeError, convert_channels, decode_image
 
-__all__ = ["PARTIAL_SUFFIX", "Batcher", "Decoded", "decode", "encode", "in_shard", "parse_resize", "parse_shard",
+__all__ = ["PARTIAL_SUFFIX", "Batcher", "Decoded", "decode", "encode", "encode_bytes", "image_pixels",
+           "output_image", "save_output", "in_shard", "parse_resize", "parse_shard",
            "partial_path", "shard_from_environment"]
 
 PARTIAL_SUFFIX = ".translate-partial"
@@ -116,6 +118,14 @@ def _decode_checked(source: Path, channels: int, max_pixels: int, resize: tuple[
                                      "raise max_pixels, or use resize or tile")
     except ImageReadError as error:
         return Decoded(source, error=error.reason)
+    pixels, alpha = image_pixels(image, channels, resize)
+    return Decoded(source, pixels, alpha)
+
+
+def image_pixels(image: Image.Image, channels: int, resize: tuple[int, int] | int | None = None
+                 ) -> tuple[Tensor, np.ndarray | None]:
+    """A decoded image as the model's input: `(channels, H, W)` uint8 (resized), and the `(H, W)`
+    uint8 alpha to carry over to the output where the model does not take it (else None)."""
     alpha = None
     if image.mode in ("LA", "RGBA") and channels != 4:
         alpha = image.getchannel("A")
@@ -125,18 +135,15 @@ def _decode_checked(source: Path, channels: int, max_pixels: int, resize: tuple[
         alpha = _resized(alpha, resize) if alpha is not None else None
     array = np.asarray(image)
     array = array[:, :, None] if array.ndim == 2 else array
-    return Decoded(source, torch.from_numpy(array.copy()).permute(2, 0, 1),
-                    np.asarray(alpha) if alpha is not None else None)
+    return torch.from_numpy(array.copy()).permute(2, 0, 1), np.asarray(alpha) if alpha is not None else None
 
 
 def partial_path(target: Path) -> Path:
     return target.with_name(f".{target.name}{PARTIAL_SUFFIX}")
 
 
-def encode(pixels: np.ndarray, alpha: np.ndarray | None, target: Path, fmt: str, quality: int,
-            png_compression: int = 1) -> None:
-    """`(H, W, C)` uint8 [+ `(H, W)` alpha] -> file at `target` (`fmt` png | jpg | webp), written
-    under a temporary name first."""
+def output_image(pixels: np.ndarray, alpha: np.ndarray | None, fmt: str) -> Image.Image:
+    """`(H, W, C)` uint8 [+ `(H, W)` alpha] -> the PIL image to save as `fmt` (png | jpg | webp)."""
     channels = pixels.shape[2]
     if channels == 4 or channels not in (1, 3):
         image = Image.fromarray(pixels, "RGBA") if channels == 4 else None
@@ -148,11 +155,33 @@ def encode(pixels: np.ndarray, alpha: np.ndarray | None, target: Path, fmt: str,
         image.putalpha(Image.fromarray(alpha, "L"))
     if fmt == "jpg" and image.mode in ("RGBA", "LA"):
         image = image.convert("RGB" if image.mode == "RGBA" else "L")
+    return image
+
+
+def save_output(image: Image.Image, target: Path | io.BytesIO, fmt: str, quality: int, png_compression: int = 1
+                ) -> None:
+    """Save with `fmt`'s options: png at zlib level `png_compression`, jpg / webp at `quality`."""
+    options = {"compress_level": png_compression} if fmt == "png" else {"quality": quality}
+    image.save(target, format=_PIL_FORMATS[fmt], **options)
+
+
+def encode_bytes(pixels: np.ndarray, alpha: np.ndarray | None, fmt: str, quality: int, png_compression: int = 1
+                 ) -> bytes:
+    """`encode` into memory: the same bytes `encode` writes for the same arguments."""
+    buffer = io.BytesIO()
+    save_output(output_image(pixels, alpha, fmt), buffer, fmt, quality, png_compression)
+    return buffer.getvalue()
+
+
+def encode(pixels: np.ndarray, alpha: np.ndarray | None, target: Path, fmt: str, quality: int,
+           png_compression: int = 1) -> None:
+    """`(H, W, C)` uint8 [+ `(H, W)` alpha] -> file at `target` (`fmt` png | jpg | webp), written
+    under a temporary name first."""
+    image = output_image(pixels, alpha, fmt)
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = partial_path(target)
     try:
-        options = {"compress_level": png_compression} if fmt == "png" else {"quality": quality}
-        image.save(partial, format=_PIL_FORMATS[fmt], **options)
+        save_output(image, partial, fmt, quality, png_compression)
         os.replace(partial, target)
     finally:
         partial.unlink(missing_ok=True)

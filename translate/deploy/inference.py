@@ -10,12 +10,13 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
-from translate.core.images import tensor_to_pil
+from translate.core.images import from_uint8, tensor_to_pil, to_uint8
 
 OUTPUT_FORMATS = ("png", "jpg", "webp")
 
@@ -41,6 +42,16 @@ def translate_tensor(model: Callable[[Tensor], Tensor], x: Tensor, multiple: int
     with torch.inference_mode():
         out = model(padded)
     return out[..., :height, :width]
+
+
+def translate_uint8(model: Callable[[Tensor], Tensor], images: Tensor, multiple: int,
+                    device: torch.device | str = "cpu") -> np.ndarray:
+    """`(B, C_in, H, W)` uint8 images of one size -> `(B, H, W, C_out)` uint8 outputs of that size:
+    `convert`'s and `translate serve`'s inference step, so both give the same bytes."""
+    x = from_uint8(images.to(device))  # (B, C, H, W) in [-1, 1]
+    out = translate_tensor(model, x, multiple)
+    # Made contiguous on the device, so the encoders get plain arrays (no strided copies).
+    return to_uint8(out).permute(0, 2, 3, 1).contiguous().cpu().numpy()
 
 
 def to_pil(x: Tensor) -> Image.Image:
