@@ -19,6 +19,7 @@ from serve_helpers import PLAIN_CPU, RunningServer, decoded, png_bytes
 
 from translate.core.images import to_uint8
 from translate.deploy.convert import convert_folder
+from translate.deploy.text_export import export_text_onnx
 from translate.formats.locator import ModelSource, locate
 from translate.serve.models import ImageJob, ServedModel
 from translate.serve.options import ModelSpec, ServeOptions
@@ -377,3 +378,18 @@ def test_text_models_translate_with_a_prompt_and_generate_from_a_seed():
     with torch.no_grad():
         reference = load_text2image(locate("shapes_text2image").path).generate(["a red circle"], n=1, seed=5)
     assert np.array_equal(np.asarray(decoded(first[2])), to_uint8(reference)[0].permute(1, 2, 0).numpy())
+
+
+def test_a_prompt_the_model_refuses_fails_alone_in_its_batch(tmp_path: Path):
+    onnx = tmp_path / "tc_baked.onnx"
+    export_text_onnx(locate("maps_textcycle").path, onnx, bake_prompts=["map"], parity_sizes=[(32, 32)])
+    options = ServeOptions(models=(ModelSpec("baked", str(onnx)),), max_batch=2, max_delay_ms=20_000,
+                           warmup_size=32)
+    image = png_bytes(32, 32)
+    with RunningServer(options) as server:
+        server.wait_ready()
+        results = concurrently(2, lambda i: translate(server, image, name="baked",
+                                                      query="?prompt=" + ("map" if i == 0 else "zebra")))
+    assert results[0][0] == 200 and results[0][1]["x-batch-size"] == "2"
+    status, kind, message = error_of(results[1])
+    assert (status, kind) == (400, "bad_parameter") and "'zebra'" in message and "baked" in message

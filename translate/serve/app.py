@@ -49,7 +49,7 @@ from translate.serve.http_io import (
     read_upload,
 )
 from translate.serve.metrics import CONTENT_TYPE_LATEST, UNKNOWN_MODEL, ServeMetrics
-from translate.serve.models import GenerateJob, ImageJob, ServedModel, load_served_model
+from translate.serve.models import GenerateJob, ImageJob, PromptError, ServedModel, load_served_model
 from translate.serve.options import ServeOptions
 
 logger = logging.getLogger(__name__)
@@ -134,6 +134,8 @@ class ServeState:
     async def submit(self, name: str, key: Any, job: Any) -> Done:
         try:
             return await self.batchers[name].submit(key, job)
+        except PromptError as error:
+            raise ServeError(400, "bad_parameter", f"prompt: {error}") from None
         except QueueFullError as error:
             raise ServeError(429, "queue_full", f"{error}; retry later or add replicas (--queue sets the limit)",
                              {"Retry-After": "1"}) from None
@@ -160,6 +162,8 @@ def _image_options(model: ServedModel, fields: dict[str, str | None]) -> tuple[s
         domains = getattr(model, "domains", {})
         examples = ", ".join(repr(p) for prompts in domains.values() for p in prompts[:1]) or "'map'"
         raise ServeError(400, "bad_parameter", f"{model.name!r} is a text-guided model: pass prompt=, e.g. {examples}")
+    if prompt is not None and len(prompt) > 1000:
+        raise ServeError(400, "bad_parameter", f"prompt is {len(prompt)} characters long; at most 1000")
     if prompt is not None and not needs_prompt:
         raise ServeError(400, "bad_parameter", f"prompt applies to text-guided models; {model.name!r} is an "
                          "image-only generator: drop prompt")
@@ -238,6 +242,11 @@ def _add_error_handlers(app: FastAPI) -> None:
     async def validation_error(_: Request, error: RequestValidationError) -> JSONResponse:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
         return error_response(ServeError(400, "bad_parameter", problems))
+
+    @app.exception_handler(Exception)
+    async def unexpected_error(_: Request, error: Exception) -> JSONResponse:
+        logger.exception("unexpected error")
+        return error_response(ServeError(500, "internal_error", f"{type(error).__name__}: {error}"))
 
     @app.exception_handler(HTTPException)
     async def http_error(_: Request, error: HTTPException) -> JSONResponse:

@@ -70,7 +70,8 @@ class DynamicBatcher:
     """Collects jobs into batches and runs them, one batch at a time, on `executor`.
 
     Args:
-        run_batch: `(key, payloads) -> results` (one per payload, in order); runs on `executor`.
+        run_batch: `(key, payloads) -> results` (one per payload, in order); runs on `executor`. A
+            result that is an Exception is raised to that job's caller alone.
         max_batch: jobs per call (1: no batching).
         max_delay_s: the longest the oldest waiting job waits for its batch to fill.
         max_queue: jobs waiting (not running) before `submit` raises QueueFullError.
@@ -175,7 +176,11 @@ class DynamicBatcher:
             return
         seconds = time.monotonic() - started
         for job, result in zip(batch, results, strict=True):
-            if not job.future.done():
+            if job.future.done():
+                continue
+            if isinstance(result, Exception):
+                job.future.set_exception(result)
+            else:
                 job.future.set_result(Done(result, len(batch), started - job.arrived, seconds))
         if self.on_batch is not None:
             self.on_batch(BatchStats(len(batch), [started - job.arrived for job in batch], seconds))

@@ -33,10 +33,14 @@ from translate.text.model import TEXTCYCLE_KIND, load_text2image
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ImageJob", "GenerateJob", "ServedModel", "ImageModel", "TextCycleModel", "Text2ImageModel",
+__all__ = ["ImageJob", "GenerateJob", "PromptError", "ServedModel", "ImageModel", "TextCycleModel", "Text2ImageModel",
            "load_served_model"]
 
 _PROMPT_CACHE = 256  # embeddings kept per textcycle model
+
+
+class PromptError(ValueError):
+    """A prompt this model cannot take (e.g. not baked into its .onnx file); only its request fails."""
 
 
 @dataclass
@@ -157,16 +161,27 @@ class TextCycleModel(ServedModel):
             self._rows.popitem(last=False)
         return row
 
-    def run_batch(self, key: Hashable, jobs: Sequence[ImageJob]) -> list[np.ndarray]:
-        rows = [self._row(str(job.prompt)) for job in jobs]
+    def run_batch(self, key: Hashable, jobs: Sequence[ImageJob]) -> list[np.ndarray | Exception]:
+        results: list[np.ndarray | Exception] = []
+        rows, runnable = [], []
+        for job in jobs:  # a prompt the model refuses fails its own request only
+            try:
+                rows.append(self._row(str(job.prompt)))
+                runnable.append(job)
+                results.append(np.empty(0))
+            except ValueError as error:
+                results.append(PromptError(str(error)))
+        if not runnable:
+            return results
         if isinstance(rows[0], Tensor):
             text: Any = torch.cat(rows)
         else:
             text = {name: np.concatenate([row[name] for row in rows]) for name in rows[0]}
-        x = from_uint8(torch.stack([job.pixels for job in jobs]).to(self.backend.device))
+        x = from_uint8(torch.stack([job.pixels for job in runnable]).to(self.backend.device))
         padded, (height, width) = pad_to_multiple(x, self.backend.size_multiple)
         out = self.backend.run_rows(padded, text)[..., :height, :width]
-        return list(to_uint8(out).permute(0, 2, 3, 1).contiguous().cpu().numpy())
+        outputs = iter(to_uint8(out).permute(0, 2, 3, 1).contiguous().cpu().numpy())
+        return [result if isinstance(result, Exception) else next(outputs) for result in results]
 
     def warm_up(self, size: int) -> None:
         side = _warm_size(size, self.backend.size_multiple)
