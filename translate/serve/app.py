@@ -298,7 +298,8 @@ def _add_model_routes(app: FastAPI, state: ServeState) -> None:
     @app.get("/v1/models", summary="The models served")
     async def list_models(request: Request) -> dict[str, Any]:
         check_api_key(request, options.api_key)
-        return {"ready": state.ready, "models": [_describe(state, name) for name in state.names]}
+        return {"ready": state.ready, "error": state.load_error,
+                "models": [_describe(state, name) for name in state.names]}
 
     @app.get("/v1/models/{name}", summary="One model")
     async def one_model(request: Request, name: str) -> dict[str, Any]:
