@@ -141,6 +141,8 @@ def test_bad_bodies_get_400_415_and_413(server: RunningServer):
     assert (status, kind) == (413, "image_too_large") and "--max-pixels" in message
     status, kind, message = error_of(translate(server, bytes(60_000)))  # over 0.05 MB
     assert (status, kind) == (413, "body_too_large") and "--max-body-mb" in message
+    metrics = server.request("GET", "/metrics")[2].decode()
+    assert 'translate_requests_total{endpoint="translate",model="tiny",status="413"}' in metrics
 
 
 def test_a_chunked_body_over_the_limit_gets_413(server: RunningServer):
@@ -310,6 +312,27 @@ def test_a_client_that_goes_away_does_not_break_its_batch():
     assert model.batches == [3]
     for status, _, body in stayers:
         assert status == 200 and np.array_equal(np.asarray(decoded(body)), expected)
+
+
+def test_a_client_that_goes_away_while_waiting_is_dropped_from_the_queue():
+    model = HeldModel()
+    with held_server(model, max_batch=3, max_delay_ms=20_000) as server:
+        server.wait_ready()
+        image = png_bytes(20, 16)
+        leaver = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+        leaver.sendall(b"POST /v1/models/held/translate HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+                       + f"Content-Length: {len(image)}\r\n\r\n".encode() + image)
+        deadline = time.monotonic() + 10
+        while b'translate_queue_depth{model="held"} 1.0' not in server.request("GET", "/metrics")[2]:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        leaver.close()
+        while b'status="499"' not in server.request("GET", "/metrics")[2]:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        stayers = concurrently(3, lambda i: translate(server, image, name="held"))
+    assert model.batches == [3]  # the three who stayed; the one who left was never run
+    assert all(status == 200 and headers["x-batch-size"] == "3" for status, headers, _ in stayers)
 
 
 def test_the_api_key(model_dir: Path):

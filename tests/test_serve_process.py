@@ -35,7 +35,7 @@ def test_model_specs_and_their_names():
 
 @pytest.mark.parametrize(("field", "value", "match"), [
     ("max_batch", 0, ">= 1"), ("queue", 0, ">= 1"), ("max_delay_ms", -1, ">= 0"), ("max_body_mb", 0, "> 0"),
-    ("port", 70000, "port"), ("api_key", "short", "8 characters"), ("precision", "fp8", "fp8"),
+    ("port", 70000, "port"), ("api_key", "short", "8 characters"), ("graceful_seconds", 0.5, ">= 1"), ("precision", "fp8", "fp8"),
     ("backend", "tensorflow", "tensorflow")])
 def test_options_refuse_bad_values(field: str, value: object, match: str):
     options = ServeOptions(models=(ModelSpec("a", "a"),), **{field: value})
@@ -74,6 +74,10 @@ def test_the_command_checks_flags_before_serving(no_serving, model_dir: Path):
     assert result.exit_code == 2 and "no/such/model" in result.output
     result = runner.invoke(app, ["serve", str(model_dir), "--precision", "int8"])
     assert result.exit_code == 2 and "calibration" in result.output
+    result = runner.invoke(app, ["serve", "maps_textcycle", "--precision", "fp16"])
+    assert result.exit_code == 2 and "--precision" in result.output and "fp32" in result.output
+    result = runner.invoke(app, ["serve", "shapes_text2image", "--backend", "onnxruntime"])
+    assert result.exit_code == 2 and "--backend" in result.output
     result = runner.invoke(app, ["serve", f"a={model_dir}", f"a={model_dir}"])
     assert result.exit_code == 2 and "NAME=MODEL" in result.output
     assert no_serving == []

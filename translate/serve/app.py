@@ -36,7 +36,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 
 from translate.core.device import Capabilities
 from translate.core.version import __version__
-from translate.serve.batching import Done, DynamicBatcher, QueueFullError
+from translate.serve.batching import BatcherStoppedError, Done, DynamicBatcher, QueueFullError
 from translate.serve.http_io import (
     ACCEPTED_TYPES,
     OUTPUT_TYPES,
@@ -131,24 +131,41 @@ class ServeState:
                              f"/v1/models/{name}/{model.endpoint}")
         return model
 
-    async def submit(self, name: str, key: Any, job: Any) -> Done:
+    async def submit(self, request: Request, name: str, key: Any, job: Any) -> Done:
+        """The job's result from its batch; a client that disconnects while its job waits takes the
+        job out of the queue (it is not run)."""
+        waiting = asyncio.ensure_future(self.batchers[name].submit(key, job))
+        watching = asyncio.ensure_future(_disconnected(request))
         try:
-            return await self.batchers[name].submit(key, job)
+            await asyncio.wait({waiting, watching}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            watching.cancel()
+        if not waiting.done():
+            waiting.cancel()  # dropped from its batch if that has not started; else its result is discarded
+            raise ClientDisconnect()
+        try:
+            return waiting.result()
         except PromptError as error:
             raise ServeError(400, "bad_parameter", f"prompt: {error}") from None
         except QueueFullError as error:
             raise ServeError(429, "queue_full", f"{error}; retry later or add replicas (--queue sets the limit)",
                              {"Retry-After": "1"}) from None
+        except BatcherStoppedError:
+            raise ServeError(503, "shutting_down", "the server is shutting down; retry on another replica",
+                             {"Retry-After": "1"}) from None
         except RuntimeError as error:
-            if "shutting down" in str(error):
-                raise ServeError(503, "shutting_down", "the server is shutting down; retry on another replica",
-                                 {"Retry-After": "1"}) from None
             raise ServeError(500, "inference_failed", f"inference failed: {str(error).splitlines()[0]}") from None
         except MemoryError:
             raise ServeError(500, "inference_failed", "inference ran out of memory; send a smaller image") from None
 
     async def in_io(self, function: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self.io_pool, function, *args)
+
+
+async def _disconnected(request: Request) -> None:
+    """Return when the client goes away (after the body is read, receive() waits for that)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 def _image_options(model: ServedModel, fields: dict[str, str | None]) -> tuple[str | None, str | None, str, int]:
@@ -228,7 +245,7 @@ def create_app(options: ServeOptions, *, models: dict[str, ServedModel] | None =
     _add_error_handlers(app)
     _add_model_routes(app, state)
     _add_service_routes(app, state)
-    guarded = BodyLimit(app, options.max_body_bytes)
+    guarded = BodyLimit(app, options.max_body_bytes, on_refused=lambda path: _count_refused(state, path))
     guarded.state = app.state  # type: ignore[attr-defined]
     return guarded
 
@@ -242,6 +259,10 @@ def _add_error_handlers(app: FastAPI) -> None:
     async def validation_error(_: Request, error: RequestValidationError) -> JSONResponse:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
         return error_response(ServeError(400, "bad_parameter", problems))
+
+    @app.exception_handler(ClientDisconnect)
+    async def client_gone(_: Request, error: ClientDisconnect) -> Response:
+        return Response(status_code=499)  # nobody reads it: the client went away
 
     @app.exception_handler(Exception)
     async def unexpected_error(_: Request, error: Exception) -> JSONResponse:
@@ -274,7 +295,7 @@ def _add_model_routes(app: FastAPI, state: ServeState) -> None:
             direction, prompt, fmt, level = _image_options(model, fields)
             pixels, alpha = await state.in_io(decode_upload, upload.data, model.input_channels, options.max_pixels)
             job = ImageJob(pixels, prompt)
-            done = await state.submit(name, model.batch_key(job, direction), job)
+            done = await state.submit(request, name, model.batch_key(job, direction), job)
             body = await state.in_io(encode_output, done.result, alpha, fmt, level)
             outcome.status = 200
             return _image_response(body, fmt, done, {"X-Model": name})
@@ -290,7 +311,7 @@ def _add_model_routes(app: FastAPI, state: ServeState) -> None:
             asked = await _generate_request(request)
             fmt, level = _output_options(asked.format, asked.quality)
             seed = asked.seed if asked.seed is not None else secrets.randbelow(2**31)
-            done = await state.submit(name, model.batch_key(None, None), GenerateJob(asked.prompt, seed))
+            done = await state.submit(request, name, model.batch_key(None, None), GenerateJob(asked.prompt, seed))
             body = await state.in_io(encode_output, done.result, None, fmt, level)
             outcome.status = 200
             return _image_response(body, fmt, done, {"X-Model": name, "X-Seed": str(seed)})
@@ -328,6 +349,14 @@ def _describe(state: ServeState, name: str) -> dict[str, Any]:
         return {"name": name, "model": spec.model, "loaded": False}
     return {"name": name, "kind": model.kind, "endpoint": f"/v1/models/{name}/{model.endpoint}",
             "model": str(model.source.path), "loaded": True, **model.info()}
+
+
+def _count_refused(state: ServeState, path: str) -> None:
+    """Count a body refused from its Content-Length before any route ran (413)."""
+    parts = path.strip("/").split("/")
+    if len(parts) == 4 and parts[:2] == ["v1", "models"]:
+        name = parts[2] if parts[2] in state.names else UNKNOWN_MODEL
+        state.metrics.observe_request(name, parts[3], 413, None)
 
 
 class _Outcome:

@@ -28,7 +28,7 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["BatchStats", "Done", "DynamicBatcher", "QueueFullError"]
+__all__ = ["BatchStats", "BatcherStoppedError", "Done", "DynamicBatcher", "QueueFullError"]
 
 
 class QueueFullError(RuntimeError):
@@ -37,6 +37,10 @@ class QueueFullError(RuntimeError):
     def __init__(self, waiting: int, limit: int) -> None:
         self.waiting, self.limit = waiting, limit
         super().__init__(f"{waiting} requests are waiting for this model, the queue's limit ({limit})")
+
+
+class BatcherStoppedError(RuntimeError):
+    """The batcher is stopping (the server is shutting down) and takes no new jobs."""
 
 
 @dataclass
@@ -107,10 +111,10 @@ class DynamicBatcher:
 
         Raises:
             QueueFullError: `max_queue` jobs are waiting.
-            RuntimeError: the batcher is stopping.
+            BatcherStoppedError: the batcher is stopping.
         """
         if self._stopping or self._arrival is None:
-            raise RuntimeError("the server is shutting down")
+            raise BatcherStoppedError("the server is shutting down")
         if self.waiting >= self.max_queue:
             raise QueueFullError(self.waiting, self.max_queue)
         job = _Job(key, payload, asyncio.get_running_loop().create_future())

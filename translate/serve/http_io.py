@@ -57,8 +57,9 @@ class BodyLimit:
     """ASGI middleware: 413 for a Content-Length over `limit` before anything is read, and for a
     body (chunked) that grows past it while it is read."""
 
-    def __init__(self, app: Callable[..., Awaitable[None]], limit: int) -> None:
-        self.app, self.limit = app, limit
+    def __init__(self, app: Callable[..., Awaitable[None]], limit: int,
+                 on_refused: Callable[[str], None] | None = None) -> None:
+        self.app, self.limit, self.on_refused = app, limit, on_refused
 
     async def __call__(self, scope: Scope, receive: Callable[[], Awaitable[Message]],
                        send: Callable[[Message], Awaitable[None]]) -> None:
@@ -67,6 +68,8 @@ class BodyLimit:
             return
         length = dict(scope["headers"]).get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.limit:
+            if self.on_refused is not None:
+                self.on_refused(scope.get("path", ""))
             response = error_response(_too_large(length.decode(), self.limit))
             response.headers["Connection"] = "close"  # the unread body must not be taken as the next request
             await response(scope, receive, send)

@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 
 from translate.core.device import Capabilities, capabilities
+from translate.core.errors import InvalidCombinationError
 from translate.core.images import from_uint8, to_uint8
 from translate.deploy.backends import Backend, make_backend, make_text_backend
 from translate.deploy.inference import pad_to_multiple, translate_uint8
@@ -33,7 +34,7 @@ from translate.text.model import TEXTCYCLE_KIND, load_text2image
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ImageJob", "GenerateJob", "PromptError", "ServedModel", "ImageModel", "TextCycleModel", "Text2ImageModel",
+__all__ = ["check_servable", "ImageJob", "GenerateJob", "PromptError", "ServedModel", "ImageModel", "TextCycleModel", "Text2ImageModel",
            "load_served_model"]
 
 _PROMPT_CACHE = 256  # embeddings kept per textcycle model
@@ -245,6 +246,28 @@ _KINDS: dict[str, type[ServedModel]] = {
     TEXTCYCLE_KIND: TextCycleModel,
     TEXT2IMAGE_KIND: Text2ImageModel,
 }
+
+
+def check_servable(spec: ModelSpec, options: ServeOptions) -> ModelSource:
+    """Locate `spec.model` and refuse, before anything loads, what the server could not serve with
+    `options`: a discriminator, or a text model with a precision or backend it does not run.
+
+    Raises:
+        FileNotFoundError / ParameterError: as `locate`.
+        InvalidCombinationError: naming the option (Python names; the CLI shows flags).
+    """
+    source = locate(spec.model)
+    where = f"{spec.name} ({source.path})"
+    if source.kind not in _KINDS:
+        raise InvalidCombinationError(f"{where} is a {source.kind}; translate serve serves generators, textcycle "
+                                      "and text2image models", "models")
+    if source.is_text and options.precision not in ("auto", "fp32"):
+        raise InvalidCombinationError(f'{where} is a {source.kind} model, which runs in fp32 here: use '
+                                      f'precision="auto" or "fp32" (or serve it apart)', "precision")
+    if source.kind == TEXT2IMAGE_KIND and not source.is_onnx and options.backend == "onnxruntime":
+        raise InvalidCombinationError(f'{where} is text2image PyTorch weights, which run on PyTorch: use '
+                                      'backend="auto", or export it to .onnx and serve that file', "backend")
+    return source
 
 
 def load_served_model(spec: ModelSpec, options: ServeOptions, facts: Capabilities | None = None) -> ServedModel:

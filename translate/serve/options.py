@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 
@@ -48,7 +49,9 @@ class ServeOptions:
         max_pixels: larger uploads get 413 (checked from the header, before decoding).
         max_body_mb: larger bodies get 413 (checked from Content-Length, and while reading).
         api_key: required on /v1/ as `Authorization: Bearer KEY` or `X-API-Key: KEY` when set.
-        workers: threads that decode and encode images (inference has its own thread).
+        workers: threads that decode and encode images (inference has its own thread); default:
+            the CPU count, at most 8.
+        graceful_seconds: how long a stop waits for the requests in flight (at least 1).
         backend, precision, device, provider: as for `convert`.
     """
 
@@ -60,7 +63,7 @@ class ServeOptions:
     max_pixels: int = 16_000_000
     max_body_mb: float = 20.0
     api_key: str | None = None
-    workers: int = 2
+    workers: int = field(default_factory=lambda: min(8, os.cpu_count() or 1))
     backend: str | None = "auto"
     precision: str = "auto"
     device: str = "auto"
@@ -75,9 +78,10 @@ class ServeOptions:
         for name in ("max_batch", "queue", "max_pixels", "workers", "warmup_size"):
             if getattr(self, name) < 1:
                 raise InvalidValueError(name, getattr(self, name), "an integer >= 1")
-        for name in ("max_delay_ms", "graceful_seconds"):
-            if getattr(self, name) < 0:
-                raise InvalidValueError(name, getattr(self, name), "a number >= 0")
+        if self.max_delay_ms < 0:
+            raise InvalidValueError("max_delay_ms", self.max_delay_ms, "a number >= 0")
+        if self.graceful_seconds < 1:
+            raise InvalidValueError("graceful_seconds", self.graceful_seconds, "a number of seconds >= 1")
         if self.max_body_mb <= 0:
             raise InvalidValueError("max_body_mb", self.max_body_mb, "a number > 0")
         if not 0 <= self.port <= 65535:

@@ -52,7 +52,7 @@ def build_server(options: ServeOptions, *, capabilities: Capabilities | None = N
     """A server for `options` (not started): `server.run()` blocks until it stops; `server.serve()`
     (a coroutine) serves on a running event loop. `models`: already loaded models, by name."""
     config = uvicorn.Config(None, host=options.host, port=options.port, log_config=None, access_log=False,
-                            timeout_graceful_shutdown=int(options.graceful_seconds) or None,
+                            timeout_graceful_shutdown=max(1, round(options.graceful_seconds)),
                             lifespan="on", server_header=False)
     server = GracefulServer(config)
     config.app = create_app(options, capabilities=capabilities, models=models, on_fatal=server.fail)
