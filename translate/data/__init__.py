@@ -18,6 +18,7 @@ moves the batch to its device and calls :func:`augment_batch` (random crop / fli
 [-1, 1]) or :func:`eval_transform`, with a seeded ``torch.Generator``.
 """
 
+from translate.data.cache import CachedDataset, CachedLoader, CacheTooLargeError, cache_dataset
 from translate.data.datasets import PAIRED_LAYOUTS, PairedDataset, UnpairedDataset, collate_images
 from translate.data.images import (
     IMAGE_EXTENSIONS,
@@ -46,6 +47,9 @@ __all__ = [
     "IMAGE_EXTENSIONS",
     "PAIRED_LAYOUTS",
     "PREPROCESS_MODES",
+    "CacheTooLargeError",
+    "CachedDataset",
+    "CachedLoader",
     "ImageReadError",
     "PairedDataset",
     "PreprocessConfig",
@@ -53,6 +57,7 @@ __all__ = [
     "UnpairedDataset",
     "augment_batch",
     "augment_pair",
+    "cache_dataset",
     "collate_images",
     "convert_channels",
     "decode_image",

@@ -26,7 +26,8 @@ from translate.models import INIT_TYPES, NORMS
 from translate.text import text_encoder_names
 from translate.training.fields import check_field_choice, check_field_value, integer, number, option
 
-__all__ = ["DEVICES", "DIRECTIONS", "GAN_MODES", "LR_POLICIES", "FIELD_NAMES", "Task", "TrainConfig",
+__all__ = ["ADAM_IMPLEMENTATIONS", "AUTO_ON_OFF", "COMPILE_MODES", "LOSS_SYNC", "LR_SCALES", "SPEED_MODES",
+           "DEVICES", "DIRECTIONS", "GAN_MODES", "LR_POLICIES", "FIELD_NAMES", "Task", "TrainConfig",
            "get_task", "register_task", "task_names", "load_yaml_config", "make_config", "nce_layer_indices",
            "save_config"]
 
@@ -59,8 +60,14 @@ def nce_layer_indices(value: Any, name: str = "nce_layers") -> tuple[int, ...]:
 _POSITIVE, _COUNT = integer(1), integer(0)
 _WEIGHT = number(0.0)
 
-NETWORKS, DATA, OBJECTIVE, TEXT, OPTIMISATION, RUNTIME, LOGGING, EVALUATION = (
-    "Networks", "Data", "Objective", "Text conditioning", "Optimisation", "Runtime", "Logging", "Evaluation")
+NETWORKS, DATA, OBJECTIVE, TEXT, OPTIMISATION, RUNTIME, SPEED, LOGGING, EVALUATION = (
+    "Networks", "Data", "Objective", "Text conditioning", "Optimisation", "Runtime", "Speed", "Logging", "Evaluation")
+SPEED_MODES = ("off", "auto")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+ADAM_IMPLEMENTATIONS = ("auto", "fused", "foreach", "for-loop")
+AUTO_ON_OFF = ("auto", "on", "off")
+LOSS_SYNC = ("log", "step")
+LR_SCALES = ("none", "linear", "sqrt")
 
 
 @dataclass
@@ -158,6 +165,9 @@ class TrainConfig:
     lr_policy: str = option("linear", "Learning rate schedule.", panel=OPTIMISATION, choices=LR_POLICIES)
     n_epochs: int = option(100, "Epochs at the initial learning rate.", panel=OPTIMISATION, check=_COUNT)
     n_epochs_decay: int = option(100, "Epochs of decay to zero.", panel=OPTIMISATION, check=_COUNT)
+    lr_scale: str = option("none", "Scale lr with the batch size against the task's reference batch: linear "
+                           "(lr x batch / reference), sqrt (lr x sqrt(batch / reference)) or none.",
+                           panel=OPTIMISATION, choices=LR_SCALES)
     max_steps: int | None = option(None, "Stop after this many steps in all.", panel=OPTIMISATION,
                                    check=integer(1, optional=True), default_help="no limit")
     # A wall-clock budget, for comparing tasks at equal compute: the run stops and saves as at max_steps.
@@ -168,6 +178,27 @@ class TrainConfig:
     seed: int = option(0, "Random seed.", panel=RUNTIME)
     device: str = option("auto", "Where to train.", panel=RUNTIME, choices=DEVICES)
     amp: bool = option(False, "Mixed precision (bf16, or fp16 with loss scaling).", panel=RUNTIME)
+    # speed levers (translate.training.speed; docs/training.md#speed): None = off, unless speed=auto
+    # picks it for the device; an explicit value always wins
+    speed: str = option("off", "auto: the levers measured fastest on this device type (docs/training.md#speed); "
+                        "explicit lever options win.", panel=SPEED, choices=SPEED_MODES)
+    channels_last: bool | None = option(None, "Networks and images in channels-last memory layout.", panel=SPEED,
+                                        default_help="off (speed auto: per device)")
+    compile: bool | None = option(None, "torch.compile the generators and discriminators (the losses stay eager).",
+                                  panel=SPEED, default_help="off (speed auto: per device)")
+    compile_mode: str = option("default", "torch.compile mode.", panel=SPEED, choices=COMPILE_MODES)
+    adam: str = option("auto", "Adam implementation: fused and foreach run the update in fewer kernels; auto: "
+                       "PyTorch's choice, or fused on CUDA with speed auto.", panel=SPEED, choices=ADAM_IMPLEMENTATIONS)
+    tf32: str = option("auto", "TF32 matmuls and convolutions on CUDA (auto: on for CUDA; the reference runs plain "
+                       "fp32).", panel=SPEED, choices=AUTO_ON_OFF)
+    cudnn_benchmark: str = option("auto", "cudnn.benchmark: time the convolution algorithms once per shape (auto: "
+                                  "on for CUDA).", panel=SPEED, choices=AUTO_ON_OFF)
+    cache_data: bool | None = option(None, "Decode the training set once into uint8 memory (pinned on CUDA) and "
+                                     "batch from there; crops and flips stay on the device.", panel=SPEED,
+                                     default_help="off (speed auto: when it fits)")
+    loss_sync: str = option("log", "When the losses are copied to the host (and the NaN check reads them): every "
+                            "log_every steps (log) or every step (step, the old behaviour).", panel=SPEED,
+                            choices=LOSS_SYNC)
     # bookkeeping
     log_every: int = option(50, "Log losses every K steps.", panel=LOGGING, check=_POSITIVE)
     sample_every: int = option(500, "Sample grid every K steps.", panel=LOGGING, check=_POSITIVE)

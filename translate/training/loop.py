@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import re
 import time
 import warnings
@@ -23,7 +24,8 @@ from typing import Any, Callable
 import torch
 from torch.utils.data import DataLoader
 
-from translate.data import ResumableSampler, collate_images
+from translate.data import CachedLoader, ResumableSampler, cache_dataset, collate_images
+from translate.data.cache import available_memory
 from translate.evaluation import inception as inception_weights
 from translate.training.checkpoint import atomic_save, make_checkpoint, set_rng_state
 from translate.training.config import TrainConfig, get_task, save_config
@@ -147,23 +149,47 @@ class _Run:
         self.dataset = self.task.build_dataset(config)  # fails here, before any work, on a missing or empty folder
         self.sampler = ResumableSampler(len(self.dataset), shuffle=True, seed=config.seed, rank=info.rank,
                                         world_size=info.world_size)
-        self.loader = DataLoader(self.dataset, batch_size=config.batch_size, sampler=self.sampler,
-                                 num_workers=config.workers, collate_fn=collate_images,
-                                 pin_memory=info.device.type == "cuda", persistent_workers=False,
-                                 # Its own generator: iterator start-up must not draw from the global RNG,
-                                 # whose state the checkpoint restores for dropout.
-                                 generator=torch.Generator().manual_seed(config.seed))
         self.task_step = build_step(config, info.device, ddp_wrapper(info))
+        self.speed = self.task_step.speed
+        if info.device.type == "cuda":
+            self.speed.apply_backend_flags()
+        self.loader = self._loader()
         self.evaluator = build_evaluator(config, info.device) if info.is_main else None
         self.schedulers = {name: torch.optim.lr_scheduler.LambdaLR(opt, lr_factor(config))
                            for name, opt in self.task_step.optimizers.items()}
         self.step, self.epoch, self.samples_in_epoch = 0, 0, 0
         self.skipped: list[str] = []
         self.losses: dict[str, float] = {}
+        # Losses stay on the device until read (loss_sync "log": every log_every steps and before
+        # every checkpoint); the NaN check reads them there.
+        self.pending_losses: list[tuple[int, dict[str, torch.Tensor]]] = []
         self.evaluations: list[dict[str, Any]] = []
         self.window_start, self.window_steps = time.time(), 0
         # max_minutes counts from here: data set and network set-up are not training time.
         self.deadline = time.monotonic() + 60 * config.max_minutes if config.max_minutes else None
+
+    def _loader(self) -> Any:
+        """The batches: from the decoded cache (speed plan cache_data) or a DataLoader."""
+        config, info = self.config, self.info
+        if self.speed.cache_data:
+            try:
+                # Every process of a machine holds its own copy: they share its memory.
+                local_processes = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+                available = available_memory()
+                cached = cache_dataset(self.dataset, workers=max(1, config.workers),
+                                       pin_memory=info.device.type == "cuda",
+                                       max_bytes=available // (2 * local_processes) if available else None)
+                return CachedLoader(cached, self.sampler, config.batch_size)
+            except (ValueError, TypeError, MemoryError) as error:
+                if config.cache_data:  # asked for explicitly: say why it cannot be done
+                    raise
+                logger.warning("speed=auto: not caching the data set (%s); reading it with a DataLoader", error)
+        return DataLoader(self.dataset, batch_size=config.batch_size, sampler=self.sampler,
+                          num_workers=config.workers, collate_fn=collate_images,
+                          pin_memory=info.device.type == "cuda", persistent_workers=False,
+                          # Its own generator: iterator start-up must not draw from the global RNG,
+                          # whose state the checkpoint restores for dropout.
+                          generator=torch.Generator().manual_seed(config.seed))
 
     # -- before the first step ---------------------------------------------------------------------
     def restore(self, state: dict[str, Any]) -> None:
@@ -200,7 +226,8 @@ class _Run:
         save_config(config, self.run_dir / "config.yaml")
         self.log.event("start", step=self.step, epoch=self.epoch, resumed=resumed, device=str(info.device),
                        world_size=info.world_size, dataset_size=len(self.dataset),
-                       steps_per_epoch=self.steps_per_epoch, total_steps=self.total_steps)
+                       steps_per_epoch=self.steps_per_epoch, total_steps=self.total_steps,
+                       speed=self.speed.to_dict(), data_cached=not isinstance(self.loader, DataLoader))
         logger.info("%s: %d training items, %d steps per epoch, %d steps in all, on %s", config.task,
                     len(self.dataset), self.steps_per_epoch, self.total_steps, info.device)
 
@@ -237,13 +264,18 @@ class _Run:
         all stop after the same step."""
         if self.deadline is None:
             return False
-        late = torch.tensor([float(time.monotonic() >= self.deadline)], device=self.info.device)
+        late = time.monotonic() >= self.deadline
         if self.info.enabled:
-            torch.distributed.broadcast(late, src=0)
-        if late.item():
+            # A broadcast is a host sync: the ranks compare clocks every log_every steps only.
+            if self.step % self.config.log_every:
+                return False
+            flag = torch.tensor([float(late)], device=self.info.device)
+            torch.distributed.broadcast(flag, src=0)
+            late = bool(flag.item())
+        if late:
             logger.info("max_minutes=%g reached at step %d; saving", self.config.max_minutes, self.step)
             self.log.event("time_budget_reached", step=self.step, minutes=self.config.max_minutes)
-        return bool(late.item())
+        return late
 
     def _note_skipped(self, skipped: list[tuple[str, str]]) -> None:
         for path, reason in skipped:
@@ -255,25 +287,52 @@ class _Run:
     def _train_batch(self, batch: dict[str, Any]) -> None:
         generator = augment_generator(self.config, self.step, self.info.rank)
         inputs = self.task_step.batch_inputs(batch, getattr(self.dataset, "preprocess", None), generator)
+        if self.speed.channels_last:
+            inputs = tuple(x.contiguous(memory_format=torch.channels_last)
+                           if isinstance(x, torch.Tensor) and x.ndim == 4 else x for x in inputs)
         step_losses = self.task_step.train_step(*inputs)
-        values = torch.stack([v.float() for v in step_losses.values()])
-        if not bool(torch.isfinite(values).all()):
-            bad = {k: float(v) for k, v in step_losses.items()}
-            self.log.event("non_finite_loss", step=self.step, losses=bad)
-            raise NonFiniteLossError(
-                f"a loss became NaN or inf at step {self.step} (epoch {self.epoch}): {bad}. The run stopped; the "
-                f"last good checkpoint in {self.run_dir / 'checkpoints'} is kept. Try a lower lr, or train "
-                "without amp.")
+        self.pending_losses.append((self.step, step_losses))
         self.step += 1
         self.window_steps += 1
+        if self.speed.loss_sync == "step" or self._logs_now():
+            self.read_losses()
         if self.info.is_main:
-            self._report(dict(zip(step_losses, values.tolist(), strict=False)))
+            self._report()
 
-    def _report(self, values: dict[str, float]) -> None:
-        """Losses to the log every log_every steps, a sample grid every sample_every, progress always."""
+    def _logs_now(self) -> bool:
+        return self.step % self.config.log_every == 0 or self.step == self.total_steps
+
+    def read_losses(self) -> None:
+        """Copy the losses of the steps since the last read to the host (one sync) and check them:
+        a NaN or inf stops the run before any later checkpoint, so the last one written is good.
+
+        Raises:
+            NonFiniteLossError: naming the first step whose losses were not finite.
+        """
+        if not self.pending_losses:
+            return
+        names = list(self.pending_losses[-1][1])
+        rows = torch.stack([torch.stack([losses[name].float() for name in names])
+                            for _, losses in self.pending_losses]).cpu()  # (steps, losses)
+        finite = torch.isfinite(rows).all(dim=1)
+        if not bool(finite.all()):
+            index = int((~finite).nonzero()[0])
+            step = self.pending_losses[index][0]
+            bad = dict(zip(names, rows[index].tolist(), strict=True))
+            self.pending_losses.clear()
+            self.log.event("non_finite_loss", step=step, losses=bad)
+            raise NonFiniteLossError(
+                f"a loss became NaN or inf at step {step} (epoch {self.epoch}): {bad}. The run stopped; the "
+                f"last good checkpoint in {self.run_dir / 'checkpoints'} is kept. Try a lower lr, or train "
+                "without amp.")
+        self.losses = {name: round(float(value), 6) for name, value in zip(names, rows[-1].tolist(), strict=True)}
+        self.pending_losses.clear()
+
+    def _report(self) -> None:
+        """Losses to the log every log_every steps, a sample grid every sample_every, progress always
+        (with the losses last read)."""
         config, step = self.config, self.step
-        self.losses = {k: round(float(v), 6) for k, v in values.items()}
-        if step % config.log_every == 0 or step == self.total_steps:
+        if self._logs_now():
             elapsed = time.time() - self.window_start
             self.log.losses(step, self.epoch, self.losses, lr=self.task_step.optimizers["g"].param_groups[0]["lr"],
                             it_per_s=round(self.window_steps / max(elapsed, 1e-9), 4))
@@ -301,6 +360,7 @@ class _Run:
 
     # -- checkpoints, evaluation, the end ----------------------------------------------------------------
     def checkpoint(self, name: str) -> None:
+        self.read_losses()  # every rank: a NaN since the last read must not reach a checkpoint
         if not self.info.is_main:
             return
         task_step = self.task_step

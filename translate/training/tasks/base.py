@@ -28,6 +28,7 @@ from translate.models import DiscriminatorConfig, GeneratorConfig
 from translate.training.config import TrainConfig
 from translate.training.losses import GANLoss, gradient_penalty
 from translate.training.periodic_eval import EvalSet, eval_preprocess, load_images
+from translate.training.speed import SpeedPlan, resolve_speed
 
 __all__ = ["TaskStep", "Wrap", "amp_dtype", "domain_channels", "preprocess_config", "save_generator_folders",
            "save_text_folder", "set_requires_grad", "unwrap"]
@@ -36,9 +37,10 @@ Wrap = Callable[[nn.Module], nn.Module]
 logger = logging.getLogger(__name__)
 
 def unwrap(module: nn.Module) -> nn.Module:
-    """The plain network inside a DistributedDataParallel wrapper (or the module itself)."""
-    return getattr(module, "module", module) if isinstance(
-        module, nn.parallel.DistributedDataParallel) else module
+    """The plain network inside torch.compile's and DistributedDataParallel's wrappers (or the
+    module itself)."""
+    module = getattr(module, "_orig_mod", module)  # torch.compile's OptimizedModule
+    return module.module if isinstance(module, nn.parallel.DistributedDataParallel) else module
 
 
 def set_requires_grad(modules: list[nn.Module], flag: bool) -> None:
@@ -64,7 +66,8 @@ class TaskStep:
     def __init__(self, config: TrainConfig, device: torch.device, wrap: Wrap | None = None) -> None:
         self.config = config
         self.device = device
-        self.wrap: Wrap = wrap or (lambda module: module)
+        self.speed: SpeedPlan = resolve_speed(config, device)
+        self._ddp_wrap: Wrap = wrap or (lambda module: module)
         self.criterion_gan = GANLoss(config.gan_mode)
         self.use_amp = config.amp
         self.amp_dtype = amp_dtype(device)
@@ -88,12 +91,24 @@ class TaskStep:
         return DiscriminatorConfig(name=c.netD, input_nc=input_nc, ndf=c.ndf, n_layers=c.n_layers_D,
                                    norm=c.norm, init_type=c.init_type, init_gain=c.init_gain)
 
+    def wrap(self, module: nn.Module) -> nn.Module:
+        """A network on the device, ready to train: channels-last (speed plan), DDP under torchrun,
+        then torch.compile (speed plan), in the order PyTorch recommends (compile outside DDP)."""
+        if self.speed.channels_last:
+            module = module.to(memory_format=torch.channels_last)
+        module = self._ddp_wrap(module)
+        if self.speed.compile:
+            module = torch.compile(module, mode=self.speed.compile_mode)
+        return module
+
     def _build(self, builder: Callable[[Any], nn.Module], architecture: Any) -> nn.Module:
         return self.wrap(builder(architecture).to(self.device))
 
     def _adam(self, modules: list[nn.Module]) -> torch.optim.Adam:
+        """Adam at the speed plan's learning rate (lr_scale applied) and implementation."""
         params = chain.from_iterable(m.parameters() for m in modules)
-        return torch.optim.Adam(params, lr=self.config.lr, betas=(self.config.beta1, self.config.beta2))
+        return torch.optim.Adam(params, lr=self.speed.lr, betas=(self.config.beta1, self.config.beta2),
+                                **self.speed.adam_kwargs())
 
     def autocast(self) -> contextlib.AbstractContextManager:
         if not self.use_amp:

@@ -1,0 +1,129 @@
+"""The training loop's own speed levers on this machine, side by side in one run (issue 16).
+
+    .venv/bin/python scripts/bench_loop.py --data ../shared/datasets/horse2zebra --steps 40 --rounds 3
+    .venv/bin/python scripts/bench_loop.py --data DIR --size 64 --ngf 16      # a small, data-bound case
+
+Each variant is a short `translate.training.train` run of CycleGAN on the same data (a fresh run
+directory each time; --images limits the data set so the cache builds fast); its it/s is measured
+from the progress callback between step --skip and the last step, so set-up, the cache's decode and
+the first steps are left out (the decode time is reported apart). Variants run round-robin, so the
+load of a shared machine hits them alike; the figure is the median over rounds, and every ratio is
+to the baseline of the same rounds.
+
+Variants: baseline (DataLoader, losses read every step: the loop before issue 16), cache_data,
+loss_sync=log, both, both + channels_last, both + adam foreach, both + adam fused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from translate.training import make_config, train  # noqa: E402
+
+VARIANTS: dict[str, dict[str, Any]] = {
+    "baseline": {"loss_sync": "step"},
+    "cache_data": {"loss_sync": "step", "cache_data": True},
+    "loss_sync=log": {"loss_sync": "log"},
+    "cache+log": {"loss_sync": "log", "cache_data": True},
+    "cache+log+channels_last": {"loss_sync": "log", "cache_data": True, "channels_last": True},
+    "cache+log+adam foreach": {"loss_sync": "log", "cache_data": True, "adam": "foreach"},
+    "cache+log+adam fused": {"loss_sync": "log", "cache_data": True, "adam": "fused"},
+}
+
+
+def subset(data: Path, images: int, out: Path) -> Path:
+    """trainA / trainB with the first `images` files of each (symlinks)."""
+    for side in ("trainA", "trainB"):
+        (out / side).mkdir(parents=True, exist_ok=True)
+        for path in sorted((data / side).iterdir())[:images]:
+            target = out / side / path.name
+            if not target.exists():
+                target.symlink_to(path.resolve())
+    return out
+
+
+def one_run(data: Path, work: Path, variant: str, args: argparse.Namespace) -> dict[str, float]:
+    out = work / f"run_{variant.replace(' ', '_').replace('=', '_').replace('+', '_')}"
+    shutil.rmtree(out, ignore_errors=True)
+    settings = {"data": str(data), "out": str(out), "device": "cpu", "ngf": args.ngf, "ndf": args.ngf,
+                "load_size": args.size + args.size // 8, "crop_size": args.size, "batch_size": args.batch_size,
+                "workers": args.workers, "max_steps": args.steps, "log_every": args.steps, "sample_every": 10**6,
+                "save_epoch_freq": 10**6, **VARIANTS[variant]}
+    stamps: dict[int, float] = {}
+    started = time.perf_counter()
+    train(make_config("cyclegan", overrides=settings), on_progress=lambda p: stamps.setdefault(p.step, time.perf_counter()))
+    first_step = stamps[1] - started  # set-up + the cache's decode + the first step
+    timed = args.steps - args.skip
+    seconds = stamps[args.steps] - stamps[args.skip]
+    return {"it_per_s": timed / seconds, "first_step_s": first_step}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, required=True, help="an unpaired data set (trainA/, trainB/)")
+    parser.add_argument("--images", type=int, default=200, help="images per side used")
+    parser.add_argument("--size", type=int, default=128)
+    parser.add_argument("--ngf", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=1)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--skip", type=int, default=5, help="steps left out of the timing")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--variants", nargs="*", default=list(VARIANTS))
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    work = Path(tempfile.mkdtemp(prefix="bench_loop_"))
+    data = subset(args.data, args.images, work / "data")
+    results: dict[str, list[dict[str, float]]] = {v: [] for v in args.variants}
+    for round_index in range(args.rounds):
+        order = args.variants[round_index % len(args.variants):] + args.variants[:round_index % len(args.variants)]
+        for variant in order:
+            results[variant].append(one_run(data, work, variant, args))
+            print(f"round {round_index + 1} {variant}: {results[variant][-1]['it_per_s']:.3f} it/s", file=sys.stderr)
+    report(results, args)
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def report(results: dict[str, list[dict[str, float]]], args: argparse.Namespace) -> None:
+    base = statistics.median(r["it_per_s"] for r in results["baseline"]) if "baseline" in results else None
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else "?"
+    print(f"\nCycleGAN, {args.size} px, ngf {args.ngf}, batch {args.batch_size}, {args.workers} DataLoader workers, "
+          f"{args.images} images per side; {args.steps} steps per run (first {args.skip} not timed), median of "
+          f"{args.rounds} rounds; {cpu}, {os.cpu_count()} cores, torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads\n")
+    print("| variant | it/s | vs baseline | set-up + first step (s) |")
+    print("| --- | --- | --- | --- |")
+    summary = {}
+    for variant, runs in results.items():
+        rate = statistics.median(r["it_per_s"] for r in runs)
+        first = statistics.median(r["first_step_s"] for r in runs)
+        ratio = rate / base if base else float("nan")
+        summary[variant] = {"it_per_s": rate, "ratio": ratio, "first_step_s": first, "runs": runs}
+        print(f"| {variant} | {rate:.3f} | {ratio:.2f}x | {first:.1f} |")
+    print(f"\ncommand: {' '.join([Path(sys.executable).name, *sys.argv])}")
+    if args.json:
+        args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "results": summary},
+                                        indent=2))
+
+
+if __name__ == "__main__":
+    main()
