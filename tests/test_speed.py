@@ -158,9 +158,10 @@ def test_adam_implementations_give_the_same_update(data, tmp_path, adam):
 
 
 def test_channels_last_with_instance_norm_is_refused_on_the_cpu():
-    with pytest.raises(InvalidCombinationError, match="wrong gradients") as refused:
-        resolve_speed(make_config("cyclegan", overrides={"channels_last": True}), CPU)
-    assert refused.value.parameters == ("channels_last", "norm", "device")
+    for batch_size in (1, 2):
+        with pytest.raises(InvalidCombinationError, match="wrong gradients") as refused:
+            resolve_speed(make_config("cyclegan", overrides={"channels_last": True, "batch_size": batch_size}), CPU)
+        assert refused.value.parameters == ("channels_last", "norm", "device")
     assert resolve_speed(make_config("cyclegan", overrides={"channels_last": True}), CUDA).channels_last
     assert resolve_speed(make_config("pix2pix", overrides={"channels_last": True}), CPU).channels_last
 
@@ -172,7 +173,7 @@ def gradient_error(model: torch.nn.Module, x: torch.Tensor, channels_last: bool)
     for dtype, layout in ((torch.float64, torch.contiguous_format),
                           (torch.float32, torch.channels_last if channels_last else torch.contiguous_format)):
         copy = copy_module(model).to(dtype=dtype, memory_format=layout)
-        inputs = x.to(dtype).contiguous(memory_format=layout).requires_grad_(True)
+        inputs = x.detach().to(dtype).contiguous(memory_format=layout).clone().requires_grad_(True)
         copy(inputs).square().mean().backward()
         grads.append(inputs.grad.double())
     return float((grads[1] - grads[0]).abs().max() / grads[0].abs().max())
@@ -189,8 +190,9 @@ def test_channels_last_gradients_are_right_where_it_is_allowed():
     x = torch.rand(2, 3, 128, 128) * 2 - 1
     unet = build_generator(GeneratorConfig(name="unet_128", ngf=8, norm="batch")).train()  # pix2pix's norm
     assert gradient_error(unet, x, channels_last=True) < 1e-4
-    resnet = build_generator(GeneratorConfig(name="resnet_6blocks", ngf=8))  # instance norm, default layout
+    resnet = build_generator(GeneratorConfig(name="resnet_6blocks", ngf=8))  # instance norm: default layout only
     assert gradient_error(resnet, x[:1, :, :64, :64], channels_last=False) < 1e-4
+    assert gradient_error(resnet, x[:, :, :64, :64], channels_last=False) < 1e-4
 
 
 def test_channels_last_gives_the_same_pix2pix_losses(paired, tmp_path):
