@@ -42,6 +42,10 @@ provider, convert on 8 images) in ~35-50 s on two cores; tests/test_gpu_check.py
 Steps (run in this order: the bounded ones first, the compile-heavy training steps last):
   env            GPU(s), driver, CUDA, cuDNN, NCCL, torch, onnxruntime and its providers, TensorRT, CPU.
   peak           bf16, TF32 and fp32 matmul TFLOP/s (8192^2 products timed with CUDA events).
+  gradients      the input gradient of a random resnet_6blocks (instance norm) and unet_128 (batch norm) at
+                 batch 1 and 2, float32 in the default layout and in channels_last against float64: on the
+                 CPU channels_last with instance norm is wrong (translate refuses it there); this says
+                 whether it is right on the GPU before --speed auto may use it.
   inference      resnet_9blocks ngf 64 (random weights) at 256 px, batch 1 and 8: PyTorch fp32 (its default,
                  TF32 convolutions), fp16, bf16, and ONNX Runtime on the CUDA and TensorRT providers when
                  present (else its CPU provider) in fp32 and fp16: images/s (median of interleaved rounds) and

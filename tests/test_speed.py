@@ -124,8 +124,10 @@ def test_cache_data_gives_the_same_run_and_is_recorded(data, tmp_path):
     assert start["data_cached"] is True and start["speed"]["cache_data"] is True
 
 
-def test_cache_data_that_cannot_be_done(data, tmp_path):
-    # Sizes kept per image: an explicit cache_data says why; speed auto reads with a DataLoader.
+def test_cache_data_that_cannot_be_done(data, tmp_path, monkeypatch):
+    # Sizes kept per image: an explicit cache_data says why; speed auto (here made to cache on the
+    # CPU, as it does on CUDA) reads with a DataLoader.
+    monkeypatch.setitem(AUTO["cpu"], "cache_data", True)
     with pytest.raises(ValueError, match="cache_data"):
         train(config(data, tmp_path / "explicit", cache_data=True, preprocess="none", max_steps=1))
     result = train(config(data, tmp_path / "auto", speed="auto", preprocess="none", max_steps=1))

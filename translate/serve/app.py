@@ -74,6 +74,7 @@ class ServeState:
         self.options, self.facts, self.on_fatal = options, facts, on_fatal
         self.names = [spec.name for spec in options.models]
         self.models: dict[str, ServedModel] = dict(models or {})
+        self.batch_gains: dict[str, float | None] = {}
         self.batchers: dict[str, DynamicBatcher] = {}
         self.metrics = ServeMetrics()
         self.ready = False
@@ -82,11 +83,20 @@ class ServeState:
         self.io_pool = ThreadPoolExecutor(options.workers, thread_name_prefix="codec")
 
     def load(self) -> None:
-        """Load (unless given) and warm up every model; on the inference thread."""
-        for spec in self.options.models:
+        """Load (unless given) and warm up every model, and measure what batching gains; on the
+        inference thread."""
+        options = self.options
+        for spec in options.models:
             if spec.name not in self.models:
-                self.models[spec.name] = load_served_model(spec, self.options, self.facts)
-            self.models[spec.name].warm_up(self.options.warmup_size)
+                self.models[spec.name] = load_served_model(spec, options, self.facts)
+            model = self.models[spec.name]
+            model.warm_up(options.warmup_size)
+            gain = model.measure_batching(options.warmup_size, options.max_batch) if options.max_batch > 1 else None
+            self.batch_gains[spec.name] = gain
+            if gain is not None and gain < 0.95:
+                logger.warning("%s: a batch of %d runs at %.2fx the images/s of single images on %s at %d px: "
+                               "batching does not pay here; --max-batch 1 serves as fast with lower latency",
+                               spec.name, options.max_batch, gain, model.info()["description"], options.warmup_size)
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -347,8 +357,10 @@ def _describe(state: ServeState, name: str) -> dict[str, Any]:
     if model is None or not state.ready:
         spec = next(spec for spec in state.options.models if spec.name == name)
         return {"name": name, "model": spec.model, "loaded": False}
+    gain = state.batch_gains.get(name)
     return {"name": name, "kind": model.kind, "endpoint": f"/v1/models/{name}/{model.endpoint}",
-            "model": str(model.source.path), "loaded": True, **model.info()}
+            "model": str(model.source.path), "loaded": True, **model.info(),
+            "max_batch": state.options.max_batch, "batch_speedup": round(gain, 3) if gain is not None else None}
 
 
 def _count_refused(state: ServeState, path: str) -> None:

@@ -8,7 +8,7 @@ A batch holds jobs of one key (one model, direction and image size) in arrival o
 when it has `max_batch` jobs, or when its oldest job has waited `max_delay_s`, whichever comes
 first; while a batch runs, the next one fills, so under load batches are full without waiting.
 Images of different sizes are run apart (padding them to a common size would change the outputs
-near the borders, and measured slower on the CPU: docs/serve.md).
+near the borders, and measured slower on the CPU: docs/benchmarks.md, "translate serve").
 
 The model runs on `executor` (one thread: the model itself uses every core), never on the event
 loop. A job whose caller went away (a disconnected client: its future is cancelled) is dropped

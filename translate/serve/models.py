@@ -11,6 +11,7 @@ and provider as `convert` picks for the same options; `info()` says which.
 from __future__ import annotations
 
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
@@ -82,6 +83,12 @@ class ServedModel:
         """Run once at about `size` px so that the first request does not pay for set-up."""
         raise NotImplementedError
 
+    def measure_batching(self, size: int, max_batch: int) -> float | None:
+        """Images/s at batch `max_batch` over images/s at batch 1, at about `size` px (after
+        `warm_up`), or None where not measured. Below 1, batching slows this model down on this
+        backend (seen on CPUs: docs/serve.md)."""
+        return None
+
     def info(self) -> dict[str, Any]:
         raise NotImplementedError
 
@@ -90,6 +97,12 @@ def _backend_info(backend: Backend) -> dict[str, Any]:
     return {"backend": backend.name, "precision": backend.precision, "provider": backend.provider,
             "device": str(backend.device), "size_multiple": backend.size_multiple,
             "input_channels": backend.input_channels, "output_channels": backend.output_channels}
+
+
+def _timed(function: Any, *args: Any) -> float:
+    started = time.perf_counter()
+    function(*args)
+    return time.perf_counter() - started
 
 
 def _warm_size(size: int, multiple: int) -> int:
@@ -125,11 +138,23 @@ class ImageModel(ServedModel):
         images = torch.stack([job.pixels for job in jobs])  # (B, C, H, W) uint8
         return list(translate_uint8(backend, images, backend.size_multiple, backend.device))
 
+    def _warm_job(self, size: int, backend: Backend) -> ImageJob:
+        side = _warm_size(size, backend.size_multiple)
+        return ImageJob(torch.full((backend.input_channels, side, side), 128, dtype=torch.uint8))
+
     def warm_up(self, size: int) -> None:
         for direction, backend in self.backends.items():
-            side = _warm_size(size, backend.size_multiple)
-            job = ImageJob(torch.full((backend.input_channels, side, side), 128, dtype=torch.uint8))
+            job = self._warm_job(size, backend)
             self.run_batch((direction, *job.pixels.shape), [job])
+
+    def measure_batching(self, size: int, max_batch: int) -> float | None:
+        direction, backend = next(iter(self.backends.items()))
+        job = self._warm_job(size, backend)
+        key = (direction, *job.pixels.shape)
+        self.run_batch(key, [job] * max_batch)  # the first call at this batch size sets up
+        single = min(_timed(self.run_batch, key, [job]) for _ in range(2))
+        batched = _timed(self.run_batch, key, [job] * max_batch)
+        return max_batch * single / batched
 
     def info(self) -> dict[str, Any]:
         first = next(iter(self.backends.values()))

@@ -29,13 +29,16 @@ from translate.training.config import TrainConfig, get_task
 __all__ = ["AUTO", "SpeedPlan", "check_channels_last", "effective_lr", "reference_batch", "resolve_speed"]
 
 # Per device type, what speed="auto" turns on (docs/training.md#speed has the measurements).
-# CPU: measured on 2 cores (docs/benchmarks.md). CUDA: only levers that cannot change results
-# beyond rounding; channels_last and compile stay off until scripts/gpu_check.py has measured their
-# speed and checked their gradients on a GPU (channels_last gives wrong gradients on the CPU, below).
+# CPU: on 2 cores no lever measured faster than the noise of the machine (docs/benchmarks.md,
+# "Training loop levers on the CPU"), so auto changes nothing there (MPS, unmeasured, likewise).
+# CUDA: the levers that cannot change results beyond rounding and remove known costs (Adam's
+# per-parameter kernels, DataLoader workers and host copies); channels_last and compile stay off until
+# scripts/gpu_check.py has measured their speed and checked their gradients on a GPU (channels_last
+# gives wrong gradients on the CPU: check_channels_last).
 AUTO: dict[str, dict[str, Any]] = {
-    "cpu": {"channels_last": False, "compile": False, "adam": "foreach", "cache_data": True},
+    "cpu": {"channels_last": False, "compile": False, "adam": "default", "cache_data": False},
     "cuda": {"channels_last": False, "compile": False, "adam": "fused", "cache_data": True},
-    "mps": {"channels_last": False, "compile": False, "adam": "foreach", "cache_data": True},
+    "mps": {"channels_last": False, "compile": False, "adam": "default", "cache_data": False},
 }
 
 
