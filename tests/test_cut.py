@@ -285,7 +285,7 @@ def test_the_weights_folder_exports_with_onnx_parity_and_converts(unpaired, tmp_
 
 
 _DDP_SCRIPT = """
-import sys, torch, torch.distributed as dist
+import os, sys, torch, torch.distributed as dist
 from translate.training import make_config
 from translate.training.distributed import ddp_wrapper, init_distributed
 from translate.training.tasks import build_step
@@ -302,8 +302,12 @@ for name, model in step.plain_models().items():
     gathered = [torch.zeros_like(flat) for _ in range(info.world_size)]
     dist.all_gather(gathered, flat)
     assert torch.equal(gathered[0], gathered[1]), name
-print("in sync", info.rank)
+print("in sync", info.rank, flush=True)
+dist.barrier()
 dist.destroy_process_group()
+# Leave without the interpreter's teardown: under load gloo's threads can abort it ("terminate called
+# without an active exception") after the work is done.
+os._exit(0)
 """
 
 

@@ -53,6 +53,7 @@ def test_service_endpoints(server: RunningServer):
     assert status == 200 and tiny["name"] == "tiny" and tiny["kind"] == "generator"
     assert (tiny["backend"], tiny["precision"], tiny["provider"]) == ("onnxruntime", "fp32", "CPUExecutionProvider")
     assert tiny["directions"] == ["AtoB"] and tiny["size_multiple"] == 4
+    assert tiny["max_batch"] == 4 and tiny["batch_speedup"] > 0  # measured at warm-up
     assert server.json("GET", "/v1/models/tiny") == (200, tiny)
     status, schema = server.json("GET", "/openapi.json")
     assert status == 200
