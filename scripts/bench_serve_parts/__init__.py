@@ -1,0 +1,1 @@
+"""The parts of scripts/bench_serve.py: config, servers, client, model and report."""
