@@ -128,6 +128,29 @@ def test_a_cancelled_job_is_dropped_and_its_batch_goes_on():
     assert recorder.batches == [("k", [0, 2])]
 
 
+def test_a_cancelled_job_leaves_the_queue_at_once():
+    # Its place is free for the next job: three later jobs make one full batch (not two and one).
+    async def scenario():
+        recorder = Recorder()
+        batcher, _ = make(recorder, max_batch=3, max_delay_s=5.0)
+        batcher.start()
+        first = asyncio.ensure_future(batcher.submit("k", 0))
+        await asyncio.sleep(0.05)
+        first.cancel()
+        await asyncio.sleep(0.05)
+        waiting_after_cancel = batcher.waiting
+        started = time.monotonic()
+        results = await asyncio.gather(*(batcher.submit("k", i) for i in (1, 2, 3)))
+        elapsed = time.monotonic() - started
+        await batcher.stop()
+        return recorder, results, waiting_after_cancel, elapsed
+
+    recorder, results, waiting_after_cancel, elapsed = run(scenario())
+    assert waiting_after_cancel == 0
+    assert recorder.batches == [("k", [1, 2, 3])] and [r.result for r in results] == [10, 20, 30]
+    assert elapsed < 2.0
+
+
 def test_a_job_cancelled_while_its_batch_runs_does_not_disturb_the_others():
     async def scenario():
         recorder = Recorder()

@@ -18,6 +18,7 @@ once and /readyz (and the model routes, with 503) say when they are ready.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import time
@@ -151,7 +152,9 @@ class ServeState:
         finally:
             watching.cancel()
         if not waiting.done():
-            waiting.cancel()  # dropped from its batch if that has not started; else its result is discarded
+            waiting.cancel()  # out of the queue if its batch has not started; else its result is discarded
+            with contextlib.suppress(asyncio.CancelledError):
+                await waiting  # the withdrawal has happened when this returns
             raise ClientDisconnect()
         try:
             return waiting.result()

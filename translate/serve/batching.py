@@ -62,7 +62,7 @@ class Done:
     inference: float  # seconds of its batch's model call
 
 
-@dataclass
+@dataclass(eq=False)  # identity: a job is found in its queue by itself, never by comparing payloads
 class _Job:
     key: Hashable
     payload: Any
@@ -121,7 +121,22 @@ class DynamicBatcher:
         self.groups.setdefault(key, collections.deque()).append(job)
         self.waiting += 1
         self._arrival.set()
-        return await job.future
+        try:
+            return await job.future
+        except asyncio.CancelledError:
+            self._withdraw(job)  # its caller went away: it leaves the queue now, not when a batch forms
+            raise
+
+    def _withdraw(self, job: _Job) -> None:
+        group = self.groups.get(job.key)
+        if group is None or job not in group:
+            return  # already taken into a batch: its result will be discarded
+        group.remove(job)
+        self.waiting -= 1
+        if not group:
+            del self.groups[job.key]
+        if self._arrival is not None:
+            self._arrival.set()  # a batch waiting on this group's deadline looks again
 
     def _oldest_key(self) -> Hashable:
         return min(self.groups, key=lambda key: self.groups[key][0].arrived)
@@ -136,35 +151,40 @@ class DynamicBatcher:
                 await self._arrival.wait()
                 continue
             key = self._oldest_key()
-            await self._fill(key)
+            if not await self._fill(key):
+                continue  # its jobs were withdrawn while it waited: look again
             batch = self._take(key)
             if batch:
                 await self._run(key, batch)
 
-    async def _fill(self, key: Hashable) -> None:
-        """Wait until the group of `key` is full or its oldest job's delay is spent."""
+    async def _fill(self, key: Hashable) -> bool:
+        """Wait until the group of `key` is full or its oldest job's delay is spent; False if the
+        group emptied meanwhile (its callers went away)."""
         assert self._arrival is not None
-        deadline = self.groups[key][0].arrived + self.max_delay_s
-        while len(self.groups[key]) < self.max_batch and not self._stopping:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return
+        while not self._stopping:
+            group = self.groups.get(key)
+            if not group:
+                return False
+            left = group[0].arrived + self.max_delay_s - time.monotonic()
+            if len(group) >= self.max_batch or left <= 0:
+                return True
             self._arrival.clear()
             try:
                 await asyncio.wait_for(self._arrival.wait(), left)
             except asyncio.TimeoutError:
-                return
+                pass  # the deadline: checked again above
+        return key in self.groups
 
     def _take(self, key: Hashable) -> list[_Job]:
         """Up to `max_batch` live jobs of `key`, oldest first; cancelled ones are dropped."""
-        group, batch = self.groups[key], []
+        group, batch = self.groups.get(key, collections.deque()), []
         while group and len(batch) < self.max_batch:
             job = group.popleft()
             self.waiting -= 1
             if not job.future.done():  # done here means cancelled: its client went away
                 batch.append(job)
         if not group:
-            del self.groups[key]
+            self.groups.pop(key, None)
         return batch
 
     async def _run(self, key: Hashable, batch: list[_Job]) -> None:
