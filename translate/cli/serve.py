@@ -14,7 +14,7 @@ FLAGS = {"models": "MODEL", "max_batch": "--max-batch", "max_delay_ms": "--max-d
 
 
 def serve_command(
-    models: list[str] = typer.Argument(..., help="Models to serve: NAME=MODEL or MODEL (a bundled or installed name, weights folder, run, checkpoint or .onnx); the name is the URL's /v1/models/NAME."),
+    models: list[str] = typer.Argument(..., metavar="MODEL", help="Models to serve: NAME=MODEL or MODEL (a bundled or installed name, weights folder, run, checkpoint or .onnx); the name is the URL's /v1/models/NAME."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to bind; 0.0.0.0 makes the server reachable from other machines (set --api-key)."),
     port: int = typer.Option(8000, "--port", help="TCP port."),
     max_batch: int = typer.Option(8, "--max-batch", help="Images per model call; 1 turns dynamic batching off."),
@@ -32,8 +32,7 @@ def serve_command(
     """Serve models over HTTP: translate and generate endpoints with dynamic batching, /healthz,
     /readyz, Prometheus /metrics, an OpenAPI schema and a page at / to try them.
 
-    Stops on SIGTERM or Ctrl-C after the requests in flight finish (exit 0); exits 1 if a model
-    fails to load, 2 for bad arguments."""
+    Stops on SIGTERM or Ctrl-C after the requests in flight finish (exit 0); exits 1 if a model fails to load, 2 for bad arguments."""
     try:
         from translate.serve.server import run_server
     except ImportError as error:
