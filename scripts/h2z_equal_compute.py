@@ -4,6 +4,13 @@ budget, then score them as users run them (`translate convert` on testA at its n
 
     python scripts/h2z_equal_compute.py --data ../shared/datasets/horse2zebra --out runs/h2z_equal \\
         --minutes 45                                   # cyclegan, cut and fastcut side by side
+    python scripts/h2z_equal_compute.py ... --variant "proj=cut:--netD projected" \\
+        --variant "proj_da=cut:--netD projected --diffaug color,translation,cutout --ema-decay 0.999"
+
+A `--variant NAME=TASK:FLAGS` is a run of TASK with more `translate train` flags (after the common
+ones, so they win); `--tasks` is the same with no flags. A run with `--ema-decay` is scored twice:
+its saved weights (the moving average) and the trained generator of its last checkpoint, which
+compares the two at exactly equal compute.
 
 The runs train at the same time, each on an equal share of the CPU cores (`--threads`), so that
 they get the same compute whatever else the machine does; `--sequential` gives each all the cores
@@ -21,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -43,6 +51,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--minutes", type=float, default=45.0, help="wall-clock budget of each run")
     parser.add_argument("--tasks", nargs="+", default=["cyclegan", "cut", "fastcut"])
+    parser.add_argument("--variant", action="append", default=[], metavar="NAME=TASK:FLAGS",
+                        help="a named run of TASK with more train flags (replaces --tasks; repeatable)")
     parser.add_argument("--ngf", type=int, default=64, help="the same generator width for every task")
     parser.add_argument("--load-size", type=int, default=143)
     parser.add_argument("--crop-size", type=int, default=128)
@@ -55,25 +65,40 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def train_command(task: str, args: argparse.Namespace) -> list[str]:
-    command = [*TRANSLATE, "train", task, "--data", str(args.data), "--out", str(args.out / task),
+def parse_variants(args: argparse.Namespace) -> dict[str, tuple[str, list[str]]]:
+    """NAME -> (task, extra flags), from --variant (or --tasks, named by their task)."""
+    if not args.variant:
+        return {task: (task, []) for task in args.tasks}
+    variants = {}
+    for spec in args.variant:
+        name, _, rest = spec.partition("=")
+        task, _, flags = rest.partition(":")
+        if not name or not task:
+            raise SystemExit(f"--variant {spec!r}: expected NAME=TASK:FLAGS, e.g. 'proj=cut:--netD projected'")
+        variants[name] = (task, shlex.split(flags))
+    return variants
+
+
+def train_command(name: str, args: argparse.Namespace) -> list[str]:
+    task, flags = args.variants[name]
+    command = [*TRANSLATE, "train", task, "--data", str(args.data), "--out", str(args.out / name),
                "--max-minutes", str(args.minutes), "--ngf", str(args.ngf), "--load-size", str(args.load_size),
                "--crop-size", str(args.crop_size), "--workers", "1", "--log-every", "100",
                "--sample-every", "1000000", "--device", "cpu"]
     if args.eval_every:
         command += ["--eval-every", str(args.eval_every), "--save-epoch-freq", str(args.eval_every)]
-    return command + list(args.extra)
+    return command + list(args.extra) + flags
 
 
 def run_trainings(args: argparse.Namespace) -> dict[str, float]:
     """Train every task for the budget; returns each run's wall-clock seconds."""
-    threads = args.threads or max(1, (os.cpu_count() or 1) // (1 if args.sequential else len(args.tasks)))
+    threads = args.threads or max(1, (os.cpu_count() or 1) // (1 if args.sequential else len(args.variants)))
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     args.out.mkdir(parents=True, exist_ok=True)
     started: dict[str, float] = {}
     seconds: dict[str, float] = {}
     processes: dict[str, subprocess.Popen] = {}
-    for task in args.tasks:
+    for task in args.variants:
         log = (args.out / f"{task}.train.log").open("w")
         started[task] = time.monotonic()
         processes[task] = subprocess.Popen(train_command(task, args), env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -109,10 +134,12 @@ def convert_and_score(model: Path, source: Path, real: Path, out: Path, directio
                "--backend", "torch", "--precision", "fp32", "--device", "cpu"]
     subprocess.run(command + (["--resize", str(resize)] if resize else []), check=True, capture_output=True)
     report = out / "eval.json"
-    subprocess.run([*TRANSLATE, "eval", "--real", str(real), "--fake", str(converted), "--json", str(report)],
-                   check=True, capture_output=True)
+    # --source: LPIPS between each input and its translation (how much of the photo is kept)
+    subprocess.run([*TRANSLATE, "eval", "--real", str(real), "--fake", str(converted), "--source", str(source),
+                    "--json", str(report)], check=True, capture_output=True)
     scores = json.loads(report.read_text())
-    return {"fid": scores["fid"], "kid": scores.get("kid_mean"), "images": str(converted)}
+    return {"fid": scores["fid"], "kid": scores.get("kid_mean"), "lpips_source": scores.get("lpips_source"),
+            "images": str(converted)}
 
 
 def best_epoch_checkpoint(run: Path, evals: list[dict]) -> tuple[int, Path] | None:
@@ -137,12 +164,14 @@ def score_runs(args: argparse.Namespace, seconds: dict[str, float]) -> list[dict
     """A row per (task, checkpoint, direction, input size)."""
     rows = []
     test_a, test_b = args.data / "testA", args.data / "testB"
-    for task in args.tasks:
-        run = args.out / task
+    for variant, (task, flags) in args.variants.items():
+        run = args.out / variant
         summary = run_summary(run)
-        base = {"task": task, "steps": summary["steps"], "it_per_s": summary["it_per_s"],
-                "wall_seconds": seconds[task], "train_seconds": summary["train_seconds"]}
+        base = {"task": variant, "steps": summary["steps"], "it_per_s": summary["it_per_s"],
+                "wall_seconds": seconds[variant], "train_seconds": summary["train_seconds"]}
         targets = [("final", run)]
+        if "--ema-decay" in flags:  # the average is what the run saved; the trained G is in its checkpoint
+            targets = [("final", run / "weights" / "AtoB"), ("final trained G (no EMA)", run / "checkpoints" / "latest.pt")]
         best = best_epoch_checkpoint(run, summary["evals"])
         if best is not None:
             targets.append((f"best eval epoch {best[0]}", best[1]))
@@ -150,7 +179,8 @@ def score_runs(args: argparse.Namespace, seconds: dict[str, float]) -> list[dict
         for name, model in targets:
             for direction, source, real in directions:
                 for resize in [None, args.resize] if args.resize else [None]:
-                    where = args.out / "scores" / f"{task}-{name.replace(' ', '_')}-{direction}-{resize or 'native'}"
+                    label = name.replace(" ", "_").replace("(", "").replace(")", "")
+                    where = args.out / "scores" / f"{variant}-{label}-{direction}-{resize or 'native'}"
                     scores = convert_and_score(model, source, real, where, direction, resize)
                     rows.append({**base, "model": name, "direction": direction,
                                  "input": f"resized to {resize}" if resize else "native 256 px", **scores})
@@ -163,9 +193,10 @@ def write_grid(rows: list[dict], test_a: Path, out: Path, count: int = 8, size: 
     names = [p.name for p in list_images(test_a)[:count]]
     lines = [("input", [test_a / n for n in names])]
     for row in rows:
-        if row["direction"] == "AtoB" and row["model"] == "final" and row["input"].startswith("native"):
+        if row["direction"] == "AtoB" and row["model"].startswith("final") and row["input"].startswith("native"):
             folder = Path(row["images"])
-            lines.append((row["task"], [next(folder.glob(Path(n).stem + ".*")) for n in names]))
+            title = row["task"] + (" (no EMA)" if "no EMA" in row["model"] else "")
+            lines.append((title, [next(folder.glob(Path(n).stem + ".*")) for n in names]))
     grid = Image.new("RGB", (label + size * count, size * len(lines)), "white")
     draw = ImageDraw.Draw(grid)
     for y, (name, paths) in enumerate(lines):
@@ -179,22 +210,24 @@ def write_grid(rows: list[dict], test_a: Path, out: Path, count: int = 8, size: 
 def markdown(rows: list[dict], args: argparse.Namespace) -> str:
     head = (f"Equal compute: {args.minutes:g} min each, {'one after the other' if args.sequential else 'side by side'}"
             f", ngf {args.ngf}, load {args.load_size} / crop {args.crop_size}, CPU.\n\n"
-            "| task | model | direction | input | steps | steps/s | wall-clock | FID | KID |\n"
-            "|---|---|---|---|---|---|---|---|---|\n")
+            "| run | model | direction | input | steps | steps/s | wall-clock | FID | KID | LPIPS(input, output) |\n"
+            "|---|---|---|---|---|---|---|---|---|---|\n")
     body = "".join(f"| {r['task']} | {r['model']} | {r['direction']} | {r['input']} | {r['steps']} | "
                    f"{r['it_per_s']:.2f} | {r['wall_seconds'] / 60:.1f} min | {r['fid']:.1f} | "
-                   f"{r['kid'] if r['kid'] is None else format(r['kid'], '.4f')} |\n" for r in rows)
-    untranslated = f"| untranslated testA | | AtoB | native 256 px | | | | {UNTRANSLATED_FID} | |\n"
+                   f"{r['kid'] if r['kid'] is None else format(r['kid'], '.4f')} | "
+                   f"{'' if r.get('lpips_source') is None else format(r['lpips_source'], '.3f')} |\n" for r in rows)
+    untranslated = f"| untranslated testA | | AtoB | native 256 px | | | | {UNTRANSLATED_FID} | | 0 |\n"
     return (head + body + untranslated + "\nsteps/s: steps over the run's seconds from start to end (set-up, "
             "periodic evaluation and saving included); wall-clock: the whole process.\n\n" + ANCHORS + "\n")
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    args.variants = parse_variants(args)
     timings = args.out / "train_seconds.json"
     if args.score_only:
         seconds = json.loads(timings.read_text()) if timings.is_file() else \
-            {task: run_summary(args.out / task)["train_seconds"] for task in args.tasks}
+            {name: run_summary(args.out / name)["train_seconds"] for name in args.variants}
     else:
         seconds = run_trainings(args)
         timings.write_text(json.dumps(seconds))

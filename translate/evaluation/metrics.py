@@ -1,5 +1,6 @@
-"""Image-quality metrics: paired (PSNR, SSIM, L1, RMSE, pixel accuracy within delta) and
-distribution (FID, KID) scores of a set of generated images against real ones.
+"""Image-quality metrics: paired (PSNR, SSIM, L1, RMSE, pixel accuracy within delta, LPIPS) and
+distribution (FID, KID) scores of a set of generated images against real ones, and LPIPS of each
+generated image to the input it was translated from.
 
     scores = evaluate_folders("datasets/maps/val_B", "out/fake_B")      # dict, see `evaluate_folders`
 
@@ -13,6 +14,8 @@ Conventions, chosen to match what papers on these data sets report:
   2015-12-05 weights every FID paper uses, loaded offline); the statistics are torchmetrics'
   `FrechetInceptionDistance` and `KernelInceptionDistance` (cubic polynomial kernel, 100 subsets).
   The features are computed once and fed to both.
+- LPIPS (`translate.evaluation.lpips`, AlexNet by default) is on [-1, 1] images, per pair, then
+  averaged; its weights are found offline, and without them the paired metrics still run.
 """
 
 from __future__ import annotations
@@ -31,9 +34,12 @@ from torchmetrics.functional.image import structural_similarity_index_measure
 from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.image.kid import KernelInceptionDistance
 
+from translate.core.errors import InvalidCombinationError
 from translate.data.images import list_images, load_image, to_uint8_tensor
 from translate.evaluation.feature_cache import FeatureCache
 from translate.evaluation.inception import INCEPTION_SHA256, find_inception_weights, load_inception
+from translate.evaluation.lpips import DEFAULT_NET
+from translate.evaluation.lpips_scores import LpipsChoice, LpipsMean, lpips_for_report, score_sources, source_pairs
 
 logger = logging.getLogger(__name__)
 
@@ -202,7 +208,9 @@ def evaluate_folders(real: str | os.PathLike[str], fake: str | os.PathLike[str],
                      paired: bool | None = None, delta: int = DEFAULT_DELTA, batch_size: int = 16,
                      device: torch.device | str = "cpu",
                      on_progress: Callable[[str, int, int], None] | None = None,
-                     feature_cache: FeatureCache | None = None) -> dict[str, Any]:
+                     feature_cache: FeatureCache | None = None, lpips: bool | None = None,
+                     lpips_net: str = DEFAULT_NET, lpips_path: str | os.PathLike[str] | None = None,
+                     source_dir: str | os.PathLike[str] | None = None) -> dict[str, Any]:
     """Score the generated images in `fake` against the real ones in `real` (folders, recursive).
 
     Args:
@@ -214,9 +222,16 @@ def evaluate_folders(real: str | os.PathLike[str], fake: str | os.PathLike[str],
         on_progress: called with ("images", images read, images in both folders).
         feature_cache: where the real images' Inception features are looked up and stored (it must
             belong to the same Inception weights); None computes them every time.
+        lpips: LPIPS among the paired metrics: True needs its weights, None (auto) scores it when
+            they are found (else "lpips_skipped" says why), False leaves it out.
+        lpips_net, lpips_path: "alex" | "vgg", and the weights as `lpips.find_lpips_weights` finds them
+            (a path given, or $TRANSLATE_LPIPS_WEIGHTS, makes a missing file an error even in auto).
+        source_dir: the folder `fake` was translated from (files named as translate convert names its
+            outputs): "lpips_source" is the mean LPIPS of each translation to its input (needs the weights).
     Returns:
         `{"real", "fake", "n_real", "n_fake", "n_pairs", "fid", "kid_mean", "kid_std", "psnr",
-        "ssim", "l1", "rmse", "accuracy", "delta", "inception"}` (the keys of what was computed).
+        "ssim", "l1", "rmse", "accuracy", "delta", "inception", "lpips", "lpips_net", "lpips_weights",
+        "lpips_skipped", "source", "n_source_pairs", "lpips_source"}` (the keys of what was computed).
     """
     real_root, fake_root = Path(real), Path(fake)
     real_files, fake_files = _folder_images("real", real_root), _folder_images("fake", fake_root)
@@ -228,6 +243,9 @@ def evaluate_folders(real: str | os.PathLike[str], fake: str | os.PathLike[str],
     elif paired and not pairs:
         raise ValueError(f"no generated image under {fake_root} has a same-name ground truth under {real_root}; "
                          "name the outputs like their inputs (translate convert does), or leave out --paired")
+    sources = _source_pairs(Path(source_dir), fake_root, fake_files) if source_dir is not None else []
+    lpips_choice = _choose_lpips(lpips, paired, source_dir is not None, lpips_net, lpips_path, device)
+    report.update(lpips_choice.report if lpips_choice is not None else {})
     distribution = None
     if fid:
         if inception is None:
@@ -237,8 +255,11 @@ def evaluate_folders(real: str | os.PathLike[str], fake: str | os.PathLike[str],
     # Each image is decoded once: pairs feed the paired metrics and the Inception features together.
     paired_files: set[Path] = set()
     if paired:
-        report.update(n_pairs=len(pairs), delta=delta, **_score_pairs(pairs, delta, batch_size, feed))
+        lpips_mean = LpipsMean(lpips_choice.model if lpips_choice else None, required=lpips is True)
+        report.update(n_pairs=len(pairs), delta=delta, **_score_pairs(pairs, delta, batch_size, feed, lpips_mean))
         paired_files = {path for pair in pairs for path in pair}
+    if sources and lpips_choice is not None and lpips_choice.model is not None:
+        report.update(source=str(source_dir), **score_sources(sources, lpips_choice.model, batch_size))
     if distribution is not None:
         for side, files in ((True, real_files), (False, fake_files)):
             feed.add_files([path for path in files if path not in paired_files], real=side)
@@ -304,8 +325,10 @@ class _FeatureFeed:
                 "misses": self.cache.misses - self.cache_before[1]}
 
 
-def _score_pairs(pairs: list[tuple[Path, Path]], delta: int, batch_size: int, feed: _FeatureFeed) -> dict[str, float]:
-    """The paired metrics' means over `pairs` (real, fake); each decoded batch also goes to `feed`."""
+def _score_pairs(pairs: list[tuple[Path, Path]], delta: int, batch_size: int, feed: _FeatureFeed,
+                 lpips: LpipsMean) -> dict[str, Any]:
+    """The paired metrics' means over `pairs` (real, fake), LPIPS's with them; each decoded batch also
+    goes to `feed`."""
     scores = PairedScores(delta)
     for start in range(0, len(pairs), batch_size):
         chunk = pairs[start:start + batch_size]
@@ -319,14 +342,40 @@ def _score_pairs(pairs: list[tuple[Path, Path]], delta: int, batch_size: int, fe
             scores.update(fake_image[None], real_image[None])
             reals.append(real_image)
             fakes.append(fake_image)
+        lpips.update(fakes, reals)
         feed.add(reals, [real_path for real_path, _ in chunk], real=True)
         feed.add(fakes, [fake_path for _, fake_path in chunk], real=False)
-    return scores.compute()
+    return {**scores.compute(), **lpips.report()}
+
+
+def _source_pairs(source_root: Path, fake_root: Path, fake_files: list[Path]) -> list[tuple[Path, Path]]:
+    """(input, generated) pairs for `source_dir` (see `lpips_scores.source_pairs`); none is an error."""
+    pairs = source_pairs(_folder_images("source", source_root), source_root, fake_files, fake_root)
+    if not pairs:
+        raise FileNotFoundError(f"no generated image under {fake_root} has a same-name input under {source_root}; "
+                                "--source is the folder translate convert read (its outputs keep the input's name)")
+    return pairs
+
+
+def _choose_lpips(lpips: bool | None, paired: bool, sources: bool, net: str, path: str | os.PathLike[str] | None,
+                  device: torch.device | str) -> LpipsChoice | None:
+    """LPIPS's network and report entries, when the paired metrics (unless lpips=False) or `sources` need it."""
+    if lpips is True and not paired and not sources:
+        raise InvalidCombinationError("lpips=True scores LPIPS against same-name ground truth, but the paired metrics "
+                                      "are off (not every generated image has one); pass paired=True (--paired), or "
+                                      "source_dir (--source) for LPIPS to the inputs", "lpips", "paired")
+    if not sources and not (paired and lpips is not False):
+        return None
+    if sources and lpips is False:
+        raise InvalidCombinationError("source_dir scores LPIPS to the inputs; it cannot run with lpips=False "
+                                      "(drop --no-lpips or --source)", "source_dir", "lpips")
+    return lpips_for_report(required=bool(lpips) or sources, net=net, path=path, device=device)
 
 
 _COLUMNS = (("fid", "FID", "{:.2f}"), ("kid_mean", "KID x 1000", "{:.2f}"), ("psnr", "PSNR (dB)", "{:.2f}"),
             ("ssim", "SSIM", "{:.4f}"), ("l1", "L1 (0-255)", "{:.2f}"), ("rmse", "RMSE (0-255)", "{:.2f}"),
-            ("accuracy", "accuracy", "{:.1%}"))
+            ("accuracy", "accuracy", "{:.1%}"), ("lpips", "LPIPS", "{:.4f}"),
+            ("lpips_source", "LPIPS to input", "{:.4f}"))
 
 
 def markdown_table(rows: Sequence[dict[str, Any]], name_key: str = "fake") -> str:

@@ -81,7 +81,7 @@ def translate_aligned_split(model: str | os.PathLike[str], data: str | os.PathLi
 
 
 LOWER_IS_BETTER = {"fid": True, "kid_mean": True, "l1": True, "rmse": True, "psnr": False, "ssim": False,
-                   "accuracy": False}
+                   "accuracy": False, "lpips": True}
 
 
 def run_checkpoints(run: str | os.PathLike[str]) -> list[Path]:
@@ -95,7 +95,7 @@ def run_checkpoints(run: str | os.PathLike[str]) -> list[Path]:
 
 
 def best_report(reports: list[dict[str, object]], metric: str) -> dict[str, object]:
-    """The report with the best `metric` (lowest FID / KID / L1 / RMSE, highest PSNR / SSIM / accuracy)."""
+    """The report with the best `metric` (lowest FID / KID / L1 / RMSE / LPIPS, highest PSNR / SSIM / accuracy)."""
     if metric not in LOWER_IS_BETTER:
         raise ValueError(f"metric must be one of {', '.join(LOWER_IS_BETTER)}, got {metric!r}")
     scored = [r for r in reports if isinstance(r.get(metric), float)]

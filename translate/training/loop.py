@@ -291,6 +291,7 @@ class _Run:
             inputs = tuple(x.contiguous(memory_format=torch.channels_last)
                            if isinstance(x, torch.Tensor) and x.ndim == 4 else x for x in inputs)
         step_losses = self.task_step.train_step(*inputs)
+        self.task_step.update_ema()
         self.pending_losses.append((self.step, step_losses))
         self.step += 1
         self.window_steps += 1
@@ -338,7 +339,7 @@ class _Run:
                             it_per_s=round(self.window_steps / max(elapsed, 1e-9), 4))
             self.window_start, self.window_steps = time.time(), 0
         if step % config.sample_every == 0 or step == self.total_steps:
-            self.log.samples(step, self.task_step.visuals())
+            self.log.samples(step, self.task_step.sample_rows())
         if self.on_progress is not None:
             self.on_progress(Progress(step, self.total_steps, self.epoch, config.total_epochs, self.losses))
 
@@ -371,8 +372,8 @@ class _Run:
         atomic_save(state, self.run_dir / "checkpoints" / f"{name}.pt")
 
     def evaluate(self) -> None:
-        plain = self.task_step.plain_models()
-        generators = {d: plain[spec["model"]] for d, spec in self.task_step.generator_specs().items()}
+        generators = {d: self.task_step.saved_generator(spec["model"])
+                      for d, spec in self.task_step.generator_specs().items()}
         scores = self.evaluator(generators)
         self.evaluations.append({"step": self.step, "epoch": self.epoch, **scores})
         self.log.evaluation(self.step, self.epoch, scores)
@@ -386,6 +387,7 @@ class _Run:
         self.checkpoint("latest")
         weights = self.task.save_weights(self.task_step, self.config, self.run_dir) if self.info.is_main else {}
         self.log.event("end", step=self.step, epoch=self.epoch, skipped_files=len(self.skipped),
+                       saved_generators="ema" if self.task_step.emas else "trained",
                        seconds=round(time.time() - started, 2))
         barrier(self.info)
         return weights

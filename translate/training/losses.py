@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -18,25 +20,38 @@ class GANLoss(nn.Module):
     - hinge: for the discriminator relu(1 - D(real)) and relu(1 + D(fake)); for the generator -D(fake).
 
     `forward(prediction, target_is_real, for_discriminator=True)` takes the discriminator's raw
-    output of any shape, e.g. `(B, 1, h, w)` patch logits, and returns a scalar.
+    output of any shape, e.g. `(B, 1, h, w)` patch logits, and returns a scalar. A discriminator of
+    several judges (`{name: logits}`, e.g. the projected one beside a PatchGAN) gets the sum of
+    their losses, each in its own mode: `judge_modes[name]`, else `gan_mode`.
     """
 
-    def __init__(self, gan_mode: str) -> None:
+    def __init__(self, gan_mode: str, judge_modes: Mapping[str, str] | None = None) -> None:
         super().__init__()
-        if gan_mode not in GAN_MODES:
-            raise ValueError(f"gan_mode {gan_mode!r} is not one of {', '.join(GAN_MODES)}")
+        for mode in (gan_mode, *(judge_modes or {}).values()):
+            if mode not in GAN_MODES:
+                raise ValueError(f"gan_mode {mode!r} is not one of {', '.join(GAN_MODES)}")
         self.gan_mode = gan_mode
+        self.judge_modes = dict(judge_modes or {})
 
-    def forward(self, prediction: Tensor, target_is_real: bool, for_discriminator: bool = True) -> Tensor:
+    def forward(self, prediction: Tensor | Mapping[str, Tensor], target_is_real: bool,
+                for_discriminator: bool = True) -> Tensor:
+        if isinstance(prediction, Mapping):
+            return torch.stack([self.loss(self.judge_modes.get(name, self.gan_mode), logits, target_is_real,
+                                          for_discriminator) for name, logits in prediction.items()]).sum()
+        return self.loss(self.gan_mode, prediction, target_is_real, for_discriminator)
+
+    @staticmethod
+    def loss(gan_mode: str, prediction: Tensor, target_is_real: bool, for_discriminator: bool = True) -> Tensor:
+        """The loss of one judge's logits in `gan_mode`, a scalar."""
         # Losses are computed in float32 even under autocast: their reductions lose accuracy in 16 bit.
         prediction = prediction.float()
-        if self.gan_mode == "lsgan":
+        if gan_mode == "lsgan":
             target = torch.ones_like(prediction) if target_is_real else torch.zeros_like(prediction)
             return F.mse_loss(prediction, target)
-        if self.gan_mode == "vanilla":
+        if gan_mode == "vanilla":
             target = torch.ones_like(prediction) if target_is_real else torch.zeros_like(prediction)
             return F.binary_cross_entropy_with_logits(prediction, target)
-        if self.gan_mode == "wgangp":
+        if gan_mode == "wgangp":
             return -prediction.mean() if target_is_real else prediction.mean()
         # hinge
         if not for_discriminator:

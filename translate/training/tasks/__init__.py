@@ -27,4 +27,6 @@ for _task in TABLE:
 def build_step(config: TrainConfig, device: torch.device, wrap: Wrap | None = None) -> TaskStep:
     """The step of `config.task`: its networks and optimisers on `device`, each network passed
     through `wrap` (DistributedDataParallel under torchrun)."""
-    return get_task(config.task).step(config, device, wrap)
+    step = get_task(config.task).step(config, device, wrap)
+    step.enable_ema()
+    return step

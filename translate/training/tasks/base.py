@@ -26,6 +26,8 @@ from translate.data import PreprocessConfig, UnpairedDataset
 from translate.formats.weights import save_weights
 from translate.models import DiscriminatorConfig, GeneratorConfig
 from translate.training.config import TrainConfig
+from translate.training.diffaug import DiffAugment
+from translate.training.ema import EMA
 from translate.training.losses import GANLoss, gradient_penalty
 from translate.training.periodic_eval import EvalSet, eval_preprocess, load_images
 from translate.training.speed import SpeedPlan, resolve_speed
@@ -68,7 +70,12 @@ class TaskStep:
         self.device = device
         self.speed: SpeedPlan = resolve_speed(config, device)
         self._ddp_wrap: Wrap = wrap or (lambda module: module)
-        self.criterion_gan = GANLoss(config.gan_mode)
+        self.criterion_gan = GANLoss(config.gan_mode, judge_modes={"projected": config.projected_gan_mode})
+        # DiffAugment: its own random stream, saved in the checkpoint, so resume is exact.
+        self.diffaug = DiffAugment(config.diffaug, seed=config.seed + 13) if config.diffaug else None
+        self.emas: dict[str, EMA] = {}
+        # Each generator's input of the last step ({model key: images}), for the averages' samples.
+        self.sample_sources: dict[str, Tensor] = {}
         self.use_amp = config.amp
         self.amp_dtype = amp_dtype(device)
         if config.amp and device.type == "cpu" and not cpu_has_native_bf16():
@@ -120,12 +127,17 @@ class TaskStep:
         self.scaler.step(optimizer)
         self.scaler.update()
 
-    def _discriminate_pair(self, d: nn.Module, real: Tensor, fake: Tensor) -> tuple[Tensor, Tensor]:
+    def judge(self, d: nn.Module, images: Tensor) -> Any:
+        """`d` on `images` `(B, C, H, W)`, through DiffAugment when the run uses it: every image a
+        discriminator sees, real or fake, in its step or in G's, goes through here."""
+        return d(self.diffaug(images) if self.diffaug is not None else images)
+
+    def _discriminate_pair(self, d: nn.Module, real: Tensor, fake: Tensor) -> tuple[Any, Any]:
         """D on real and on (detached) fake: one call when D's norm is per sample."""
         if self.config.norm != "batch":
-            prediction = d(torch.cat([real, fake.detach()]))
-            return prediction[: real.shape[0]], prediction[real.shape[0]:]
-        return d(real), d(fake.detach())
+            prediction = self.judge(d, torch.cat([real, fake.detach()]))
+            return _split_batch(prediction, real.shape[0])
+        return self.judge(d, real), self.judge(d, fake.detach())
 
     def _discriminator_loss(self, d: nn.Module, real: Tensor, fake: Tensor) -> Tensor:
         with self.autocast():
@@ -155,6 +167,37 @@ class TaskStep:
         """Rows for the sample grid, each `(B, C, H, W)` in [-1, 1], of the last step."""
         raise NotImplementedError
 
+    # -- the generators' moving averages (ema_decay > 0) ------------------------------------------
+    def averaged_models(self) -> tuple[str, ...]:
+        """Keys of `models` that the moving average follows: the generators the run saves."""
+        return tuple(spec["model"] for spec in self.generator_specs().values())
+
+    def enable_ema(self) -> None:
+        """With ema_decay > 0, an average of each saved generator, `models[key + "_ema"]`: not in an
+        optimiser and not wrapped; samples, evaluation and the weights folders use it."""
+        if self.config.ema_decay <= 0:
+            return
+        for key in self.averaged_models():
+            self.emas[key] = EMA(unwrap(self.models[key]), self.config.ema_decay).to(self.device)
+            self.models[f"{key}_ema"] = self.emas[key]
+
+    def update_ema(self) -> None:
+        """Move each average towards its generator (after every optimisation step)."""
+        for key, ema in self.emas.items():
+            ema.update(unwrap(self.models[key]))
+
+    def sample_rows(self) -> list[Tensor]:
+        """The sample grid's rows: `visuals()`, then with ema_decay each average's translation of
+        its generator's last input (the rows saved models would give)."""
+        rows = list(self.visuals())
+        with torch.no_grad():
+            rows += [self.emas[key](source) for key, source in self.sample_sources.items() if key in self.emas]
+        return rows
+
+    def saved_generator(self, key: str) -> nn.Module:
+        """The network saved, scored and sampled for `models[key]`: its average when there is one."""
+        return self.emas[key].model if key in self.emas else unwrap(self.models[key])
+
     def plain_models(self) -> dict[str, nn.Module]:
         return {name: unwrap(model) for name, model in self.models.items()}
 
@@ -165,9 +208,11 @@ class TaskStep:
             "scaler": self.scaler.state_dict(),
             "pools": {name: pool.state_dict() for name, pool in getattr(self, "pools", {}).items()},
             "gp_rng": self.gp_generator.get_state(),
+            "discriminator": {"netD": self.config.netD, "diffaug": self.diffaug.state_dict() if self.diffaug else None},
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        state = self._check_resumable(state)
         for name, model in self.plain_models().items():
             model.load_state_dict(state["models"][name])
         for name, optimizer in self.optimizers.items():
@@ -177,8 +222,40 @@ class TaskStep:
         for name, pool in getattr(self, "pools", {}).items():
             pool.load_state_dict(state["pools"][name], device=self.device)
         self.gp_generator.set_state(state["gp_rng"])
+        if self.diffaug is not None:
+            self.diffaug.load_state_dict(state["discriminator"]["diffaug"])
+
+    def _check_resumable(self, state: dict[str, Any]) -> dict[str, Any]:
+        """Refuse a checkpoint trained with another discriminator or DiffAugment policy; start the
+        moving averages of a run resumed with ema_decay from its generators."""
+        saved = state.get("discriminator") or {"netD": self.config.netD, "diffaug": None}
+        policy = saved["diffaug"]["policy"] if saved["diffaug"] else ""
+        given = ",".join(self.diffaug.policies) if self.diffaug else ""
+        if saved["netD"] != self.config.netD or policy != given:
+            raise InvalidCombinationError(
+                f"this run was trained with netD={saved['netD']!r} and diffaug={policy!r}, not netD="
+                f"{self.config.netD!r} and diffaug={given!r}: a discriminator trained on other networks or other "
+                "augmentations would have to start again; resume with the run's values or start a new run",
+                "netD", "diffaug")
+        missing = [key for key in self.emas if f"{key}_ema" not in state["models"]]
+        if missing:  # a run started without ema_decay and resumed with it: each average starts at its G
+            models = dict(state["models"])
+            for key in missing:
+                fresh = EMA(self.plain_models()[key], self.config.ema_decay)
+                fresh.model.load_state_dict(state["models"][key])
+                models[f"{key}_ema"] = fresh.state_dict()
+            state = {**state, "models": models}
+        return state
 
 
+
+
+def _split_batch(prediction: Any, n: int) -> tuple[Any, Any]:
+    """The first `n` samples' logits and the rest, of a tensor or of a `{judge: logits}` dict."""
+    if isinstance(prediction, dict):
+        halves = {name: _split_batch(logits, n) for name, logits in prediction.items()}
+        return {k: v[0] for k, v in halves.items()}, {k: v[1] for k, v in halves.items()}
+    return prediction[:n], prediction[n:]
 
 
 # --- helpers of the tasks' rows -------------------------------------------------------------------
@@ -199,16 +276,23 @@ def domain_channels(config: TrainConfig) -> tuple[int, int]:
 def save_generator_folders(step: TaskStep, config: TrainConfig, run_dir: Path) -> dict[str, Path]:
     """Export each generator of `step.generator_specs()` as a weights folder (config.json +
     model.safetensors) under run_dir/weights/<direction>/."""
-    plain = step.plain_models()
     names = {"AtoB": (config.name_a, config.name_b), "BtoA": (config.name_b, config.name_a)}
     out: dict[str, Path] = {}
     for direction, spec in step.generator_specs().items():
         source, target = names[direction]
         out[direction] = save_weights(
-            plain[spec["model"]], run_dir / "weights" / direction,
+            step.saved_generator(spec["model"]), run_dir / "weights" / direction,
             GeneratorConfig(**spec["architecture"]), task=config.task, direction=direction,
-            domains={"source": source, "target": target})
+            domains={"source": source, "target": target}, source=_weights_source(step, spec["model"]))
     return out
+
+
+def _weights_source(step: TaskStep, key: str) -> dict[str, Any] | None:
+    """config.json's record of which weights a folder holds: the moving average, with its decay
+    and update count, when the run kept one."""
+    if key not in step.emas:
+        return None
+    return {"weights": "ema", "ema_decay": step.config.ema_decay, "ema_updates": int(step.emas[key].updates)}
 
 
 def save_text_folder(step: Any, config: TrainConfig, run_dir: Path) -> dict[str, Path]:

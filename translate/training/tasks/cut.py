@@ -125,7 +125,7 @@ class CUTStep(TaskStep):
         self.optimizers["g"].zero_grad(set_to_none=True)
         self.optimizers["f"].zero_grad(set_to_none=True)
         with self.autocast():
-            pred_fake = unwrap(self.d_b)(fake_b)
+            pred_fake = self.judge(unwrap(self.d_b), fake_b)
         losses = {"G_GAN": self.criterion_gan(pred_fake, True, for_discriminator=False) * c.lambda_GAN}
         nce = torch.zeros((), device=self.device)
         if c.lambda_NCE > 0:
@@ -140,6 +140,7 @@ class CUTStep(TaskStep):
             self.scaler.step(self.optimizers["f"])
         self.scaler.update()
 
+        self.sample_sources = {"g": real_a}
         shown = fake.detach().flip(3) if flipped else fake.detach()  # back in the orientation of real_a
         self._visuals = [real_a, shown[:n], real_b, *([shown[n:]] if c.nce_idt else [])]
         out = {name: value.detach() for name, value in losses.items()}
@@ -220,9 +221,9 @@ FASTCUT_DEFAULTS: dict[str, Any] = {**CUT_DEFAULTS, "nce_idt": False, "lambda_NC
                                     "n_epochs": 150, "n_epochs_decay": 50}
 
 _ROW: dict[str, Any] = dict(
-    step=CUTStep, generators=tuple(name for name in generator_names() if name.startswith("resnet")),
+    step=CUTStep, generators=tuple(generator_names(with_layer_sequence=True)),
     discriminators=tuple(discriminator_names()), size_multiple=size_multiple,
-    option_groups=frozenset({"image_input", "two_domains", "wgangp", "eval", "nce"}),
+    option_groups=frozenset({"image_input", "two_domains", "wgangp", "eval", "image_d", "nce"}),
     build_dataset=build_unpaired_dataset, save_weights=save_generator_folders, check=check, eval_sets=eval_sets,
     eval_phase="test",
 )
@@ -230,4 +231,3 @@ CUT_TASK = Task(name="cut", summary="CUT: unpaired translation with PatchNCE, on
                 defaults=CUT_DEFAULTS, **_ROW)
 FASTCUT_TASK = Task(name="fastcut", summary="FastCUT: CUT without the identity term, PatchNCE x10, flip "
                     "equivariance; faster (trainA/, trainB/)", defaults=FASTCUT_DEFAULTS, **_ROW)
-TASK = CUT_TASK

@@ -89,8 +89,8 @@ class CycleGANStep(TaskStep):
             fake_b, fake_a, idt_a, idt_b = self._translate(real_a, real_b, use_identity)
             rec_a = self.g_ba(fake_b)
             rec_b = self.g_ab(fake_a)
-            pred_fake_b = unwrap(self.d_b)(fake_b)
-            pred_fake_a = unwrap(self.d_a)(fake_a)
+            pred_fake_b = self.judge(unwrap(self.d_b), fake_b)
+            pred_fake_a = self.judge(unwrap(self.d_a), fake_a)
         losses: dict[str, Tensor] = {
             "G_AB": self.criterion_gan(pred_fake_b, True, for_discriminator=False),
             "G_BA": self.criterion_gan(pred_fake_a, True, for_discriminator=False),
@@ -111,6 +111,7 @@ class CycleGANStep(TaskStep):
         self._backward_and_step(loss_d_b + loss_d_a, self.optimizers["d"])
 
         self._visuals = [real_a, fake_b.detach(), rec_a.detach(), real_b, fake_a.detach(), rec_b.detach()]
+        self.sample_sources = {"g_ab": real_a, "g_ba": real_b}
         out = {name: value.detach() for name, value in losses.items()}
         out.update(G=loss_g.detach(), D_B=loss_d_b.detach(), D_A=loss_d_a.detach())
         return out
@@ -141,7 +142,7 @@ TASK = Task(
     defaults={"netG": "resnet_9blocks", "netD": "basic", "norm": "instance", "dropout": False,
               "gan_mode": "lsgan", "pool_size": 50, "lambda_identity": 0.5, "batch_size": 1},
     generators=tuple(generator_names()), discriminators=tuple(discriminator_names()), size_multiple=size_multiple,
-    option_groups=frozenset({"image_input", "two_domains", "cycle", "cycle_ab", "wgangp", "eval"}),
+    option_groups=frozenset({"image_input", "two_domains", "cycle", "cycle_ab", "wgangp", "eval", "image_d"}),
     build_dataset=build_unpaired_dataset, save_weights=save_generator_folders, check=check,
     eval_sets=unpaired_eval_sets, eval_phase="test",
 )

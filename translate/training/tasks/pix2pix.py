@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from translate.core.errors import InvalidCombinationError
 from translate.data import PairedDataset, PreprocessConfig, augment_pair
 from translate.models import build_discriminator, build_generator, discriminator_names, generator_names, size_multiple
 from translate.training.config import Task, TrainConfig
@@ -76,6 +77,7 @@ class Pix2PixStep(TaskStep):
         self._backward_and_step(loss_g, self.optimizers["g"])
 
         self._visuals = [real_a, fake_b.detach(), real_b]
+        self.sample_sources = {"g": real_a}
         return {"G_GAN": loss_gan.detach(), "G_L1": loss_l1.detach(), "G": loss_g.detach(),
                 "D": loss_d.detach()}
 
@@ -106,6 +108,14 @@ def eval_sets(config: TrainConfig, phase: str, limit: int | None) -> list[EvalSe
     return [EvalSet(config.direction, sources, targets, paired=True)]
 
 
+def check(config: TrainConfig) -> None:
+    if config.netD.startswith("projected"):
+        raise InvalidCombinationError(
+            f"pix2pix cannot train netD={config.netD!r}: its conditional discriminator judges the input and the output "
+            f"stacked ({config.input_nc + config.output_nc} channels), which an ImageNet RGB network cannot see; use "
+            "netD basic, n_layers or pixel (the projected discriminator serves cyclegan, cut and fastcut)", "netD")
+
+
 # The reference implementation's defaults (its pix2pix_model.modify_commandline_options); it keeps
 # its held-out pairs in val/ (maps, facades).
 TASK = Task(
@@ -115,6 +125,6 @@ TASK = Task(
               "pool_size": 0, "lambda_identity": 0.0, "lambda_L1": 100.0, "batch_size": 1},
     generators=tuple(generator_names()), discriminators=tuple(discriminator_names()), size_multiple=size_multiple,
     option_groups=frozenset({"image_input", "two_domains", "paired", "wgangp", "eval"}),
-    build_dataset=build_dataset, save_weights=save_generator_folders,
+    build_dataset=build_dataset, save_weights=save_generator_folders, check=check,
     eval_sets=eval_sets, eval_phase="val",
 )

@@ -34,7 +34,6 @@ from translate.text import build_text_encoder
 from translate.text.matching import CaptionBank, ImageTextMatcher
 from translate.text.model import save_text2image
 from translate.training.config import Task, TrainConfig
-from translate.training.ema import EMA
 from translate.training.losses import matching_aware_gradient_penalty
 from translate.training.tasks.base import TaskStep, Wrap, save_text_folder, set_requires_grad, unwrap
 
@@ -86,16 +85,12 @@ class Text2ImageStep(TaskStep):
             self.models = {"g": self.g, "d": self.d, **({"text": self.text} if self.trainable_text else {})}
             d_modules = [self.d, self.text] if self.trainable_text else [self.d]
         self.optimizers = {"g": self._adam([self.g]), "d": self._adam(d_modules)}
-        self.g_ema: EMA | None = None
-        if c.ema_decay > 0:
-            # Not in an optimiser and not wrapped: it only follows G, and is what the run saves.
-            self.g_ema = EMA(unwrap(self.g), c.ema_decay).to(device)
-            self.models["g_ema"] = self.g_ema
         if self.matcher is not None:
             # Contrastive pretraining of small encoders: a higher rate and the usual betas.
             self.optimizers["match"] = torch.optim.Adam(
                 [p for p in self.matcher.parameters() if p.requires_grad], lr=5 * c.lr, betas=(0.9, 0.999))
         self._matcher_frozen = False
+        self._generator_stepped = False
         self.caption_bank = CaptionBank(c.match_bank) if c.match_bank > 0 else None
         self._visuals: list[Tensor] = []
 
@@ -137,7 +132,8 @@ class Text2ImageStep(TaskStep):
 
     def train_step(self, real: Tensor, texts: list[str]) -> dict[str, Tensor]:  # type: ignore[override]
         """`real`: `(B, C, S, S)` in [-1, 1]; `texts`: their B captions."""
-        if self._pretraining():
+        self._generator_stepped = not self._pretraining()
+        if not self._generator_stepped:
             return self._matcher_step(real, texts)
         cond = self._embed(texts)
         noise = torch.randn(real.shape[0], self.config.noise_dim, device=self.device)
@@ -173,8 +169,6 @@ class Text2ImageStep(TaskStep):
             loss_g = loss_g + self.config.lambda_match * loss_match
             losses["G_match"] = loss_match.detach()
         self._backward_and_step(loss_g, self.optimizers["g"])
-        if self.g_ema is not None:
-            self.g_ema.update(unwrap(self.g))
 
         self._visuals = [real, fake.detach()]
         return losses
@@ -186,11 +180,6 @@ class Text2ImageStep(TaskStep):
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if self.g_ema is not None and "g_ema" not in state["models"]:
-            # A run started without ema_decay and resumed with it: the average starts at G.
-            fresh = EMA(self.plain_models()["g"], self.config.ema_decay)
-            fresh.model.load_state_dict(state["models"]["g"])
-            state = {**state, "models": {**state["models"], "g_ema": fresh.state_dict()}}
         super().load_state_dict(state)
         if self.caption_bank is not None and state.get("caption_bank") is not None:
             self.caption_bank.load_state_dict(state["caption_bank"], self.device)
@@ -198,13 +187,20 @@ class Text2ImageStep(TaskStep):
     def generator_specs(self) -> dict[str, dict[str, Any]]:
         return {}  # saved as a text2image folder by the loop (generator + text encoder)
 
+    def averaged_models(self) -> tuple[str, ...]:
+        return ("g",)
+
+    def update_ema(self) -> None:
+        if self._generator_stepped:  # the matcher's pretraining steps leave G as it was
+            super().update_ema()
+
     def visuals(self) -> list[Tensor]:
         return self._visuals
 
     def save_weights(self, out_dir: Any) -> Any:
         plain = self.plain_models()
         encoder = plain.get("text", self.text)
-        generator = self.g_ema.model if self.g_ema is not None else plain["g"]
+        generator = self.saved_generator("g")
         return save_text2image(generator, encoder, out_dir, architecture=self.architectures["g"],
                                text_encoder_config=self.text_encoder_config)
 

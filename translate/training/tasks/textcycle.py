@@ -255,13 +255,16 @@ class TextCycleStep(TaskStep):
     def generator_specs(self) -> dict[str, dict[str, Any]]:
         return {}  # saved as a textcycle folder by the loop (generator + text encoder + domains)
 
+    def averaged_models(self) -> tuple[str, ...]:
+        return ("g",)
+
     def visuals(self) -> list[Tensor]:
         return self._visuals
 
     def save_weights(self, out_dir: Any) -> Any:
         """Write the textcycle weights folder (translate.text.model.load_text_model reads it)."""
         plain = self.plain_models()
-        return save_text_model(plain["g"], plain.get("text", self.text), out_dir, kind=TEXTCYCLE_KIND,
+        return save_text_model(self.saved_generator("g"), plain.get("text", self.text), out_dir, kind=TEXTCYCLE_KIND,
                                architecture=self.architecture, text_encoder_config=self.text_encoder_config,
                                domains=self.domains, source={"task": self.task, "data": str(self.config.data)})
 
