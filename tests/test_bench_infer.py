@@ -10,6 +10,10 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from translate.models import GeneratorConfig, build_generator
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_infer.py"
 
@@ -56,3 +60,30 @@ def test_unknown_variant_is_refused() -> None:
     bench = load_script()
     with pytest.raises(ValueError, match="torch-int8"):
         bench.split_variant("torch-int8")
+
+
+def test_compare_convert_times_archs_side_by_side(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bench = load_script()
+    bench.write_jpegs(tmp_path / "images", 3, 32, seed=0)
+    out = tmp_path / "bench.json"
+    bench.main(["--compare-convert", "--device", "cpu", "--ngf", "8", "--archs", "resnet_9blocks",
+                "mobile_resnet_9blocks", "--e2e-images", str(tmp_path / "images"), "--n-images", "2", "--e2e-size",
+                "32", "--e2e-batch", "1", "--workers", "1", "--repeats", "2", "--precisions", "torch-fp32",
+                "--json", str(out)])
+    result = json.loads(out.read_text())
+    costs, rows = result["costs"], {r["arch"]: r for r in result["side_by_side"]}
+    assert costs["mobile_resnet_9blocks"]["macs"] < costs["resnet_9blocks"]["macs"]
+    assert costs["mobile_resnet_9blocks"]["params"] < costs["resnet_9blocks"]["params"]
+    assert set(rows) == {"resnet_9blocks", "mobile_resnet_9blocks"} and result["meta"]["n_images"] == 2
+    assert all(len(r["rounds"]) == 2 and r["images_per_s"] > 0 for r in rows.values())
+    assert rows["resnet_9blocks"]["ratio"] == 1.0 and rows["mobile_resnet_9blocks"]["ratio"] > 0
+    assert "| mobile_resnet_9blocks | 8 |" in capsys.readouterr().out
+
+
+def test_conv_macs_agree_with_torch_flop_counter() -> None:
+    conv_macs = load_script().side_by_side.conv_macs
+    for name in ("resnet_6blocks", "mobile_resnet_9blocks"):  # convolutions, transposed and depthwise ones
+        net = build_generator(GeneratorConfig(name=name, ngf=4), init=False)
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            net(torch.zeros(1, 3, 32, 32))
+        assert conv_macs(net, 3, 32) == counter.get_total_flops() // 2, name

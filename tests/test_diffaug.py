@@ -3,8 +3,6 @@ image a discriminator sees, real and fake, is augmented in training."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 

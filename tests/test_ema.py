@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
+from PIL import Image
+from safetensors.torch import load_file
 from torch import nn
 
+from translate.demo import make_paired_dataset, make_unpaired_dataset
 from translate.models.conditioned import ProjectionDiscriminator
+from translate.training import loop as training_loop
+from translate.training import make_config, read_checkpoint, train
 from translate.training.ema import EMA
 from translate.training.losses import matching_aware_gradient_penalty
 
@@ -89,14 +96,6 @@ def test_ma_gp_penalises_the_gradient_on_image_and_caption():
 
 @pytest.mark.parametrize(("task", "keys"), [("cut", ("g",)), ("cyclegan", ("g_ab", "g_ba")), ("pix2pix", ("g",))])
 def test_ema_is_what_the_run_saves_samples_and_scores(task, keys, tmp_path, monkeypatch):
-    import json
-
-    from safetensors.torch import load_file
-
-    from translate.demo import make_paired_dataset, make_unpaired_dataset
-    from translate.training import make_config, read_checkpoint, train
-    from translate.training import loop as training_loop
-
     paired = task == "pix2pix"
     data = (make_paired_dataset(tmp_path / "data", n_train=4, n_test=2, size=32) if paired
             else make_unpaired_dataset(tmp_path / "data", n=4, size=36))
@@ -130,7 +129,6 @@ def test_ema_is_what_the_run_saves_samples_and_scores(task, keys, tmp_path, monk
         assert json.loads((folder / "config.json").read_text())["source"]["weights"] == "ema"
     assert scored and all(not net.training and not any(p.requires_grad for p in net.parameters()) for net in scored)
     # the grid gains the averages' images: one per generator, after the task's own
-    from PIL import Image
     grid = Image.open(sorted((tmp_path / "run" / "samples").glob("*.png"))[-1])
     own = {"cut": 4, "cyclegan": 6, "pix2pix": 3}[task]
     assert grid.width >= 32 * (own + len(keys)) and grid.width < 32 * (own + len(keys) + 1)
