@@ -1,4 +1,4 @@
-"""The training loop's own speed levers on this machine, side by side in one run (issue 16).
+"""The training loop's own speed levers on this machine, side by side in one run.
 
     .venv/bin/python scripts/bench_loop.py --data ../shared/datasets/horse2zebra --steps 40 --rounds 3
     .venv/bin/python scripts/bench_loop.py --data DIR --size 64 --ngf 16      # a small, data-bound case
@@ -10,9 +10,9 @@ the first steps are left out (the decode time is reported apart). Variants run r
 load of a shared machine hits them alike; the figure is the median over rounds, and every ratio is
 to the baseline of the same rounds.
 
-Variants: baseline (DataLoader, losses read every step: the loop before issue 16), cache_data,
-loss_sync=log, both, both + adam foreach, both + adam fused. (channels_last is refused on the CPU
-for CycleGAN's instance norm: translate.training.speed.check_channels_last.)
+Variants: baseline (DataLoader, losses read every step), cache_data, loss_sync=log, both, both +
+adam foreach, both + adam fused; compile, amp, amp+compile (`--task cut` for CUT's step). (channels_last
+is refused on the CPU for instance norm: translate.training.speed.check_channels_last.)
 """
 
 from __future__ import annotations
@@ -45,6 +45,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "cache+log": {"loss_sync": "log", "cache_data": True},
     "cache+log+adam foreach": {"loss_sync": "log", "cache_data": True, "adam": "foreach"},
     "cache+log+adam fused": {"loss_sync": "log", "cache_data": True, "adam": "fused"},
+    # torch.compile (inductor) of every network: the first steps compile, --skip leaves them out
+    "compile": {"loss_sync": "step", "compile": True},
+    "amp": {"loss_sync": "step", "amp": True},
+    "amp+compile": {"loss_sync": "step", "amp": True, "compile": True},
 }
 
 
@@ -68,7 +72,7 @@ def one_run(data: Path, work: Path, variant: str, args: argparse.Namespace) -> d
                 "save_epoch_freq": 10**6, **VARIANTS[variant]}
     stamps: dict[int, float] = {}
     started = time.perf_counter()
-    train(make_config("cyclegan", overrides=settings), on_progress=lambda p: stamps.setdefault(p.step, time.perf_counter()))
+    train(make_config(args.task, overrides=settings), on_progress=lambda p: stamps.setdefault(p.step, time.perf_counter()))
     first_step = stamps[1] - started  # set-up + the cache's decode + the first step
     timed = args.steps - args.skip
     seconds = stamps[args.steps] - stamps[args.skip]
@@ -78,6 +82,7 @@ def one_run(data: Path, work: Path, variant: str, args: argparse.Namespace) -> d
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, required=True, help="an unpaired data set (trainA/, trainB/)")
+    parser.add_argument("--task", default="cyclegan", choices=["cyclegan", "cut"])
     parser.add_argument("--images", type=int, default=200, help="images per side used")
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--ngf", type=int, default=32)

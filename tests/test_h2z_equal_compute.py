@@ -26,6 +26,7 @@ def script() -> ModuleType:
 
 def test_every_task_gets_the_same_budget_and_width(script: ModuleType, tmp_path: Path) -> None:
     args = script.parse_args(["--data", "h2z", "--out", str(tmp_path), "--minutes", "45", "--eval-every", "2"])
+    args.variants = script.parse_variants(args)
     commands = [script.train_command(task, args) for task in args.tasks]
     assert [c[c.index("train") + 1] for c in commands] == ["cyclegan", "cut", "fastcut"]
     for command in commands:
@@ -55,6 +56,20 @@ def test_run_summary_reads_the_last_end_event(script: ModuleType, tmp_path: Path
     (tmp_path / "log.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
     summary = script.run_summary(tmp_path)
     assert (summary["steps"], summary["it_per_s"], len(summary["evals"])) == (30, 3.0, 1)
+
+
+def test_variants_add_their_flags_after_the_common_ones(script: ModuleType, tmp_path: Path) -> None:
+    args = script.parse_args(["--data", "h2z", "--out", str(tmp_path), "--minutes", "30", "--variant", "base=cut:",
+                              "--variant", "proj=cut:--netD projected --crop-size 96", "--extra", "--amp"])
+    args.variants = script.parse_variants(args)
+    assert args.variants == {"base": ("cut", []), "proj": ("cut", ["--netD", "projected", "--crop-size", "96"])}
+    command = script.train_command("proj", args)
+    assert command[command.index("--out") + 1] == str(tmp_path / "proj")
+    assert command[-5:] == ["--amp", "--netD", "projected", "--crop-size", "96"], "the variant's flags win"
+    assert command.index("--crop-size") < len(command) - 2  # the common crop comes first, the variant's last
+    args.variant = ["no-task"]
+    with pytest.raises(SystemExit, match="NAME=TASK:FLAGS"):
+        script.parse_variants(args)
 
 
 def test_the_grid_has_a_row_per_final_model(script: ModuleType, tmp_path: Path) -> None:
