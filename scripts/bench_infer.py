@@ -3,6 +3,8 @@
     .venv/bin/python scripts/bench_infer.py --quick                       # CPU smoke figures, ~10 min on 2 busy cores
     .venv/bin/python scripts/bench_infer.py --json bench.json             # the default for the device
     .venv/bin/python scripts/bench_infer.py --model weights/maps_aerial2map --sizes 256 --batches 1 8
+    .venv/bin/python scripts/bench_infer.py --compare-convert --archs resnet_9blocks mobile_resnet_9blocks \
+        --e2e-images ../shared/datasets/horse2zebra/testA --n-images 20   # convert of two architectures side by side
 
 1. Model throughput for each variant (torch-fp32 = PyTorch eager float32, onnxruntime-fp32,
    onnxruntime-fp16, torch-bf16 = PyTorch bfloat16 autocast, torch-fp16) x architecture x size x
@@ -18,6 +20,11 @@
    timed again just before and after each convert run (the grid's figure may be minutes old and
    the load on a shared machine changes). "steady" leaves out model loading and the first batch.
 3. A markdown table (for docs/benchmarks.md) on stdout; --json writes every number.
+
+--compare-convert replaces 1 and 2: `convert` of the same images with every --archs x variant, timed
+in interleaved rounds, beside each network's parameters and multiply-accumulates
+(scripts/bench_infer_parts/side_by_side.py). --e2e-images DIR converts the first --n-images images
+of DIR instead of generated JPEGs, in either mode.
 
 Defaults depend on the device, so that a CPU run stays near 15 minutes (resnet_9blocks at 512 px
 batch 8 alone takes ~15 s a call on 2 cores):
@@ -37,6 +44,7 @@ import logging
 import math
 import os
 import platform
+import shutil
 import statistics
 import sys
 import tempfile
@@ -52,10 +60,14 @@ from PIL import Image
 from torch import Tensor
 
 REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:  # run as a file from anywhere
-    sys.path.insert(0, str(REPO))
+for _path in (REPO, REPO / "scripts"):  # run as a file from anywhere; bench_infer_parts/ sits beside this file
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
 
-from translate.core.device import cpu_has_native_bf16, cpu_has_vnni  # noqa: E402
+from bench_infer_parts import side_by_side  # noqa: E402
+
+from translate.core.device import cpu_has_native_bf16, cpu_has_vnni, pick_device  # noqa: E402
+from translate.data.images import list_images  # noqa: E402
 from translate.deploy.backends import Backend, make_backend  # noqa: E402
 from translate.deploy.convert import convert_folder  # noqa: E402
 from translate.formats.locator import locate  # noqa: E402
@@ -96,6 +108,8 @@ class BenchConfig:
     include_slow: bool = False
     seed: int = 0
     calibration: str | None = None  # folder of int8 calibration images
+    e2e_images: str | None = None  # convert the first n_images of this folder instead of generated JPEGs
+    compare_convert: bool = False  # time convert of every arch side by side instead of the grid
 
 
 # --- inputs ------------------------------------------------------------------------------------
@@ -122,6 +136,24 @@ def write_jpegs(folder: Path, count: int, size: int, *, seed: int) -> None:
         pixels = ((chunk + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
         for offset, array in enumerate(pixels):
             Image.fromarray(array, "RGB").save(folder / f"image_{start + offset:04d}.jpg", quality=90)
+
+
+def e2e_inputs(config: BenchConfig, work: Path) -> Path:
+    """`work/e2e_in`, holding copies of the first --n-images images of --e2e-images (sorted by path), or
+    that many generated JPEGs of --e2e-size."""
+    assert config.n_images is not None  # set by resolve_defaults
+    folder = work / "e2e_in"
+    if config.e2e_images is None:
+        write_jpegs(folder, config.n_images, config.e2e_size, seed=config.seed)
+        return folder
+    sources = list_images(Path(config.e2e_images))[: config.n_images]
+    if len(sources) < config.n_images:
+        raise ValueError(f"--e2e-images {config.e2e_images} holds {len(sources)} images, fewer than --n-images "
+                         f"{config.n_images}; pass a smaller --n-images")
+    folder.mkdir(parents=True, exist_ok=True)
+    for index, source in enumerate(sources):  # numbered: equal names in different subfolders stay apart
+        shutil.copy2(source, folder / f"{index:04d}_{source.name}")
+    return folder
 
 
 # --- variants ----------------------------------------------------------------------------------
@@ -410,6 +442,35 @@ def run(config: BenchConfig, work: Path) -> dict[str, Any]:
     return {"meta": meta, "model": rows, "e2e": e2e_rows, "skipped": skipped}
 
 
+def run_side_by_side(config: BenchConfig, work: Path) -> dict[str, Any]:
+    """--compare-convert: `convert` of the same images with every --archs (random init, --ngf) x variant,
+    in interleaved rounds, beside each network's parameters and MACs at --e2e-size; JSON-ready."""
+    device = pick_device(config.device)
+    config = resolve_defaults(config, device)
+    variants = config.variants or [REFERENCE]
+    for name in variants:
+        split_variant(name)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    started = time.perf_counter()
+    models = {arch: save_random_model(arch, config.ngf, work / "models", seed=config.seed) for arch in config.archs}
+    images = e2e_inputs(config, work)
+    warmup = work / "warmup_in"  # one image: the untimed first conversion exports the ONNX copies
+    warmup.mkdir()
+    shutil.copy2(list_images(images)[0], warmup)
+    rows = side_by_side.convert_side_by_side(
+        models, variants, images, warmup, work, config.repeats,
+        lambda model, variant, folder, out: bench_e2e(model, variant, folder, out, config))
+    costs = {arch: side_by_side.model_costs(read_model_config(path)["architecture"], config.e2e_size)
+             for arch, path in models.items()}
+    meta = {"device": str(device), "device_name": device_name(device), "versions": versions(),
+            "variants": variants, "repeats": config.repeats, "images": config.e2e_images or "generated JPEGs",
+            "n_images": config.n_images, "e2e_size": config.e2e_size, "e2e_batch": config.e2e_batch,
+            "e2e_format": config.e2e_format, "total_seconds": time.perf_counter() - started,
+            "config": asdict(config), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    return {"meta": meta, "costs": costs, "side_by_side": rows}
+
+
 def bench_models(models: dict[str, Path], variants: list[str], config: BenchConfig, device: torch.device,
                  work: Path, skipped: list[str]) -> tuple[list[dict[str, Any]], dict[str, Backend]]:
     """Model throughput of every variant on each model's grid cells; also returns the first
@@ -449,8 +510,7 @@ def bench_end_to_end(e2e_arch: str, model: Path, rows: list[dict[str, Any]], e2e
     cell = {r["variant"]: r for r in rows
             if (r["arch"], r["size"], r["batch"]) == (e2e_arch, config.e2e_size, config.e2e_batch)}
     fastest = max(cell, key=lambda v: cell[v]["images_per_s"])  # REFERENCE always ran: never empty
-    folder = work / "e2e_in"
-    write_jpegs(folder, config.n_images, config.e2e_size, seed=config.seed)
+    folder = e2e_inputs(config, work)
     e2e_rows: list[dict[str, Any]] = []
     for variant in dict.fromkeys([fastest, REFERENCE]):
         logger.info("end to end: convert %d images with %s", config.n_images, variant)
@@ -497,8 +557,14 @@ def parse_args(argv: Sequence[str] | None) -> tuple[BenchConfig, str | None]:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--calibration", help="folder of int8 calibration images (default: the model's samples/, "
                                               "else generated images)")
+    parser.add_argument("--e2e-images", help="convert the first --n-images images of this folder instead of "
+                                             "generated JPEGs (give --e2e-size their size: MACs are counted there)")
+    parser.add_argument("--compare-convert", action="store_true",
+                        help="instead of the grid: convert the same images with every --archs x variant, in "
+                             "interleaved rounds, with parameters and MACs (default variant: torch-fp32; "
+                             "--threads sets PyTorch's threads only, convert's ONNX Runtime keeps its own)")
     parser.add_argument("--json", help="write all numbers to this file")
-    parser.add_argument("--ngf", type=int, default=64, help=argparse.SUPPRESS)  # tiny models for the smoke test
+    parser.add_argument("--ngf", type=int, default=64, help="width of the random-init --archs (the reference: 64)")
     args = parser.parse_args(argv)
     for name in ("repeats", "warmup", "ngf", "e2e_size", "e2e_batch", "threads", "workers"):
         value = getattr(args, name)
@@ -509,6 +575,9 @@ def parse_args(argv: Sequence[str] | None) -> tuple[BenchConfig, str | None]:
             parser.error(f"--{name} must be positive, got {getattr(args, name)}")
     if args.n_images is not None and args.n_images < 0:
         parser.error(f"--n-images must be >= 0, got {args.n_images}")
+    if args.compare_convert and (args.model or args.n_images == 0):
+        parser.error("--compare-convert converts --n-images (>= 1) images with random-init --archs; "
+                     "it takes no --model")
     config = BenchConfig(archs=args.archs, sizes=args.sizes, batches=args.batches, quick=args.quick,
                          explicit_grid=args.sizes is not None or args.batches is not None, variants=args.variants,
                          model=args.model, device=args.device, provider=args.provider, ngf=args.ngf,
@@ -516,7 +585,8 @@ def parse_args(argv: Sequence[str] | None) -> tuple[BenchConfig, str | None]:
                          threads=args.threads, n_images=args.n_images, e2e_size=args.e2e_size,
                          e2e_batch=args.e2e_batch, e2e_format=args.e2e_format, workers=args.workers,
                          include_cpu_fp16=args.include_cpu_fp16, include_slow=args.include_slow, seed=args.seed,
-                         calibration=args.calibration)
+                         calibration=args.calibration, e2e_images=args.e2e_images,
+                         compare_convert=args.compare_convert)
     return config, args.json
 
 
@@ -529,11 +599,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         if previous is None:
             os.environ["TRANSLATE_CACHE"] = str(Path(work) / "cache")
         try:
-            result = run(config, Path(work))
+            result = (run_side_by_side if config.compare_convert else run)(config, Path(work))
         finally:
             if previous is None:
                 os.environ.pop("TRANSLATE_CACHE", None)
-    print(markdown(result))
+    print(side_by_side.markdown(result) if config.compare_convert else markdown(result))
     if json_path:
         Path(json_path).write_text(json.dumps(result, indent=2, default=str) + "\n")
     return result

@@ -1,6 +1,7 @@
 """Networks and the one registry that builds them.
 
 - `networks`: the reference implementation's generators and discriminators (its checkpoint layout).
+- `mobile`: the light ResNet generator (depthwise-separable residual blocks, resnet_9blocks' layer indices).
 - `conditioned`: text-conditioned generators (FiLM), the text2image generator, the projection
   discriminator.
 - `registry`: typed configs and name -> builder tables; `build_generator`, `size_multiple`,

@@ -1,0 +1,1 @@
+"""Parts of scripts/bench_infer.py: `side_by_side` (`--compare-convert`)."""
