@@ -122,7 +122,7 @@ def run_demo(out_dir: str | Path, steps: int = 300, size: int = 48, seed: int = 
 
 
 # The bundled image models the main job shows, in the contact sheet's order; those missing are skipped.
-DEFAULT_BUNDLED_MODELS = ("maps_aerial2map", "horse2zebra_cut")
+DEFAULT_BUNDLED_MODELS = ("maps_aerial2map", "horse2zebra_cut_ema")
 
 
 def bundled_demo_models() -> list[str]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from translate.models.networks import conv_bias, make_norm, resnet_down_layers, resnet_up_layers
+from translate.models.networks import ResnetGenerator, conv_bias, make_norm
 
 __all__ = ["MobileResnetBlock", "MobileResnetGenerator"]
 
@@ -54,27 +54,13 @@ class MobileResnetBlock(nn.Module):
         return x + self.conv_block(x)
 
 
-class MobileResnetGenerator(nn.Module):
+class MobileResnetGenerator(ResnetGenerator):
     """The ResNet generator with `MobileResnetBlock`s: 7x7 stem, two stride-2 downsamplings,
     `n_blocks` separable residual blocks at `4 * ngf` channels, two transposed-conv upsamplings,
-    7x7 head and Tanh.
+    7x7 head and Tanh (the same layers and indices as `ResnetGenerator`).
 
     `(B, input_nc, H, W)` in [-1, 1] -> `(B, output_nc, H, W)` in [-1, 1]; H and W must be multiples
     of 4 for the output to have the input's size.
     """
 
-    def __init__(self, input_nc: int = 3, output_nc: int = 3, ngf: int = 64, norm: str = "instance",
-                 dropout: bool = False, n_blocks: int = 9) -> None:
-        super().__init__()
-        for field, value in (("input_nc", input_nc), ("output_nc", output_nc), ("ngf", ngf)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{field} must be a positive integer, got {value!r}")
-        if isinstance(n_blocks, bool) or not isinstance(n_blocks, int) or n_blocks < 0:
-            raise ValueError(f"n_blocks must be a non-negative integer, got {n_blocks!r}")
-        layers = [*resnet_down_layers(input_nc, ngf, norm),
-                  *(MobileResnetBlock(ngf * 4, norm=norm, dropout=dropout) for _ in range(n_blocks)),
-                  *resnet_up_layers(ngf, output_nc, norm)]
-        self.model = nn.Sequential(*layers)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.model(x)
+    block = MobileResnetBlock

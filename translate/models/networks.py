@@ -151,6 +151,9 @@ class ResnetGenerator(nn.Module):
     to have the input's size.
     """
 
+    # The residual block's class: the light generator (models.mobile) swaps in a separable one.
+    block: type[nn.Module] = ResnetBlock
+
     def __init__(self, input_nc: int = 3, output_nc: int = 3, ngf: int = 64, norm: str = "instance",
                  dropout: bool = False, n_blocks: int = 9) -> None:
         super().__init__()
@@ -158,7 +161,7 @@ class ResnetGenerator(nn.Module):
         if isinstance(n_blocks, bool) or not isinstance(n_blocks, int) or n_blocks < 0:
             raise ValueError(f"n_blocks must be a non-negative integer, got {n_blocks!r}")
         layers = [*resnet_down_layers(input_nc, ngf, norm),
-                  *(ResnetBlock(ngf * 4, norm=norm, dropout=dropout) for _ in range(n_blocks)),
+                  *(self.block(ngf * 4, norm=norm, dropout=dropout) for _ in range(n_blocks)),
                   *resnet_up_layers(ngf, output_nc, norm)]
         self.model = nn.Sequential(*layers)
 
