@@ -112,7 +112,7 @@ def report(results: dict[str, list[dict[str, float]]], args: argparse.Namespace)
     base = statistics.median(r["it_per_s"] for r in results["baseline"]) if "baseline" in results else None
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else "?"
-    print(f"\nCycleGAN, {args.size} px, ngf {args.ngf}, batch {args.batch_size}, {args.workers} DataLoader workers, "
+    print(f"\n{args.task}, {args.size} px, ngf {args.ngf}, batch {args.batch_size}, {args.workers} DataLoader workers, "
           f"{args.images} images per side; {args.steps} steps per run (first {args.skip} not timed), median of "
           f"{args.rounds} rounds; {cpu}, {os.cpu_count()} cores, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads\n")
