@@ -1,4 +1,4 @@
-"""One-command GPU check (issue 16, item 2): environment, matmul peak, training-step speed levers, DDP,
+"""One-command GPU check: environment, matmul peak, training-step speed levers, DDP,
 inference backends and `convert`, as resumable steps that write JSON results and a markdown report.
 
 On a lent H100 / H200 (the device tool; ~15 minutes of device time, 600 s per command):

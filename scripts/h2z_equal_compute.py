@@ -39,7 +39,7 @@ from PIL import Image, ImageDraw
 from translate.data.images import list_images
 
 TRANSLATE = [sys.executable, "-m", "translate"]
-UNTRANSLATED_FID = 236.4  # testA (horses, untranslated) against testB, measured with translate eval (issue 14)
+UNTRANSLATED_FID = 236.4  # testA (horses, untranslated) against testB, measured with translate eval
 ANCHORS = ("Published horse->zebra FID, at 256 px on the full schedule (CycleGAN 200 epochs, CUT 400, FastCUT 200), "
            "each with its own FID code: CycleGAN 77.2, CUT 45.5 (best epoch), FastCUT 73.4 (CUT paper); the reference's "
            "released CycleGAN 62.1 (OpenMMLab); CUT to its final epoch 62-68 (users' reruns).")

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from checkpoint_helpers import checkpoint_tensors
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -40,13 +41,6 @@ def unpaired(tmp_path_factory) -> Path:
     return make_unpaired_dataset(tmp_path_factory.mktemp("unpaired"), n=4, size=36)
 
 
-def _weights(run: Path) -> dict[str, torch.Tensor]:
-    state = read_checkpoint(run)
-    tensors = {f"{net}.{k}": v for net, sd in state["models"].items() for k, v in sd.items()}
-    for name, optimizer in state["optimizers"].items():
-        for index, slots in optimizer["state"].items():
-            tensors.update({f"opt.{name}.{index}.{k}": v for k, v in slots.items() if torch.is_tensor(v)})
-    return tensors
 
 
 # --- defaults and options ---------------------------------------------------------------------
@@ -165,7 +159,7 @@ def test_resume_is_exact_including_the_heads(task, unpaired, tmp_path):
     train(tiny_config(task, unpaired, tmp_path / "resumed", max_steps=3))
     state = read_checkpoint(tmp_path / "resumed")
     train(make_config(None, base=state["config"], overrides={"max_steps": 6}), resume_state=state)
-    a, b = _weights(tmp_path / "straight"), _weights(tmp_path / "resumed")
+    a, b = checkpoint_tensors(tmp_path / "straight"), checkpoint_tensors(tmp_path / "resumed")
     assert a.keys() == b.keys() and any(k.startswith("f.") for k in a) and any(k.startswith("opt.f.") for k in a)
     for key in a:
         assert torch.equal(a[key], b[key]), key

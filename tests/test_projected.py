@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from checkpoint_helpers import checkpoint_tensors
 from PIL import Image
 from safetensors.torch import load_file
 
@@ -160,13 +161,6 @@ def test_backbone_stays_frozen_and_out_of_checkpoints_and_weights(unpaired, tmp_
         assert not any("_blocks" in key for key in load_file(folder / "model.safetensors"))
 
 
-def _everything(run: Path) -> dict[str, torch.Tensor]:
-    state = read_checkpoint(run)
-    tensors = {f"{net}.{k}": v for net, sd in state["models"].items() for k, v in sd.items()}
-    for name, optimizer in state["optimizers"].items():
-        for index, slots in optimizer["state"].items():
-            tensors.update({f"opt.{name}.{index}.{k}": v for k, v in slots.items() if torch.is_tensor(v)})
-    return tensors
 
 
 def test_resume_is_bit_exact_with_the_projected_d_diffaugment_and_ema(unpaired, tmp_path):
@@ -175,7 +169,7 @@ def test_resume_is_bit_exact_with_the_projected_d_diffaugment_and_ema(unpaired, 
     train(_config("cut", unpaired, tmp_path / "resumed", max_steps=3, **options))
     state = read_checkpoint(tmp_path / "resumed")
     train(make_config(None, base=state["config"], overrides={"max_steps": 6}), resume_state=state)
-    a, b = _everything(tmp_path / "straight"), _everything(tmp_path / "resumed")
+    a, b = checkpoint_tensors(tmp_path / "straight"), checkpoint_tensors(tmp_path / "resumed")
     assert a.keys() == b.keys() and any(k.startswith("g_ema.") for k in a)
     assert any(k.startswith("d_b.projected.heads") for k in a)
     for key in a:
