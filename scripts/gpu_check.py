@@ -1,37 +1,19 @@
 """One-command GPU check: environment, matmul peak, training-step speed levers, DDP,
 inference backends and `convert`, as resumable steps that write JSON results and a markdown report.
 
-On a lent H100 / H200 (the device tool; ~15 minutes of device time, 600 s per command):
+On a machine with a CUDA GPU and the project installed:
 
-    run(command="PYTHONUNBUFFERED=1 python3 scripts/gpu_check.py --out /tmp/gpu_check --export $OUT "
-                "--resume-from .gpu_check/report.json", timeout_s=590, carry=[".whl", ".gpu_check"])
+    python scripts/gpu_check.py                       # results and report.md in gpu_check_out/
+    python scripts/gpu_check.py --out DIR --export EXPORT_DIR --resume-from OLD/report.json
 
-  - `python3` there is /opt/torch/.venv's Python 3.12 with torch 2.11 (cu130), torchvision, onnx, onnxruntime
-    (the CPU build: no CUDA or TensorRT provider), typer, pyyaml, safetensors, tensorboard, torchmetrics: all
-    that translate needs except kornia (and kornia_rs). Nothing can be downloaded there, so carry them as wheels
-    in `.whl/` (ignored by git; see "Bare machine" below). At start the script tries `import translate.training,
-    translate.deploy`; when that fails it installs the wheels of --wheels (default `<repo>/.whl`, offline, no
-    deps), then `pip install --no-deps --no-build-isolation -e <repo>` (a failure there is only logged: the
-    repository is put on PYTHONPATH anyway), or, without a wheel folder, `pip install -e <repo>` (a machine
-    that reaches PyPI), and re-executes itself once.
-  - Everything except the final files stays in --out (step results in `steps/`, scratch in `work/`), and at
-    most three files are copied to --export after every step: report.json (every step's result), report.md
-    and gpu_check.log. The device tool returns at most 8 files, and empties $OUT before each command, so
-    --out must not be $OUT.
+  - Everything except the final files stays in --out (step results in `steps/`, scratch in `work/`);
+    --export, when given, receives report.json, report.md and gpu_check.log after every step.
+  - Without the project installed, the script installs the wheels of --wheels (default `<repo>/.whl`,
+    offline, no deps) and the repository itself, then re-executes itself once.
   - Resuming: a rerun skips the steps whose result file exists in --out/steps (`--redo STEP` forces one;
-    steps that ended in "error" are retried). A fresh machine has no --out, so copy the returned report.json
-    into `.gpu_check/` here (in .git/info/exclude), carry it, and pass `--resume-from .gpu_check/report.json`:
-    its finished steps are taken as done (a missing file is only noted, so the same command serves the first
-    run). The whole run stops starting steps after --max-seconds (default 460); steps not started are
+    steps that ended in "error" are retried); `--resume-from report.json` takes a previous run's finished
+    steps as done. The run stops starting steps after --max-seconds (default 460); steps not started are
     listed as "not run" and a rerun does them.
-  - Bare machine: once, here (where pip reaches PyPI), in the repository root (7 MB of wheels):
-        echo /.whl/ >> .git/info/exclude; echo /.gpu_check/ >> .git/info/exclude
-        .venv/bin/python -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \\
-            --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .whl kornia==0.9.0 kornia_rs==0.2.0
-  - Time: the machine's start (a minute or two) plus at most --max-seconds and the imports (~8 minutes):
-    within 15 minutes of device time a full first call leaves too little for a second machine, so the
-    resume is for a call cut short (a machine lost, a step over its budget), and `--max-seconds 300` with
-    `--steps` splits the work over two calls when the budget allows.
 
 On any machine with a CUDA GPU: `python scripts/gpu_check.py` (results in gpu_check_out/). On the CPU:
 `python scripts/gpu_check.py --smoke --out /tmp/gpu_smoke` runs the same steps at tiny sizes (ngf 8, 32 px,
