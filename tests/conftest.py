@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from http_server import LoopbackServer
 
+from tests.helpers.http_server import LoopbackServer
 from translate.formats.weights import save_weights
 from translate.models import GeneratorConfig, build_generator
 
@@ -74,6 +74,6 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def loopback_server(tmp_path: Path):
-    """A `LoopbackServer` (tests/http_server.py) on 127.0.0.1 serving `tmp_path / "www"`."""
+    """A `LoopbackServer` (tests/helpers/http_server.py) on 127.0.0.1 serving `tmp_path / "www"`."""
     with LoopbackServer(tmp_path / "www") as server:
         yield server

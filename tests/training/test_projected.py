@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from checkpoint_helpers import checkpoint_tensors
 from PIL import Image
 from safetensors.torch import load_file
 
+from tests.helpers.checkpoints import checkpoint_tensors
 from translate.core.errors import InvalidCombinationError, InvalidValueError
 from translate.demo import make_unpaired_dataset
 from translate.models import DiscriminatorConfig, build_discriminator

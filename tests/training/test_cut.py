@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from checkpoint_helpers import checkpoint_tensors
 from PIL import Image
 from typer.testing import CliRunner
 
+from tests.helpers.checkpoints import checkpoint_tensors
 from translate import load
 from translate.cli import app
 from translate.core.errors import InvalidCombinationError, InvalidValueError

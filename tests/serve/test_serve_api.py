@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from serve_helpers import PLAIN_CPU, RunningServer, decoded, png_bytes
 
+from tests.helpers.serve import PLAIN_CPU, RunningServer, decoded, png_bytes
 from translate.core.images import to_uint8
 from translate.deploy.convert import convert_folder
 from translate.deploy.text_export import export_text_onnx

@@ -14,10 +14,10 @@ import time
 from pathlib import Path
 
 import pytest
-from serve_helpers import png_bytes
 from typer.testing import CliRunner
 
 import translate.serve.server
+from tests.helpers.serve import png_bytes
 from translate.cli import app
 from translate.core.errors import InvalidValueError, ParameterError
 from translate.serve.options import ModelSpec, ServeOptions, parse_model_spec, public_bind_warning

@@ -30,7 +30,7 @@ from translate.data import (
 )
 from translate.data.images import ImageTooLargeError, decode_image
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+SHARED = Path(__file__).resolve().parents[2].parent / "shared"
 MAPS = SHARED / "datasets" / "maps"
 
 

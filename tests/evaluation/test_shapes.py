@@ -27,7 +27,7 @@ from translate.evaluation.shapes import (
     render_shape,
 )
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 ALL_ATTRS = [
     {"shape": s, "color": c, "size": z, "position": p}
     for s, c, z, p in itertools.product(SHAPES, COLORS, SIZES, POSITIONS)

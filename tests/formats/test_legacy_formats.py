@@ -24,7 +24,7 @@ from translate.training import load_yaml_config, make_config, read_checkpoint, t
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
-FIXTURE = Path(__file__).parent / "fixtures" / "legacy_7ce1752"
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "legacy_7ce1752"
 RUN = FIXTURE / "cyclegan_run"
 ONNX = FIXTURE / "cyclegan_AtoB_uint8.onnx"
 ATOL = 1e-5

@@ -30,7 +30,7 @@ from translate.training.tasks.textcycle import (
 pytestmark = pytest.mark.usefixtures("single_thread")
 
 runner = CliRunner()
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TINY = {"ngf": 8, "ndf": 8, "text_dim": 16, "crop_size": 32, "load_size": 36, "n_layers_D": 2, "workers": 0,
         "device": "cpu", "log_every": 1, "sample_every": 2, "batch_size": 2}
 TINY_FLAGS = ["--ngf", "8", "--ndf", "8", "--text-dim", "16", "--crop-size", "32", "--load-size", "36",

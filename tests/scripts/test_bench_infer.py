@@ -15,7 +15,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from translate.models import GeneratorConfig, build_generator
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_infer.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "bench_infer.py"
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

@@ -15,7 +15,7 @@ from types import ModuleType
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "gpu_check.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "gpu_check.py"
 STEPS = ("env", "peak", "gradients", "inference", "convert", "ddp", "train-cyclegan", "train-pix2pix", "train-cut", "report")
 TRAIN_VARIANTS = {"reference", "channels_last", "compile", "adam_fused", "tf32", "cudnn_benchmark", "amp", "all"}
 

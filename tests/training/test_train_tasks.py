@@ -21,7 +21,7 @@ from translate.training import TABLE, Task, get_task, make_config, read_checkpoi
 from translate.training.tasks import TaskStep, build_step
 from translate.training.tasks.base import preprocess_config
 
-TRAINING = Path(__file__).resolve().parents[1] / "translate" / "training"
+TRAINING = Path(__file__).resolve().parents[2] / "translate" / "training"
 runner = CliRunner()
 
 

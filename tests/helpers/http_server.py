@@ -7,8 +7,8 @@
         download_file(server.url + "/a.zip", dest)
         assert server.requests[-1] == ("/a.zip", None)
 
-Only 127.0.0.1 is used (port 0: the system picks a free port). Import it as `from http_server import
-LoopbackServer` (pytest puts tests/ on sys.path) or take the `loopback_server` fixture (conftest.py).
+Only 127.0.0.1 is used (port 0: the system picks a free port). Import it as `from tests.helpers.http_server import
+LoopbackServer` (tests/ is a package) or take the `loopback_server` fixture (conftest.py).
 """
 
 from __future__ import annotations

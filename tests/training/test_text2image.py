@@ -114,7 +114,7 @@ def test_refit_matcher_script_widens_the_matcher_and_the_run_resumes(shapes, tmp
     settings = {**TINY, "data": str(shapes), "out": str(run), "pretrain_text_steps": 2, "lambda_match": 1.0}
     train(make_config("text2image", overrides={**settings, "max_steps": 3}))
     spec = importlib.util.spec_from_file_location("refit_matcher",
-                                                  Path(__file__).parents[1] / "scripts" / "refit_matcher.py")
+                                                  Path(__file__).resolve().parents[2] / "scripts" / "refit_matcher.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     monkeypatch.setattr(sys, "argv", ["refit_matcher.py", "--run", str(run), "--data", str(shapes), "--out",
@@ -209,7 +209,7 @@ def test_eval_prompts_are_unseen_in_training(shapes):
 
     from translate.text import normalize_text
 
-    spec = importlib.util.spec_from_file_location("eval_shapes", Path(__file__).parents[1] / "scripts" / "eval_shapes.py")
+    spec = importlib.util.spec_from_file_location("eval_shapes", Path(__file__).resolve().parents[2] / "scripts" / "eval_shapes.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     seen = module.training_captions(shapes)

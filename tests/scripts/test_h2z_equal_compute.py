@@ -11,7 +11,7 @@ from types import ModuleType
 import pytest
 from PIL import Image
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "h2z_equal_compute.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "h2z_equal_compute.py"
 
 
 @pytest.fixture(scope="module")

@@ -10,9 +10,9 @@ import onnxruntime as ort
 import pytest
 import torch
 from PIL import Image
-from serve_helpers import RunningServer, decoded
 from typer.testing import CliRunner
 
+from tests.helpers.serve import RunningServer, decoded
 from translate.cli import app
 from translate.core.errors import InvalidChoiceError
 from translate.deploy.export import PARITY_TOLERANCES, export_onnx

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from serve_helpers import RunningServer
 
+from tests.helpers.serve import RunningServer
 from translate.core.paths import BUNDLED_DIR
 from translate.serve.options import ModelSpec, ServeOptions
 
