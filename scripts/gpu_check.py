@@ -19,7 +19,7 @@ On any machine with a CUDA GPU: `python scripts/gpu_check.py` (results in gpu_ch
 `python scripts/gpu_check.py --smoke --out /tmp/gpu_smoke` runs the same steps at tiny sizes (ngf 8, 32 px,
 pix2pix unet_128 at 128 px, batch 1, two timed steps a variant, one torch thread, torch.compile on dynamo's
 "eager" backend, DDP through torchrun with one process beside the single-process run, ONNX Runtime's CPU
-provider, convert on 8 images) in ~35-50 s on two cores; tests/test_gpu_check.py runs it.
+provider, convert on 8 images) in ~35-50 s on two cores; tests/scripts/test_gpu_check.py runs it.
 
 Steps (run in this order: the bounded ones first, the compile-heavy training steps last):
   env            GPU(s), driver, CUDA, cuDNN, NCCL, torch, onnxruntime and its providers, TensorRT, CPU.

@@ -97,7 +97,7 @@ def check_channels_last(config: TrainConfig, device: torch.device) -> None:
     """Refuse channels_last where it computes wrong gradients: on the CPU, PyTorch (2.14 measured)
     returns wrong input gradients from an instance norm whose output feeds a convolution in
     channels-last layout: relative error ~1 against float64 with one image per batch, up to 2e-2
-    with two for some inputs, while the default layout stays within 1e-5 (tests/test_speed.py)."""
+    with two for some inputs, while the default layout stays within 1e-5 (tests/training/test_speed.py)."""
     if device.type == "cpu" and config.norm == "instance":
         raise InvalidCombinationError(
             'channels_last=True with norm="instance" on the CPU: PyTorch computes wrong gradients for an instance '
