@@ -2,16 +2,20 @@
 
 The shared data (reference checkpoints, datasets) lives beside the repository, at ../shared; tests
 that need it take the `shared_dir` / `reference_dir` fixtures and are skipped when it is absent.
+Generated training data, made once per session: `paired_data`, `unpaired_data` (read only); the tiny
+training settings that go with them are in tests/helpers/training.py (`tiny_config`, `tiny_flags`).
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
 
+from tests.helpers.datasets import snapshot, write_paired, write_unpaired
 from tests.helpers.http_server import LoopbackServer
 from translate.formats.weights import save_weights
 from translate.models import GeneratorConfig, build_generator
@@ -70,6 +74,27 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     architecture = GeneratorConfig(name="resnet_6blocks", ngf=8)
     return save_weights(build_generator(architecture), tmp_path_factory.mktemp("model") / "model", architecture,
                         direction="AtoB")
+
+
+def _unchanged(root: Path) -> Iterator[Path]:
+    """Yield `root`, then fail if a test wrote into it: session data is shared, copy it to change it."""
+    before = snapshot(root)
+    yield root
+    assert snapshot(root) == before, f"a test changed the shared data set {root}; copy it (shutil.copytree) first"
+
+
+@pytest.fixture(scope="session")
+def paired_data(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A paired data set for the whole session (tests/helpers/datasets.py): train/ 4 and test/ 5 A|B pairs
+    of 40 px blob images, B the recoloured A. Read only."""
+    yield from _unchanged(write_paired(tmp_path_factory.mktemp("paired") / "data", n_train=4, n_test=5, size=40))
+
+
+@pytest.fixture(scope="session")
+def unpaired_data(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """An unpaired data set for the whole session (tests/helpers/datasets.py): trainA/trainB 4 images each,
+    testA/testB 2 each, 40 px blobs, B recoloured and unaligned with A. Read only."""
+    yield from _unchanged(write_unpaired(tmp_path_factory.mktemp("unpaired") / "data", n=4, n_test=2, size=40))
 
 
 @pytest.fixture

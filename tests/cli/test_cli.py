@@ -7,29 +7,23 @@ import os
 import socket
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 from typer.testing import CliRunner
 
+from tests.helpers.datasets import write_paired
+from tests.helpers.training import tiny_flags
 from translate.cli import app
-from translate.demo import make_paired_dataset, make_unpaired_dataset
 from translate.training import read_checkpoint
 
 runner = CliRunner()
-TINY_FLAGS = ["--ngf", "8", "--ndf", "8", "--workers", "0", "--device", "cpu", "--load-size", "36",
-              "--crop-size", "32", "--netG", "resnet_6blocks", "--n-epochs", "1", "--n-epochs-decay", "1"]
+TINY_FLAGS = tiny_flags("cyclegan")
 
 
-@pytest.fixture(scope="module")
-def unpaired(tmp_path_factory) -> Path:
-    return make_unpaired_dataset(tmp_path_factory.mktemp("unpaired"), n=4, size=40)
-
-
-def test_train_resume_and_convert_through_the_cli(unpaired, tmp_path):
+def test_train_resume_and_convert_through_the_cli(unpaired_data, tmp_path):
     run = tmp_path / "run"
-    result = runner.invoke(app, ["train", "cyclegan", "--data", str(unpaired), "--out", str(run),
+    result = runner.invoke(app, ["train", "cyclegan", "--data", str(unpaired_data), "--out", str(run),
                                  "--max-steps", "3", *TINY_FLAGS])
     assert result.exit_code == 0, result.output
     assert "done: 3 steps" in result.output
@@ -40,15 +34,15 @@ def test_train_resume_and_convert_through_the_cli(unpaired, tmp_path):
     assert state["step"] == 5 and state["config"]["max_steps"] == 5
     assert state["config"]["ngf"] == 8  # saved options survive the resume
     out = tmp_path / "converted"
-    result = runner.invoke(app, ["convert", str(unpaired / "testA"), str(out), "--model", str(run),
+    result = runner.invoke(app, ["convert", str(unpaired_data / "testA"), str(out), "--model", str(run),
                                  "--direction", "BtoA", "--device", "cpu"])
     assert result.exit_code == 0, result.output
-    assert len(list(out.glob("*.png"))) == len(list((unpaired / "testA").glob("*.png")))
+    assert len(list(out.glob("*.png"))) == len(list((unpaired_data / "testA").glob("*.png")))
 
 
-def test_train_refuses_to_overwrite_a_run(unpaired, tmp_path):
+def test_train_refuses_to_overwrite_a_run(unpaired_data, tmp_path):
     run = tmp_path / "run"
-    args = ["train", "cyclegan", "--data", str(unpaired), "--out", str(run), "--max-steps", "1", *TINY_FLAGS]
+    args = ["train", "cyclegan", "--data", str(unpaired_data), "--out", str(run), "--max-steps", "1", *TINY_FLAGS]
     assert runner.invoke(app, args).exit_code == 0
     result = runner.invoke(app, args)
     assert result.exit_code == 2 and "--resume" in result.output
@@ -61,8 +55,8 @@ def test_train_refuses_to_overwrite_a_run(unpaired, tmp_path):
     (["--preprocess", "zoom"], "zoom"),
     (["--direction", "up"], "AtoB, BtoA"),
 ])
-def test_bad_option_values_fail_with_the_allowed_values(unpaired, tmp_path, flags, needle):
-    result = runner.invoke(app, ["train", "cyclegan", "--data", str(unpaired), "--out", str(tmp_path / "r"),
+def test_bad_option_values_fail_with_the_allowed_values(unpaired_data, tmp_path, flags, needle):
+    result = runner.invoke(app, ["train", "cyclegan", "--data", str(unpaired_data), "--out", str(tmp_path / "r"),
                                  *TINY_FLAGS, *flags])
     assert result.exit_code == 2, result.output
     assert needle in result.output
@@ -80,25 +74,25 @@ def test_train_needs_a_task_or_resume():
     assert result.exit_code == 2 and "--resume" in result.output
 
 
-def test_yaml_config_file(unpaired, tmp_path):
+def test_yaml_config_file(unpaired_data, tmp_path):
     config = tmp_path / "opts.yaml"
     config.write_text("lambda-A: 3.5\nmax_steps: 2\nngf: 16\n")
     run = tmp_path / "run"
-    result = runner.invoke(app, ["train", "cyclegan", "--data", str(unpaired), "--out", str(run),
+    result = runner.invoke(app, ["train", "cyclegan", "--data", str(unpaired_data), "--out", str(run),
                                  "--config", str(config), *TINY_FLAGS])  # --ngf 8 overrides the file
     assert result.exit_code == 0, result.output
     saved = read_checkpoint(run)["config"]
     assert (saved["lambda_A"], saved["max_steps"], saved["ngf"]) == (3.5, 2, 8)
 
 
-def test_convert_exits_1_when_a_file_fails(unpaired, tmp_path):
+def test_convert_exits_1_when_a_file_fails(unpaired_data, tmp_path):
     run = tmp_path / "run"
-    assert runner.invoke(app, ["train", "cyclegan", "--data", str(unpaired), "--out", str(run),
+    assert runner.invoke(app, ["train", "cyclegan", "--data", str(unpaired_data), "--out", str(run),
                                "--max-steps", "1", *TINY_FLAGS]).exit_code == 0
     source = tmp_path / "in"
     source.mkdir()
     (source / "broken.png").write_bytes(b"\x89PNG broken")
-    (source / "ok.png").write_bytes((unpaired / "testA" / "a0000.png").read_bytes())
+    (source / "ok.png").write_bytes(sorted((unpaired_data / "testA").glob("*.png"))[0].read_bytes())
     result = runner.invoke(app, ["convert", str(source), str(tmp_path / "out"), "--model", str(run), "--device", "cpu",
                                  "--precision", "fp32"])
     assert result.exit_code == 1
@@ -115,11 +109,11 @@ def test_convert_exits_1_when_a_file_fails(unpaired, tmp_path):
     (["--precision", "int4"], "--precision 'int4'"),
     (["--shard", "2/2"], "--shard '2/2'"),
 ])
-def test_convert_refuses_bad_choices_with_exit_2(unpaired, tmp_path, flags, needle):
+def test_convert_refuses_bad_choices_with_exit_2(unpaired_data, tmp_path, flags, needle):
     run = tmp_path / "run"
-    assert runner.invoke(app, ["train", "cyclegan", "--data", str(unpaired), "--out", str(run),
+    assert runner.invoke(app, ["train", "cyclegan", "--data", str(unpaired_data), "--out", str(run),
                                "--max-steps", "1", *TINY_FLAGS]).exit_code == 0
-    result = runner.invoke(app, ["convert", str(unpaired / "testA"), str(tmp_path / "out"), "--model", str(run),
+    result = runner.invoke(app, ["convert", str(unpaired_data / "testA"), str(tmp_path / "out"), "--model", str(run),
                                  "--direction", "AtoB", *flags])
     assert result.exit_code == 2, result.output
     assert needle in result.output
@@ -140,7 +134,7 @@ def _free_port() -> int:
 
 def test_two_process_ddp_run_on_cpu(tmp_path):
     """torchrun --nproc_per_node=2 with gloo: both ranks train in step, rank 0 alone writes."""
-    data = make_paired_dataset(tmp_path / "data", n_train=8, n_test=1, size=32)
+    data = write_paired(tmp_path / "data", n_train=8, n_test=1, size=32)
     run = tmp_path / "run"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",

@@ -45,6 +45,17 @@ def test_a_combination_error_writes_its_parameters_as_flags():
     assert error_message(error) == "--half needs --device cuda (got --device cpu)"
 
 
+def test_a_combination_error_writes_booleans_and_bare_identifiers_as_flags():
+    error = InvalidCombinationError("eval_every=1 cannot run with eval_fid=False; n_epochs plus n_epochs_decay",
+                                    "eval_every", "eval_fid", "n_epochs", "n_epochs_decay")
+    assert error_message(error) == "--eval-every 1 cannot run with --no-eval-fid; --n-epochs plus --n-epochs-decay"
+    # A parameter that is also an English word stays a word where it stands alone.
+    error = InvalidCombinationError('channels_last=True with norm="instance": an instance norm followed by '
+                                    "channels_last layers", "channels_last", "norm")
+    assert error_message(error) == ("--channels-last with --norm instance: an instance norm followed by "
+                                    "--channels-last layers")
+
+
 def test_a_combination_error_leaves_other_names_alone():
     error = InvalidCombinationError("fmt='jpg' with io=uint8 and model_precision=fp16 (file_fmt=png)", "fmt",
                                     "precision")

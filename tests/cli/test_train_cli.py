@@ -9,7 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from translate.cli import app
-from translate.cli.train import combination_for_flags, flag_of, task_named_by
+from translate.cli.common import error_message, flag_of
+from translate.cli.train import task_named_by
 from translate.core.errors import InvalidCombinationError, InvalidValueError
 from translate.training import TrainResult, make_config
 
@@ -195,4 +196,4 @@ def test_flag_forms_of_typed_errors():
         "--crop-size 100: expected a multiple of 4")
     error = InvalidCombinationError("n_epochs plus n_epochs_decay must be at least 1, got 0", "n_epochs",
                                     "n_epochs_decay")
-    assert combination_for_flags(error) == "--n-epochs plus --n-epochs-decay must be at least 1, got 0"
+    assert error_message(error) == "--n-epochs plus --n-epochs-decay must be at least 1, got 0"

@@ -38,7 +38,7 @@ def test_cpu_features_can_be_reported_either_way(value: str, monkeypatch: pytest
     monkeypatch.setenv("TRANSLATE_CPU_VNNI", value)
     expected = value == "1"
     assert device.cpu_has_native_bf16() is expected and device.cpu_has_vnni() is expected
-    caps = device.capabilities()
+    caps = device.detect_capabilities()
     assert (caps.cpu_native_bf16, caps.cpu_vnni) == (expected, expected)
 
 

@@ -96,7 +96,7 @@ def test_bundled_shapes_model_draws_the_colour_position_and_size_asked():
     assert config["kind"] == "text2image" and config["dtype"] == "float16"
     assert (folder / "model.safetensors").stat().st_size < 10e6
     card = (folder / "README.md").read_text()
-    for needle in ("colour", "position", "held-out", "steps", "refit_matcher"):
+    for needle in ("colour", "position", "held-out", "steps", "refit-matcher"):
         assert needle in card
     rng = np.random.default_rng(0)
     prompts = [make_caption({"shape": str(rng.choice(SHAPES)), "color": colour, "size": str(rng.choice(SIZES)),

@@ -14,6 +14,7 @@ from translate.core.device import Capabilities
 from translate.core.errors import InvalidChoiceError, InvalidCombinationError
 from translate.deploy import backends
 from translate.deploy.backends import choose_backend, make_backend, resolve_precision, resolve_providers
+from translate.formats.locator import locate
 
 # The auto rules pick different paths on different CPUs: CI runs these with bf16 reported both ways.
 pytestmark = pytest.mark.selection
@@ -135,21 +136,22 @@ def test_bad_choices_are_refused_first_on_every_machine(model_dir, caps, kwargs,
     ("onnxruntime", "fp32", 1e-4), ("onnxruntime", "fp16", 2e-2), ("torch", "bf16", 0.1), ("torch", "fp32", 0.0)])
 def test_every_backend_agrees_with_torch_fp32(model_dir, backend, precision, tolerance):
     reference = make_backend(model_dir, backend="torch", precision="fp32", device="cpu")
-    runner = make_backend(model_dir, backend=backend, precision=precision, device="cpu")
-    assert runner.precision == precision and runner.name == backend
+    candidate = make_backend(model_dir, backend=backend, precision=precision, device="cpu")
+    assert candidate.precision == precision and candidate.name == backend
     x = torch.rand(2, 3, 32, 48) * 2 - 1
-    got = runner(x)
+    got = candidate(x)
     assert got.dtype == torch.float32 and got.shape == (2, 3, 32, 48)
     assert (got - reference(x)).abs().max().item() <= tolerance
 
 
 def test_onnx_copies_are_cached_by_checksum_and_precision(model_dir, onnx_cache):
-    first = backends.onnx_copy(model_dir, direction=None, precision="fp32")
+    source = locate(model_dir)
+    first = backends.onnx_copy(source, direction=None, precision="fp32")
     assert first.is_file() and first.parent.parent == onnx_cache
     mtime = first.stat().st_mtime_ns
-    assert backends.onnx_copy(model_dir, direction=None, precision="fp32") == first
+    assert backends.onnx_copy(source, direction=None, precision="fp32") == first
     assert first.stat().st_mtime_ns == mtime  # reused, not exported again
-    assert backends.onnx_copy(model_dir, direction=None, precision="fp16") != first
+    assert backends.onnx_copy(source, direction=None, precision="fp16") != first
 
 
 def test_an_onnx_file_runs_at_its_own_precision(model_dir, tmp_path):
@@ -173,9 +175,10 @@ def _cuda_provider_usable() -> bool:
 @pytest.mark.parametrize("precision, tolerance", [("fp32", 1e-3), ("fp16", 3e-2)])
 def test_cuda_io_binding_keeps_tensors_on_the_gpu_and_agrees(model_dir, precision, tolerance):
     reference = make_backend(model_dir, backend="torch", precision="fp32", device="cpu")
-    runner = make_backend(model_dir, backend="onnxruntime", precision=precision, device="cuda")
-    assert runner.provider in ("CUDAExecutionProvider", "TensorrtExecutionProvider") and runner.io_binding
+    ort_backend = make_backend(model_dir, backend="onnxruntime", precision=precision, device="cuda")
+    assert ort_backend.provider in ("CUDAExecutionProvider", "TensorrtExecutionProvider")
+    assert ort_backend.io_binding
     x = torch.rand(3, 3, 64, 96) * 2 - 1
-    got = runner(x.cuda())
+    got = ort_backend(x.cuda())
     assert got.is_cuda and got.shape == (3, 3, 64, 96)
     assert (got.cpu() - reference(x)).abs().max().item() <= tolerance  # TF32 convolutions on the GPU

@@ -9,8 +9,10 @@ import pytest
 import torch
 from PIL import Image
 
+from translate.core.errors import InvalidChoiceError, InvalidValueError
 from translate.deploy.convert import convert_folder
 from translate.deploy.inference import pad_to_multiple, translate_tensor
+from translate.formats import locator
 from translate.formats.weights import save_weights
 from translate.models import GeneratorConfig, build_generator
 
@@ -138,12 +140,35 @@ def test_unet_model_and_channel_counts(tmp_path):
 
 @pytest.mark.parametrize("kwargs, error, needle", [
     ({"fmt": "gif"}, ValueError, "png, jpg, webp"),
-    ({"batch_size": 0}, ValueError, "batch_size=0: expected an integer >= 1"),
+    ({"batch_size": 0}, ValueError, "batch_size=0: expected a positive integer"),
 ])
 def test_bad_arguments(model_dir, tmp_path, kwargs, error, needle):
     _write(tmp_path / "in" / "x.png", (16, 16))
     with pytest.raises(error, match=needle):
         convert_folder(tmp_path / "in", tmp_path / "out", model_dir, precision="fp32", device="cpu", **kwargs)
+
+
+@pytest.mark.parametrize("kwargs, error, parameter, message", [
+    ({"precision": "int9"}, InvalidChoiceError, "precision", "precision='int9' is not one of auto, fp32, fp16, bf16, int8"),
+    ({"backend": "tf"}, InvalidChoiceError, "backend", "backend='tf' is not one of auto, onnxruntime, torch"),
+    ({"device": "tpu"}, InvalidChoiceError, "device", "device='tpu' is not one of auto, cpu, cuda, mps"),
+    ({"direction": "AtoC"}, InvalidChoiceError, "direction", "direction='AtoC' is not one of AtoB, BtoA"),
+    ({"png_compression": 10}, InvalidValueError, "png_compression", "png_compression=10: expected an integer in 0..9"),
+    ({"resize": 0}, InvalidValueError, "resize", "resize=0: expected N (shorter side, aspect kept)"),
+    ({"shard": (2, 2)}, InvalidValueError, "shard", "shard=(2, 2): expected I/N with 0 <= I < N"),
+    ({"tile": 0}, InvalidValueError, "tile", "tile=0: expected a positive integer or None"),
+])
+def test_a_bad_option_is_refused_in_python_terms_before_any_work(tmp_path, kwargs, error, parameter, message):
+    """Checked from the option's declaration before the model or the folders are looked at."""
+    with pytest.raises(error) as caught:
+        convert_folder(tmp_path / "missing", tmp_path / "out", "no_such_model", **kwargs)
+    assert caught.value.parameter == parameter and str(caught.value).startswith(message)
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_unknown_keyword_is_a_type_error(tmp_path):
+    with pytest.raises(TypeError, match="colour"):
+        convert_folder(tmp_path / "missing", tmp_path / "out", "no_such_model", colour="red")
 
 
 def test_output_inside_input_and_missing_input_are_refused(model_dir, tmp_path):
@@ -211,6 +236,19 @@ def test_resize(model_dir, tmp_path, resize, size):
     assert Image.open(tmp_path / "out" / "x.png").size == size
 
 
+def test_suffix_names_the_outputs_and_a_rerun_finds_them(model_dir, tmp_path):
+    _write(tmp_path / "in" / "a.png", (16, 16))
+    _write(tmp_path / "in" / "a.jpg", (16, 16))
+    _write(tmp_path / "in" / "sub" / "b.png", (16, 16))
+    summary = convert_folder(tmp_path / "in", tmp_path / "out", model_dir, suffix="_map", **_torch())
+    written = sorted(p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*.png"))
+    assert written == ["a_jpg_map.png", "a_png_map.png", "sub/b_map.png"] and len(summary.converted) == 3
+    again = convert_folder(tmp_path / "in", tmp_path / "out", model_dir, suffix="_map", **_torch())
+    assert len(again.skipped) == 3 and not again.converted
+    with pytest.raises(InvalidValueError, match="suffix='x/y': expected text without /"):
+        convert_folder(tmp_path / "in", tmp_path / "out", model_dir, suffix="x/y", **_torch())
+
+
 def test_tiled_conversion_keeps_the_size(model_dir, tmp_path):
     _write(tmp_path / "in" / "x.png", (70, 50))
     summary = convert_folder(tmp_path / "in", tmp_path / "out", model_dir, tile=32, overlap=8, **_torch())
@@ -241,8 +279,8 @@ def test_bad_shard_is_refused(model_dir, tmp_path, shard):
 
 
 @pytest.mark.parametrize("kwargs, needle", [
-    ({"tile": 30, "overlap": 2}, "tile=30: expected a positive multiple of the model's size multiple 4; the nearest is 32"),
-    ({"tile": 32, "overlap": 16}, "overlap=16: expected an integer in 0..15 for tile=32"),
+    ({"tile": 30, "overlap": 2}, "tile=30: expected a positive multiple of the model's size multiple 4; the nearest is 28"),
+    ({"tile": 32, "overlap": 16}, "overlap=16: expected an integer in 0..15 for tile=32; the nearest is 15"),
     ({"resize": "big"}, "resize='big'"),
     ({"quality": 0}, "quality=0"),
     ({"workers": 0}, "workers=0"),
@@ -304,10 +342,26 @@ def test_onnxruntime_is_the_default_backend_and_matches_torch(model_dir, tmp_pat
     _write(tmp_path / "in" / "x.png", (30, 22))
     torch_run = convert_folder(tmp_path / "in", tmp_path / "torch", model_dir, **_torch())
     default = convert_folder(tmp_path / "in", tmp_path / "ort", model_dir, precision="fp32", device="cpu")
-    assert default.backend == "onnxruntime fp32 on CPUExecutionProvider"
+    assert default.backend_description == "onnxruntime fp32 on CPUExecutionProvider"
     a = np.array(Image.open(tmp_path / "torch" / "x.png"), dtype=int)
     b = np.array(Image.open(tmp_path / "ort" / "x.png"), dtype=int)
-    assert torch_run.backend == "torch fp32 on cpu" and np.abs(a - b).max() <= 1
+    assert torch_run.backend_description == "torch fp32 on cpu" and np.abs(a - b).max() <= 1
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
+def test_a_conversion_locates_its_model_once(tmp_path, monkeypatch, backend):
+    # Fresh weights, so that the ONNX Runtime conversion also exports (no cached copy to reuse).
+    torch.manual_seed(len(backend))
+    architecture = GeneratorConfig(name="resnet_6blocks", ngf=8)
+    model = save_weights(build_generator(architecture), tmp_path / "model", architecture, direction="AtoB")
+    _write(tmp_path / "in" / "x.png", (16, 16))
+    resolved = []
+    resolve_path = locator.resolve_path
+    monkeypatch.setattr(locator, "resolve_path", lambda name: resolved.append(name) or resolve_path(name))
+    summary = convert_folder(tmp_path / "in", tmp_path / "out", model, backend=backend, precision="fp32",
+                             device="cpu")
+    assert summary.backend_description.startswith(backend) and len(summary.converted) == 1
+    assert resolved == [model]
 
 
 def test_killed_run_leaves_no_partial_file_and_a_rerun_finishes(model_dir, tmp_path):

@@ -90,7 +90,7 @@ def test_convert_reports_the_int8_path(model_dir, images, tmp_path, monkeypatch)
     monkeypatch.setattr(quantize, "MIN_PSNR_DB", 0.0)
     summary = convert_folder(images[0].parent, tmp_path / "out", model_dir, precision="int8", device="cpu")
     assert summary.precision == "int8" and len(summary.converted) == 6
-    assert "onnxruntime int8 on CPUExecutionProvider" in summary.backend
+    assert "onnxruntime int8 on CPUExecutionProvider" in summary.backend_description
 
 
 @pytest.mark.slow

@@ -18,9 +18,11 @@ from typer.testing import CliRunner
 
 from translate.cli import app
 from translate.deploy import export as export_module
+from translate.deploy.backends import OrtTextBackend, TorchTextBackend, make_text_backend
 from translate.deploy.convert import convert_folder
 from translate.deploy.export import ExportParityError, export_onnx, read_onnx_metadata
 from translate.deploy.text_export import OnnxTextModel, TextParityCase, encoder_file_path, export_text_onnx
+from translate.formats import locator
 from translate.models.conditioned import TextResnetGenerator, TextToImageGenerator
 from translate.text import ByteTextEncoder, TextEncoder
 from translate.text import encoders as encoders_module
@@ -272,15 +274,34 @@ def _pixels(folder: Path) -> dict[str, np.ndarray]:
     return {p.name: np.asarray(Image.open(p)).astype(int) for p in sorted(folder.glob("*.png"))}
 
 
-def test_convert_with_a_prompt_torch_and_onnxruntime_agree(textcycle, textcycle_onnx, tmp_path):
+@pytest.mark.parametrize("backend, expected_class", [("torch", TorchTextBackend), ("onnxruntime", OrtTextBackend)])
+def test_text_backends_with_and_without_a_fixed_prompt_agree(textcycle_onnx, textcycle, backend, expected_class):
+    model = textcycle if backend == "torch" else textcycle_onnx
+    per_request = make_text_backend(model, backend=backend, device="cpu")
+    fixed = make_text_backend(model, prompt="map", backend=backend, device="cpu")
+    assert type(per_request) is expected_class and per_request.name == backend
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    rows = per_request.text_rows(["map", "map"])
+    torch.testing.assert_close(per_request.run_rows(x, rows), fixed(x), atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="without a prompt"):
+        per_request(x)
+
+
+def test_convert_with_a_prompt_torch_and_onnxruntime_agree(textcycle, textcycle_onnx, tmp_path, monkeypatch):
     source = _images(tmp_path / "in")
     outputs = {}
+    resolved = []
+    resolve_path = locator.resolve_path
+    monkeypatch.setattr(locator, "resolve_path", lambda name: resolved.append(name) or resolve_path(name))
     for name, model, backend in [("torch", textcycle, "torch"), ("ort_folder", textcycle, "onnxruntime"),
                                  ("ort_file", textcycle_onnx, "onnxruntime")]:
+        resolved.clear()
         summary = convert_folder(source, tmp_path / name, model, backend=backend, prompt="map", workers=1,
                                  batch_size=2)
+        assert resolved == [model]  # located once, then passed down (export and sessions included)
         assert len(summary.converted) == 3 and not summary.failed
-        assert summary.backend.startswith(backend) and summary.backend.endswith("prompt 'map'")
+        assert summary.backend_description.startswith(backend)
+        assert summary.backend_description.endswith("prompt 'map'")
         assert json.loads(summary.report.read_text())["prompt"] == "map"
         outputs[name] = _pixels(tmp_path / name)
     for name in ("ort_folder", "ort_file"):

@@ -6,7 +6,8 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from translate.deploy.tiling import tile_grid, translate_tiled
+from translate.core.errors import InvalidValueError
+from translate.deploy.tiling import check_tile, pad_end, tile_grid, translate_tiled
 from translate.models import GeneratorConfig, build_generator
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -224,22 +225,47 @@ def test_blending_hides_seams(seed: int) -> None:
 # errors
 
 
-@pytest.mark.parametrize("tile, multiple, match", [
-    (100, 64, "tile 100 is not a multiple of 64.*tile=128"),
-    (70, 64, "tile 70 is not a multiple of 64.*tile=64"),
-    (2, 4, "tile 2 is not a multiple of 4.*tile=4"),
-    (0, 4, "tile must be a positive integer, got 0"),
-    (64, 0, "multiple must be a positive integer, got 0"),
+@pytest.mark.parametrize("tile, multiple, nearest", [
+    (100, 64, 128), (70, 64, 64), (2, 4, 4), (0, 4, 4), (-8, 4, 4),
+    (6, 4, 4), (10, 4, 8),  # halfway: the smaller tile, which needs less memory
 ])
-def test_bad_tile_raises(tile: int, multiple: int, match: str) -> None:
-    with pytest.raises(ValueError, match=match):
+def test_bad_tile_names_the_nearest_multiple(tile: int, multiple: int, nearest: int) -> None:
+    with pytest.raises(InvalidValueError) as error:
         translate_tiled(lambda t: t, torch.zeros(1, 3, 80, 80), tile=tile, overlap=0, multiple=multiple)
+    assert (error.value.parameter, error.value.value) == ("tile", tile)
+    assert str(error.value) == (f"tile={tile}: expected a positive multiple of the model's size multiple "
+                                f"{multiple}; the nearest is {nearest}")
 
 
-@pytest.mark.parametrize("overlap", [-1, 32, 64, 100])
-def test_bad_overlap_raises(overlap: int) -> None:
-    with pytest.raises(ValueError, match=rf"overlap .*\[0, 32\).*got {overlap}; try overlap=8"):
+def test_bad_multiple_raises() -> None:
+    with pytest.raises(InvalidValueError, match="multiple=0: expected a positive integer"):
+        check_tile(64, 0, 0)
+
+
+@pytest.mark.parametrize("overlap, nearest", [(-1, 0), (32, 31), (64, 31), (100, 31), (1.5, 0)])
+def test_bad_overlap_names_the_nearest_overlap(overlap: int, nearest: int) -> None:
+    with pytest.raises(InvalidValueError) as error:
         translate_tiled(lambda t: t, torch.zeros(1, 3, 80, 80), tile=64, overlap=overlap, multiple=4)
+    assert (error.value.parameter, error.value.value) == ("overlap", overlap)
+    assert str(error.value).startswith(f"overlap={overlap!r}: expected an integer in 0..31 for tile=64; "
+                                       f"the nearest is {nearest}")
+
+
+def test_check_tile_accepts_the_limits() -> None:
+    check_tile(64, 31, 4)  # the largest overlap
+    check_tile(1, 0, 1)  # the smallest tile, without overlap
+    with pytest.raises(InvalidValueError, match="tile=1.0: expected a positive integer; the nearest is 1"):
+        check_tile(1.0, 0, 1)  # type: ignore[arg-type]
+
+
+def test_pad_end_reflects_per_axis_and_repeats_where_it_cannot() -> None:
+    x = torch.arange(3 * 10, dtype=torch.float).reshape(1, 1, 3, 10)  # a strip: 3 rows, 10 columns
+    padded = pad_end(x, 8, 12)
+    assert padded.shape == (1, 1, 8, 12)
+    assert torch.equal(padded[..., :3, :10], x)
+    assert torch.equal(padded[..., :3, 10:], x[..., [8, 7]])  # 2 < 10 columns: reflected
+    assert torch.equal(padded[..., 3:, :10], x[..., 2:3, :].expand(-1, -1, 5, -1))  # 5 >= 3 rows: repeated
+    assert pad_end(x, 3, 10) is x
 
 
 @pytest.mark.parametrize("x, match", [
@@ -254,7 +280,7 @@ def test_bad_input_raises(x: Tensor, match: str) -> None:
 
 
 def test_bad_max_batch_raises() -> None:
-    with pytest.raises(ValueError, match="max_batch must be a positive integer, got 0"):
+    with pytest.raises(InvalidValueError, match="max_batch=0: expected a positive integer"):
         translate_tiled(lambda t: t, torch.zeros(1, 3, 80, 80), tile=64, overlap=16, multiple=4, max_batch=0)
 
 

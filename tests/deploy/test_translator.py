@@ -46,7 +46,7 @@ def test_grayscale_and_rgba_inputs_are_converted_to_the_model_channels(model_dir
 @pytest.mark.parametrize("io", ["float", "uint8"])
 def test_onnx_model_matches_the_pytorch_model(model_dir, onnx_files, io):
     torch_t, onnx_t = Translator(model_dir, device="cpu"), Translator(onnx_files[io])
-    assert onnx_t.backend == "onnxruntime" and onnx_t.size_multiple == 4
+    assert onnx_t.backend_name == "onnxruntime" and onnx_t.size_multiple == 4
     array = np.random.default_rng(1).integers(0, 256, (2, 30, 41, 3), dtype=np.uint8)
     difference = np.abs(torch_t(array).astype(int) - onnx_t(array).astype(int))
     assert difference.max() <= 1

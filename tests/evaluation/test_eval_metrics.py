@@ -11,7 +11,11 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
+from tests.helpers.training import tiny_config
 from translate.cli import app
+from translate.data.images import to_uint8_tensor
+from translate.evaluation.aligned_split import split_aligned
+from translate.evaluation.best_checkpoint import best_report
 from translate.evaluation.metrics import (
     DistributionScores,
     PairedScores,
@@ -20,7 +24,7 @@ from translate.evaluation.metrics import (
     pair_files,
     paired_metrics,
 )
-from translate.evaluation.paired_data import split_aligned
+from translate.training import train
 
 runner = CliRunner()
 
@@ -201,9 +205,23 @@ def test_cli_eval_model_translates_an_aligned_split(tmp_path):
     assert sorted(p.name for p in (tmp_path / "ev" / "output").glob("*.png")) == ["1.png", "2.png"]
 
 
-def test_best_report_direction_and_refusals():
-    from translate.evaluation.paired_data import best_report
+def test_cli_eval_baseline_scores_the_untranslated_inputs(model_dir, paired_data, tmp_path):
+    result = runner.invoke(app, ["eval", "--model", str(model_dir), "--data", str(paired_data), "--phase", "test",
+                                 "--limit", "2", "--out", str(tmp_path / "ev"), "--no-fid", "--no-lpips", "--baseline",
+                                 "--json", str(tmp_path / "r.json")])
+    assert result.exit_code == 0, result.output
+    model, baseline = json.loads((tmp_path / "r.json").read_text())["reports"]
+    assert model["fake"] == str(tmp_path / "ev" / "output") and baseline["model"] == "untranslated input"
+    inputs, targets = (torch.stack([to_uint8_tensor(Image.open(path).convert("RGB"))
+                                    for path in sorted((tmp_path / "ev" / name).glob("*.png"))])
+                       for name in ("input", "target"))
+    assert baseline["n_pairs"] == 2 and baseline["l1"] == pytest.approx(float(paired_metrics(inputs, targets)["l1"].mean()))
+    result = runner.invoke(app, ["eval", "--real", str(tmp_path / "ev" / "target"), "--fake", str(tmp_path / "ev" / "input"),
+                                 "--baseline"])
+    assert result.exit_code == 2 and "--baseline goes with --model and --data" in result.output
 
+
+def test_best_report_direction_and_refusals():
     reports = [{"model": "a", "l1": 3.0, "psnr": 20.0}, {"model": "b", "l1": 2.0, "psnr": 18.0}]
     assert best_report(reports, "l1")["model"] == "b" and best_report(reports, "psnr")["model"] == "a"
     with pytest.raises(ValueError, match="metric must be one of .*got 'speed'"):
@@ -212,23 +230,18 @@ def test_best_report_direction_and_refusals():
         best_report(reports, "fid")
 
 
-def test_cli_eval_scores_every_checkpoint_of_a_run_and_names_the_best(tmp_path):
-    from translate.demo import make_paired_dataset
-    from translate.training import make_config, train
-
-    data = make_paired_dataset(tmp_path / "data", n_train=2, n_test=2, size=32)
+def test_cli_eval_scores_every_checkpoint_of_a_run_and_names_the_best(paired_data, tmp_path):
     run = tmp_path / "run"
-    train(make_config("pix2pix", overrides={"data": str(data), "out": str(run), "ngf": 4, "ndf": 4, "netG": "resnet_6blocks",
-                                            "load_size": 32, "crop_size": 32, "n_epochs": 1, "n_epochs_decay": 1,
-                                            "save_epoch_freq": 1, "workers": 0, "device": "cpu", "batch_size": 2}))
-    result = runner.invoke(app, ["eval", "--model", str(run), "--data", str(data), "--phase", "test", "--all-checkpoints",
-                                 "--no-fid", "--out", str(tmp_path / "ev"), "--json", str(tmp_path / "r.json")])
+    train(tiny_config("pix2pix", data=paired_data, out=run, ngf=4, ndf=4, save_epoch_freq=1, batch_size=2))
+    result = runner.invoke(app, ["eval", "--model", str(run), "--data", str(paired_data), "--phase", "test",
+                                 "--all-checkpoints", "--no-fid", "--out", str(tmp_path / "ev"),
+                                 "--json", str(tmp_path / "r.json")])
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "r.json").read_text())
     assert [Path(r["model"]).name for r in report["reports"]] == ["epoch_0001.pt", "epoch_0002.pt"]
     assert report["best_by"] == "l1" and report["best"] == min(report["reports"], key=lambda r: r["l1"])["model"]
     assert "best checkpoint by l1" in result.output and "epoch_0002.pt" in result.output
-    result = runner.invoke(app, ["eval", "--model", str(tmp_path / "data"), "--data", str(data), "--all-checkpoints",
+    result = runner.invoke(app, ["eval", "--model", str(paired_data), "--data", str(paired_data), "--all-checkpoints",
                                  "--no-fid"])
     assert result.exit_code == 2 and "is a directory without config.json" in result.output
 

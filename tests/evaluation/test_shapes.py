@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
 import json
 from pathlib import Path
@@ -10,7 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from typer.testing import CliRunner
 
+from translate.cli import app
 from translate.data.captions import read_captions
 from translate.data.images import load_image
 from translate.evaluation.shapes import (
@@ -27,18 +28,11 @@ from translate.evaluation.shapes import (
     render_shape,
 )
 
-REPO = Path(__file__).resolve().parents[2]
+runner = CliRunner()
 ALL_ATTRS = [
     {"shape": s, "color": c, "size": z, "position": p}
     for s, c, z, p in itertools.product(SHAPES, COLORS, SIZES, POSITIONS)
 ]
-
-
-def _script_main():
-    spec = importlib.util.spec_from_file_location("make_shapes", REPO / "scripts" / "make_shapes.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
 
 
 def _render(attrs: dict[str, str], image_size: int, rng: np.random.Generator):
@@ -170,10 +164,12 @@ def test_conditioning_accuracy_counts_mismatches() -> None:
 # --- the data set on disk --------------------------------------------------------------------------
 
 
-def test_make_shapes_script_end_to_end(tmp_path: Path) -> None:
-    main = _script_main()
+def test_data_make_shapes_command_end_to_end(tmp_path: Path) -> None:
     out = tmp_path / "shapes"
-    assert main(["--out", str(out), "--n", "20", "--size", "32", "--seed", "0"]) == 0
+    args = ["data", "make-shapes", "--out", str(out), "--n", "20", "--size", "32", "--seed", "0"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "wrote 18 train and 2 val images" in result.output
     train, val = sorted((out / "train").glob("*.png")), sorted((out / "val").glob("*.png"))
     assert (len(train), len(val)) == (18, 2)
     assert load_image(train[0]).size == (32, 32)
@@ -191,7 +187,10 @@ def test_make_shapes_script_end_to_end(tmp_path: Path) -> None:
                 expected["color"], expected["position"], expected["size"],
             )
     # A second run must not overwrite the data set.
-    assert main(["--out", str(out), "--n", "20", "--size", "32", "--seed", "0"]) == 2
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and "already exists" in result.output
+    result = runner.invoke(app, ["data", "make-shapes", "--out", str(tmp_path / "small"), "--n", "4", "--size", "16"])
+    assert result.exit_code == 2 and "size must be at least 32" in result.output
 
 
 def test_make_shapes_dataset_deterministic(tmp_path: Path) -> None:

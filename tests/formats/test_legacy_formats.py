@@ -1,7 +1,7 @@
 """Files written by release 7ce1752 still load, give the same outputs and resume training.
 
 The fixture (tests/fixtures/legacy_7ce1752/) was written by that release's own command line and
-Python API with `scripts/make_legacy_fixtures.py --checkout <worktree of 7ce1752>`; its
+Python API with `python -m scripts.dev.make_legacy_fixtures --checkout <worktree of 7ce1752>`; its
 expected.safetensors holds what the old code computed on fixed inputs (see manifest.json).
 """
 
@@ -70,7 +70,7 @@ def test_uint8_onnx_export_runs_through_translator(expected):
     assert (source.form, source.kind, source.directions) == ("onnx", "generator", ("AtoB",))
     assert source.config()["io"] == "uint8"
     translator = translate.Translator(ONNX, device="cpu")
-    assert translator.backend == "onnxruntime"
+    assert translator.backend_name == "onnxruntime"
     images = expected["input_32"].permute(0, 2, 3, 1).numpy()
     out = translator(images)
     assert out.dtype == np.uint8

@@ -1,39 +1,26 @@
-"""Smoke test of scripts/bench_infer.py: a tiny run end to end, checking the JSON it writes."""
+"""Smoke test of `python -m scripts.bench.infer`: tiny runs end to end, checking the JSON they write."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from scripts.bench import infer, infer_grid, infer_side_by_side
+from scripts.bench.common import write_jpegs
 from translate.models import GeneratorConfig, build_generator
-
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "bench_infer.py"
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
 
-def load_script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_infer", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_tiny_run_writes_positive_throughputs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    bench = load_script()
     out = tmp_path / "bench.json"
     # unet_256 cannot run 64 px: it must be listed as skipped, not fail the run.
-    bench.main(["--device", "cpu", "--ngf", "8", "--archs", "resnet_9blocks", "unet_256", "--sizes", "64",
+    infer.main(["--device", "cpu", "--ngf", "8", "--archs", "resnet_9blocks", "unet_256", "--sizes", "64",
                 "--batches", "1", "--repeats", "1", "--n-images", "4", "--e2e-size", "64", "--e2e-batch", "1",
                 "--workers", "1", "--precisions", "torch-fp32", "onnxruntime-fp32", "--json", str(out)])
     result = json.loads(out.read_text())
@@ -57,16 +44,14 @@ def test_tiny_run_writes_positive_throughputs(tmp_path: Path, capsys: pytest.Cap
 
 
 def test_unknown_variant_is_refused() -> None:
-    bench = load_script()
     with pytest.raises(ValueError, match="torch-int8"):
-        bench.split_variant("torch-int8")
+        infer_grid.split_variant("torch-int8")
 
 
 def test_compare_convert_times_archs_side_by_side(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    bench = load_script()
-    bench.write_jpegs(tmp_path / "images", 3, 32, seed=0)
+    write_jpegs(tmp_path / "images", 3, 32, seed=0)
     out = tmp_path / "bench.json"
-    bench.main(["--compare-convert", "--device", "cpu", "--ngf", "8", "--archs", "resnet_9blocks",
+    infer.main(["--compare-convert", "--device", "cpu", "--ngf", "8", "--archs", "resnet_9blocks",
                 "mobile_resnet_9blocks", "--e2e-images", str(tmp_path / "images"), "--n-images", "2", "--e2e-size",
                 "32", "--e2e-batch", "1", "--workers", "1", "--repeats", "2", "--precisions", "torch-fp32",
                 "--json", str(out)])
@@ -81,7 +66,7 @@ def test_compare_convert_times_archs_side_by_side(tmp_path: Path, capsys: pytest
 
 
 def test_conv_macs_agree_with_torch_flop_counter() -> None:
-    conv_macs = load_script().side_by_side.conv_macs
+    conv_macs = infer_side_by_side.conv_macs
     for name in ("resnet_6blocks", "mobile_resnet_9blocks"):  # convolutions, transposed and depthwise ones
         net = build_generator(GeneratorConfig(name=name, ngf=4), init=False)
         with FlopCounterMode(display=False) as counter, torch.no_grad():

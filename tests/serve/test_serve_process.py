@@ -34,9 +34,11 @@ def test_model_specs_and_their_names():
 
 
 @pytest.mark.parametrize(("field", "value", "match"), [
-    ("max_batch", 0, ">= 1"), ("queue", 0, ">= 1"), ("max_delay_ms", -1, ">= 0"), ("max_body_mb", 0, "> 0"),
+    ("max_batch", 0, "max_batch=0: expected a positive integer"), ("queue", 0, "positive integer"),
+    ("workers", 0, "workers=0"), ("max_delay_ms", -1, ">= 0"), ("max_body_mb", 0, "> 0"),
     ("port", 70000, "port"), ("api_key", "short", "8 characters"), ("graceful_seconds", 0.5, ">= 1"), ("precision", "fp8", "fp8"),
-    ("backend", "tensorflow", "tensorflow")])
+    ("precision", "int8", "precision='int8' is not one of auto, fp32, fp16, bf16; int8 needs calibration images"),
+    ("backend", "tensorflow", "tensorflow"), ("provider", "warp", "provider='warp' is not one of auto, tensorrt")])
 def test_options_refuse_bad_values(field: str, value: object, match: str):
     options = ServeOptions(models=(ModelSpec("a", "a"),), **{field: value})
     with pytest.raises(ParameterError, match=match):

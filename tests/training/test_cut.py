@@ -14,10 +14,11 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from tests.helpers.checkpoints import checkpoint_tensors
+from tests.helpers.datasets import blob_image
+from tests.helpers.training import tiny_config, tiny_flags
 from translate import load
 from translate.cli import app
 from translate.core.errors import InvalidCombinationError, InvalidValueError
-from translate.demo import blob_image, make_unpaired_dataset
 from translate.models import GeneratorConfig, ResnetGenerator, build_generator
 from translate.models.patch_heads import PatchHeads, layer_features, layer_sequence, layer_widths, sample_patch_ids
 from translate.training import get_task, make_config, read_checkpoint, train
@@ -25,20 +26,7 @@ from translate.training.config import load_yaml_config
 from translate.training.losses import patch_nce_loss
 from translate.training.tasks.cut import CUTStep
 
-TINY = {"ngf": 8, "ndf": 8, "workers": 0, "device": "cpu", "log_every": 1, "sample_every": 100,
-        "netG": "resnet_6blocks", "load_size": 36, "crop_size": 32, "num_patches": 32, "netF_nc": 16}
 runner = CliRunner()
-
-
-def tiny_config(task: str, data: Path, out: Path, **overrides):
-    values = dict(TINY, data=str(data), out=str(out), n_epochs=1, n_epochs_decay=1)
-    values.update(overrides)
-    return make_config(task, overrides=values)
-
-
-@pytest.fixture(scope="module")
-def unpaired(tmp_path_factory) -> Path:
-    return make_unpaired_dataset(tmp_path_factory.mktemp("unpaired"), n=4, size=36)
 
 
 
@@ -67,8 +55,8 @@ def test_defaults_follow_the_reference():
     assert not get_task("cyclegan").uses("nce_layers") and get_task("fastcut").uses("lambda_NCE")
 
 
-def test_nce_layers_round_trip_through_config_yaml_and_the_flag(unpaired, tmp_path):
-    train(tiny_config("cut", unpaired, tmp_path / "run", nce_layers="0,4,10", max_steps=1))
+def test_nce_layers_round_trip_through_config_yaml_and_the_flag(unpaired_data, tmp_path):
+    train(tiny_config("cut", data=unpaired_data, out=tmp_path / "run", nce_layers="0,4,10", max_steps=1))
     saved = load_yaml_config(tmp_path / "run" / "config.yaml")
     assert saved["nce_layers"] == "0,4,10"
     assert make_config(None, base=saved).nce_layers == "0,4,10"
@@ -117,8 +105,8 @@ def test_heads_sample_the_same_locations_of_query_and_key():
     assert set(heads.state_dict()) >= {"mlp_0.0.weight", "mlp_2.2.bias"}  # the reference's PatchSampleF keys
 
 
-def test_patch_nce_gradient_reaches_the_generator_encoder(unpaired, tmp_path):
-    step = CUTStep(tiny_config("cut", unpaired, tmp_path / "run"), torch.device("cpu"))
+def test_patch_nce_gradient_reaches_the_generator_encoder(unpaired_data, tmp_path):
+    step = CUTStep(tiny_config("cut", data=unpaired_data, out=tmp_path / "run"), torch.device("cpu"))
     real_a = torch.rand(2, 3, 32, 32) * 2 - 1
     loss = step.patch_nce(real_a, step.g(real_a))
     loss.backward()
@@ -129,8 +117,8 @@ def test_patch_nce_gradient_reaches_the_generator_encoder(unpaired, tmp_path):
 
 # --- training ---------------------------------------------------------------------------------
 
-def test_without_patch_nce_only_the_gan_trains_and_the_heads_stay(unpaired, tmp_path):
-    step = CUTStep(tiny_config("cut", unpaired, tmp_path / "run", lambda_NCE=0.0), torch.device("cpu"))
+def test_without_patch_nce_only_the_gan_trains_and_the_heads_stay(unpaired_data, tmp_path):
+    step = CUTStep(tiny_config("cut", data=unpaired_data, out=tmp_path / "run", lambda_NCE=0.0), torch.device("cpu"))
     heads = {k: v.clone() for k, v in step.f.state_dict().items()}
     losses = step.train_step(torch.rand(1, 3, 32, 32) * 2 - 1, torch.rand(1, 3, 32, 32) * 2 - 1)
     assert set(losses) == {"G_GAN", "G", "D"}
@@ -139,8 +127,8 @@ def test_without_patch_nce_only_the_gan_trains_and_the_heads_stay(unpaired, tmp_
 
 @pytest.mark.parametrize("task, losses", [("cut", {"G_GAN", "NCE", "NCE_Y", "G", "D"}),
                                           ("fastcut", {"G_GAN", "NCE", "G", "D"})])
-def test_trains_and_writes_one_generator_folder(task, losses, unpaired, tmp_path):
-    result = train(tiny_config(task, unpaired, tmp_path / "run", max_steps=2, amp=task == "fastcut"))
+def test_trains_and_writes_one_generator_folder(task, losses, unpaired_data, tmp_path):
+    result = train(tiny_config(task, data=unpaired_data, out=tmp_path / "run", max_steps=2, amp=task == "fastcut"))
     assert result.step == 2 and set(result.losses) == losses
     assert all(np.isfinite(v) for v in result.losses.values())
     assert result.weights == {"AtoB": tmp_path / "run" / "weights" / "AtoB"}
@@ -153,10 +141,10 @@ def test_trains_and_writes_one_generator_folder(task, losses, unpaired, tmp_path
 
 
 @pytest.mark.parametrize("task", ["cut", "fastcut"])
-def test_resume_is_exact_including_the_heads(task, unpaired, tmp_path):
+def test_resume_is_exact_including_the_heads(task, unpaired_data, tmp_path):
     # 4 items, batch 1: stop at 3, in the first epoch; fastcut also draws flips.
-    train(tiny_config(task, unpaired, tmp_path / "straight", max_steps=6))
-    train(tiny_config(task, unpaired, tmp_path / "resumed", max_steps=3))
+    train(tiny_config(task, data=unpaired_data, out=tmp_path / "straight", max_steps=6))
+    train(tiny_config(task, data=unpaired_data, out=tmp_path / "resumed", max_steps=3))
     state = read_checkpoint(tmp_path / "resumed")
     train(make_config(None, base=state["config"], overrides={"max_steps": 6}), resume_state=state)
     a, b = checkpoint_tensors(tmp_path / "straight"), checkpoint_tensors(tmp_path / "resumed")
@@ -165,11 +153,10 @@ def test_resume_is_exact_including_the_heads(task, unpaired, tmp_path):
         assert torch.equal(a[key], b[key]), key
 
 
-def test_the_cli_trains_fastcut_and_refuses_to_resume_it_as_cut(unpaired, tmp_path):
+def test_the_cli_trains_fastcut_and_refuses_to_resume_it_as_cut(unpaired_data, tmp_path):
     run = tmp_path / "run"
-    args = ["--data", str(unpaired), "--out", str(run), "--ngf", "8", "--ndf", "8", "--netG", "resnet_6blocks",
-            "--load-size", "36", "--crop-size", "32", "--workers", "0", "--device", "cpu", "--max-steps", "2",
-            "--num-patches", "16", "--netF-nc", "8", "--nce-layers", "0,4,7,10,14"]
+    args = ["--data", str(unpaired_data), "--out", str(run),
+            *tiny_flags("fastcut", max_steps=2, num_patches=16, netF_nc=8, nce_layers="0,4,7,10,14")]
     result = runner.invoke(app, ["train", "fastcut", *args])
     assert result.exit_code == 0, result.output
     assert "done: 2 steps" in result.output and "weights AtoB" in result.output
@@ -185,13 +172,13 @@ def test_the_cli_trains_fastcut_and_refuses_to_resume_it_as_cut(unpaired, tmp_pa
         train(other_heads, resume_state=state)
 
 
-def test_eval_every_scores_the_trained_direction(unpaired, tmp_path, monkeypatch):
+def test_eval_every_scores_the_trained_direction(unpaired_data, tmp_path, monkeypatch):
     class MeanColour(torch.nn.Module):
         def forward(self, images):
             return images.float().mean(dim=(2, 3)) + 1e-3 * torch.arange(images.shape[0]).unsqueeze(1)
 
     monkeypatch.setattr("translate.evaluation.inception.load_inception", lambda path=None, device="cpu": MeanColour())
-    result = train(tiny_config("cut", unpaired, tmp_path / "run", n_epochs_decay=0, eval_every=1))
+    result = train(tiny_config("cut", data=unpaired_data, out=tmp_path / "run", n_epochs_decay=0, eval_every=1))
     (scores,) = result.evaluations
     assert {"AtoB/fid", "AtoB/kid_mean"} <= set(scores) and not any(k.startswith("BtoA") for k in scores)
 
@@ -201,7 +188,7 @@ def test_eval_every_scores_the_trained_direction(unpaired, tmp_path, monkeypatch
 def test_missing_domain_folders_fail_before_training(tmp_path):
     (tmp_path / "data" / "trainA").mkdir(parents=True)
     with pytest.raises(FileNotFoundError, match="trainB"):
-        train(tiny_config("cut", tmp_path / "data", tmp_path / "run"))
+        train(tiny_config("cut", data=tmp_path / "data", out=tmp_path / "run"))
     assert not (tmp_path / "run").exists()
 
 
@@ -243,10 +230,9 @@ def test_cut_learns_a_colour_mapping_between_unpaired_domains(tmp_path):
         _write(_shift_to_green(_reddish(rng, size)), data / "trainB" / f"{i}.png")
     for i in range(4):
         _write(_reddish(rng, size), data / "testA" / f"{i}.png")
-    config = make_config("cut", overrides=dict(
-        TINY, data=str(data), out=str(tmp_path / "run"), netD="pixel", init_type="normal", preprocess="none",
-        crop_size=size, batch_size=4, lr=2e-3, max_steps=120, n_epochs=1000, n_epochs_decay=0, log_every=50,
-        num_patches=256, netF_nc=256))
+    config = tiny_config("cut", data=data, out=tmp_path / "run", netD="pixel", init_type="normal", preprocess="none",
+                         crop_size=size, batch_size=4, lr=2e-3, max_steps=120, n_epochs=1000, n_epochs_decay=0,
+                         log_every=50, num_patches=256, netF_nc=256)
     train(config)
     model = load(tmp_path / "run")
     errors, identity = [], []
@@ -261,19 +247,19 @@ def test_cut_learns_a_colour_mapping_between_unpaired_domains(tmp_path):
     assert np.mean(errors) < 0.45 * np.mean(identity), (np.mean(errors), np.mean(identity))
 
 
-def test_the_weights_folder_exports_with_onnx_parity_and_converts(unpaired, tmp_path):
+def test_the_weights_folder_exports_with_onnx_parity_and_converts(unpaired_data, tmp_path):
     pytest.importorskip("onnxruntime")
     from translate.deploy.convert import convert_folder
     from translate.deploy.export import export_onnx
 
     run = tmp_path / "run"
-    train(tiny_config("cut", unpaired, run, max_steps=1))
+    train(tiny_config("cut", data=unpaired_data, out=run, max_steps=1))
     config = json.loads((run / "weights" / "AtoB" / "config.json").read_text())
     assert (config["kind"], config["direction"], config["task"]) == ("generator", "AtoB", "cut")
     report = export_onnx(run, tmp_path / "cut.onnx", parity_sizes=[(32, 32)])
     assert report.cases and report.max_abs_error <= 1e-4
     images = tmp_path / "images"
-    shutil.copytree(unpaired / "testA", images)
+    shutil.copytree(unpaired_data / "testA", images)
     summary = convert_folder(images, tmp_path / "out", run, backend="torch", device="cpu", precision="fp32")
     assert len(summary.converted) == len(list(images.glob("*.png"))) and not summary.failed
 

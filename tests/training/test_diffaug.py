@@ -6,9 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from tests.helpers.training import tiny_config
 from translate.core.errors import InvalidValueError
-from translate.demo import make_unpaired_dataset
-from translate.training import make_config
 from translate.training.diffaug import DiffAugment, parse_policy
 from translate.training.tasks import build_step
 
@@ -62,11 +61,8 @@ def test_draws_differ_per_image_and_resume_from_the_saved_state():
 
 
 @pytest.mark.parametrize("task", ["cut", "cyclegan"])
-def test_every_image_the_discriminators_see_is_augmented(task, tmp_path):
-    data = make_unpaired_dataset(tmp_path / "data", n=2, size=36)
-    config = make_config(task, overrides={"data": str(data), "out": str(tmp_path / "run"), "ngf": 8, "ndf": 8,
-                                          "netG": "resnet_6blocks", "crop_size": 32, "load_size": 36,
-                                          "num_patches": 16, "netF_nc": 8, "diffaug": "cutout", "device": "cpu"})
+def test_every_image_the_discriminators_see_is_augmented(task, unpaired_data, tmp_path):
+    config = tiny_config(task, data=unpaired_data, out=tmp_path / "run", diffaug="cutout")
     step = build_step(config, torch.device("cpu"))
     seen: list[torch.Tensor] = []
     for name in ("d_a", "d_b"):

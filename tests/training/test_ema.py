@@ -10,10 +10,10 @@ from PIL import Image
 from safetensors.torch import load_file
 from torch import nn
 
-from translate.demo import make_paired_dataset, make_unpaired_dataset
+from tests.helpers.training import tiny_config
 from translate.models.conditioned import ProjectionDiscriminator
 from translate.training import loop as training_loop
-from translate.training import make_config, read_checkpoint, train
+from translate.training import read_checkpoint, train
 from translate.training.ema import EMA
 from translate.training.losses import matching_aware_gradient_penalty
 
@@ -95,10 +95,9 @@ def test_ma_gp_penalises_the_gradient_on_image_and_caption():
 # --- the generators' moving average in every image task ------------------------------------------
 
 @pytest.mark.parametrize(("task", "keys"), [("cut", ("g",)), ("cyclegan", ("g_ab", "g_ba")), ("pix2pix", ("g",))])
-def test_ema_is_what_the_run_saves_samples_and_scores(task, keys, tmp_path, monkeypatch):
-    paired = task == "pix2pix"
-    data = (make_paired_dataset(tmp_path / "data", n_train=4, n_test=2, size=32) if paired
-            else make_unpaired_dataset(tmp_path / "data", n=4, size=36))
+def test_ema_is_what_the_run_saves_samples_and_scores(task, keys, paired_data, unpaired_data, tmp_path,
+                                                       monkeypatch):
+    data = paired_data if task == "pix2pix" else unpaired_data
     scored: list[nn.Module] = []
 
     class Evaluator:  # stands in for the Inception scores: records which networks it was given
@@ -111,11 +110,8 @@ def test_ema_is_what_the_run_saves_samples_and_scores(task, keys, tmp_path, monk
 
     monkeypatch.setattr(training_loop, "PeriodicEvaluator", Evaluator)
     monkeypatch.setattr(training_loop.inception_weights, "load_inception", lambda device: None)
-    overrides = {"data": str(data), "out": str(tmp_path / "run"), "ngf": 8, "ndf": 8, "workers": 0, "device": "cpu",
-                 "netG": "resnet_6blocks", "load_size": 36 if not paired else 32, "crop_size": 32, "num_patches": 32,
-                 "netF_nc": 16, "n_epochs": 1, "n_epochs_decay": 0, "ema_decay": 0.5, "sample_every": 2,
-                 "max_steps": 3, "eval_every": 1}
-    result = train(make_config(task, overrides=overrides))
+    result = train(tiny_config(task, data=data, out=tmp_path / "run", n_epochs_decay=0, ema_decay=0.5, sample_every=2,
+                               max_steps=3, eval_every=1))
     state = read_checkpoint(tmp_path / "run")
     for key in keys:
         ema, trained = state["models"][f"{key}_ema"], state["models"][key]

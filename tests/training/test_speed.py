@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.helpers.training import tiny_config
 from translate.core.errors import InvalidCombinationError
-from translate.demo import make_paired_dataset, make_unpaired_dataset
 from translate.models import GeneratorConfig, build_generator
 from translate.training import NonFiniteLossError, make_config, read_checkpoint, train
 from translate.training.speed import AUTO, effective_lr, resolve_speed
@@ -20,24 +20,11 @@ from translate.training.tasks.cyclegan import CycleGANStep
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
-TINY = {"ngf": 8, "ndf": 8, "workers": 0, "device": "cpu", "log_every": 1, "sample_every": 100,
-        "netG": "resnet_6blocks", "preprocess": "resize_and_crop", "load_size": 36, "crop_size": 32,
-        "n_epochs": 1, "n_epochs_decay": 1}
-CPU, CUDA = torch.device("cpu"), torch.device("cuda")
-
-
-@pytest.fixture(scope="module")
-def paired(tmp_path_factory) -> Path:
-    return make_paired_dataset(tmp_path_factory.mktemp("paired"), n_train=4, n_test=2, size=136)
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory) -> Path:
-    return make_unpaired_dataset(tmp_path_factory.mktemp("unpaired"), n=4, size=40)
+CPU, CUDA, MPS = torch.device("cpu"), torch.device("cuda"), torch.device("mps")
 
 
 def config(data: Path, out: Path, **overrides):
-    return make_config("cyclegan", overrides={**TINY, "data": str(data), "out": str(out), **overrides})
+    return tiny_config("cyclegan", data=data, out=out, **overrides)
 
 
 def weights(run_dir: Path) -> dict[str, torch.Tensor]:
@@ -61,19 +48,38 @@ def test_speed_off_turns_everything_off_but_tf32_and_cudnn_benchmark_on_cuda():
     assert (plain.tf32, plain.cudnn_benchmark) == (False, False)
 
 
-@pytest.mark.parametrize("device", [CPU, CUDA, torch.device("mps")])
-def test_speed_auto_follows_the_table_and_explicit_options_win(device):
+# What docs/training.md#speed promises `--speed auto` turns on: nothing on the CPU (no lever measured
+# faster there) nor on MPS (unmeasured); on CUDA the data cache and fused Adam, with TF32 and
+# cudnn.benchmark (on for CUDA whatever `speed` says), channels-last and compile still off.
+# (channels_last, compile, cache_data, adam, tf32, cudnn_benchmark)
+AUTO_PROMISED = {
+    "cpu": (False, False, False, "default", False, False),
+    "cuda": (False, False, True, "fused", True, True),
+    "mps": (False, False, False, "default", False, False),
+}
+
+
+def levers(plan) -> tuple:
+    return plan.channels_last, plan.compile, plan.cache_data, plan.adam, plan.tf32, plan.cudnn_benchmark
+
+
+@pytest.mark.parametrize("device", [CPU, CUDA, MPS], ids=str)
+def test_speed_auto_turns_on_what_the_docs_promise_for_each_device(device):
     plan = resolve_speed(make_config("cyclegan", overrides={"speed": "auto"}), device)
-    row = AUTO[device.type]
-    assert (plan.channels_last, plan.compile, plan.cache_data) == (row["channels_last"], row["compile"],
-                                                                  row["cache_data"])
-    assert plan.adam == row["adam"]
-    forced = resolve_speed(make_config("cyclegan", overrides={
-        "speed": "auto", "channels_last": not row["channels_last"], "compile": not row["compile"],
-        "cache_data": False, "adam": "for-loop", "norm": "batch"}), device)
-    assert (forced.channels_last, forced.compile, forced.cache_data, forced.adam) == (
-        not row["channels_last"], not row["compile"], False, "for-loop")
+    assert levers(plan) == AUTO_PROMISED[device.type]
+    assert plan.adam_kwargs() == ({"fused": True} if device.type == "cuda" else {})
+
+
+@pytest.mark.parametrize("device", [CPU, CUDA, MPS], ids=str)
+def test_explicit_lever_options_win_over_speed_auto(device):
+    # Every lever set against what auto would pick (batch norm: channels-last is allowed on the CPU).
+    explicit = {"channels_last": True, "compile": True, "cache_data": device.type != "cuda", "adam": "for-loop",
+                "tf32": "off", "cudnn_benchmark": "off", "norm": "batch"}
+    forced = resolve_speed(make_config("cyclegan", overrides={"speed": "auto", **explicit}), device)
+    assert levers(forced) == (True, True, device.type != "cuda", "for-loop", False, False)
     assert forced.adam_kwargs() == {"foreach": False}
+    off = resolve_speed(make_config("cyclegan", overrides={"speed": "off", **explicit}), device)
+    assert levers(off) == levers(forced)  # speed only fills in the levers left unset
 
 
 def test_fused_adam_falls_back_to_foreach_where_unsupported():
@@ -104,9 +110,9 @@ def test_bad_lever_values_are_refused():
 
 # --- the levers leave the results as they were ------------------------------------------------------
 
-def test_loss_sync_every_log_or_every_step_gives_the_same_run(data, tmp_path):
-    every_step = train(config(data, tmp_path / "step", loss_sync="step", max_steps=6))
-    every_log = train(config(data, tmp_path / "log", loss_sync="log", log_every=4, max_steps=6))
+def test_loss_sync_every_log_or_every_step_gives_the_same_run(unpaired_data, tmp_path):
+    every_step = train(config(unpaired_data, tmp_path / "step", loss_sync="step", max_steps=6))
+    every_log = train(config(unpaired_data, tmp_path / "log", loss_sync="log", log_every=4, max_steps=6))
     assert every_step.losses == every_log.losses
     a, b = weights(tmp_path / "step"), weights(tmp_path / "log")
     assert all(torch.equal(a[key], b[key]) for key in a)
@@ -114,9 +120,9 @@ def test_loss_sync_every_log_or_every_step_gives_the_same_run(data, tmp_path):
     assert logged == [4, 6]
 
 
-def test_cache_data_gives_the_same_run_and_is_recorded(data, tmp_path):
-    loader = train(config(data, tmp_path / "loader", max_steps=6))
-    cached = train(config(data, tmp_path / "cached", cache_data=True, max_steps=6))
+def test_cache_data_gives_the_same_run_and_is_recorded(unpaired_data, tmp_path):
+    loader = train(config(unpaired_data, tmp_path / "loader", max_steps=6))
+    cached = train(config(unpaired_data, tmp_path / "cached", cache_data=True, max_steps=6))
     assert loader.losses == cached.losses
     a, b = weights(tmp_path / "loader"), weights(tmp_path / "cached")
     assert all(torch.equal(a[key], b[key]) for key in a)
@@ -124,13 +130,13 @@ def test_cache_data_gives_the_same_run_and_is_recorded(data, tmp_path):
     assert start["data_cached"] is True and start["speed"]["cache_data"] is True
 
 
-def test_cache_data_that_cannot_be_done(data, tmp_path, monkeypatch):
+def test_cache_data_that_cannot_be_done(unpaired_data, tmp_path, monkeypatch):
     # Sizes kept per image: an explicit cache_data says why; speed auto (here made to cache on the
     # CPU, as it does on CUDA) reads with a DataLoader.
     monkeypatch.setitem(AUTO["cpu"], "cache_data", True)
     with pytest.raises(ValueError, match="cache_data"):
-        train(config(data, tmp_path / "explicit", cache_data=True, preprocess="none", max_steps=1))
-    result = train(config(data, tmp_path / "auto", speed="auto", preprocess="none", max_steps=1))
+        train(config(unpaired_data, tmp_path / "explicit", cache_data=True, preprocess="none", max_steps=1))
+    result = train(config(unpaired_data, tmp_path / "auto", speed="auto", preprocess="none", max_steps=1))
     assert result.step == 1
     start = next(e for e in events(tmp_path / "auto") if e["event"] == "start")
     assert start["data_cached"] is False
@@ -148,8 +154,8 @@ def two_steps(data: Path, tmp_path: Path, **lever) -> tuple[CycleGANStep, CycleG
 
 
 @pytest.mark.parametrize("adam", ["foreach", "fused"])
-def test_adam_implementations_give_the_same_update(data, tmp_path, adam):
-    plain, fast, (real_a, real_b) = two_steps(data, tmp_path, adam=adam)
+def test_adam_implementations_give_the_same_update(unpaired_data, tmp_path, adam):
+    plain, fast, (real_a, real_b) = two_steps(unpaired_data, tmp_path, adam=adam)
     assert plain.optimizers["g"].defaults.get("fused") in (None, False)
     assert fast.optimizers["g"].defaults["fused" if adam == "fused" else "foreach"] is True
     plain_losses, fast_losses = plain.train_step(real_a, real_b), fast.train_step(real_a, real_b)
@@ -197,18 +203,17 @@ def test_channels_last_gradients_are_right_where_it_is_allowed():
     assert gradient_error(resnet, x[:, :, :64, :64], channels_last=False) < 1e-4
 
 
-def test_channels_last_gives_the_same_pix2pix_losses(paired, tmp_path):
-    settings = {"ngf": 8, "ndf": 8, "workers": 0, "device": "cpu", "netG": "unet_128", "load_size": 136,
-                "crop_size": 128, "n_epochs": 1, "n_epochs_decay": 1, "data": str(paired), "max_steps": 1}
-    plain = train(make_config("pix2pix", overrides={**settings, "out": str(tmp_path / "plain")}))
-    fast = train(make_config("pix2pix", overrides={**settings, "out": str(tmp_path / "fast"), "channels_last": True}))
+def test_channels_last_gives_the_same_pix2pix_losses(paired_data, tmp_path):
+    settings = {"data": paired_data, "netG": "unet_128", "load_size": 136, "crop_size": 128, "max_steps": 1}
+    plain = train(tiny_config("pix2pix", out=tmp_path / "plain", **settings))
+    fast = train(tiny_config("pix2pix", out=tmp_path / "fast", channels_last=True, **settings))
     # pix2pix's G loss of step 1 reads D after its first update, which Adam makes about lr x
     # sign(gradient): equal to 1e-2, not to rounding (the gradients themselves are checked above).
     for name in plain.losses:
         assert fast.losses[name] == pytest.approx(plain.losses[name], rel=1e-2, abs=1e-4)
 
 
-def test_compile_wraps_every_network_and_saves_plain_weights(data, tmp_path, monkeypatch):
+def test_compile_wraps_every_network_and_saves_plain_weights(unpaired_data, tmp_path, monkeypatch):
     compiled: list[tuple[type, str]] = []
 
     def fake_compile(module, mode="default"):
@@ -219,27 +224,27 @@ def test_compile_wraps_every_network_and_saves_plain_weights(data, tmp_path, mon
         return wrapper
 
     monkeypatch.setattr(torch, "compile", fake_compile)
-    step = CycleGANStep(config(data, tmp_path / "x", compile=True, compile_mode="max-autotune"), CPU)
+    step = CycleGANStep(config(unpaired_data, tmp_path / "x", compile=True, compile_mode="max-autotune"), CPU)
     assert len(compiled) == 4 and {mode for _, mode in compiled} == {"max-autotune"}
     assert set(step.plain_models()) == {"g_ab", "g_ba", "d_a", "d_b"}
     assert all(not any(k.startswith("_orig_mod") for k in m.state_dict()) for m in step.plain_models().values())
-    result = train(config(data, tmp_path / "run", compile=True, max_steps=2))
+    result = train(config(unpaired_data, tmp_path / "run", compile=True, max_steps=2))
     assert result.step == 2 and not any("_orig_mod" in key for key in weights(tmp_path / "run"))
 
 
 @pytest.mark.slow
-def test_real_torch_compile_matches_eager(data, tmp_path):
-    plain = train(config(data, tmp_path / "plain", max_steps=2))
-    compiled = train(config(data, tmp_path / "compiled", compile=True, max_steps=2))
+def test_real_torch_compile_matches_eager(unpaired_data, tmp_path):
+    plain = train(config(unpaired_data, tmp_path / "plain", max_steps=2))
+    compiled = train(config(unpaired_data, tmp_path / "compiled", compile=True, max_steps=2))
     for name in plain.losses:
         assert compiled.losses[name] == pytest.approx(plain.losses[name], rel=1e-3, abs=1e-4)
 
 
-def test_resume_with_every_cpu_lever_on_gives_the_uninterrupted_run(data, tmp_path):
+def test_resume_with_every_cpu_lever_on_gives_the_uninterrupted_run(unpaired_data, tmp_path):
     levers = {"cache_data": True, "adam": "foreach", "loss_sync": "log", "log_every": 3,
               "batch_size": 2, "lr_scale": "sqrt", "n_epochs": 2}
-    straight = train(config(data, tmp_path / "straight", max_steps=5, **levers))
-    train(config(data, tmp_path / "resumed", max_steps=3, **levers))
+    straight = train(config(unpaired_data, tmp_path / "straight", max_steps=5, **levers))
+    train(config(unpaired_data, tmp_path / "resumed", max_steps=3, **levers))
     state = read_checkpoint(tmp_path / "resumed")
     resumed = train(make_config(None, base=state["config"], overrides={"max_steps": 5}), resume_state=state)
     assert straight.step == resumed.step == 5
@@ -249,7 +254,7 @@ def test_resume_with_every_cpu_lever_on_gives_the_uninterrupted_run(data, tmp_pa
     assert lr == pytest.approx(2e-4 * math.sqrt(2))
 
 
-def test_a_nan_between_reads_stops_the_run_before_the_next_checkpoint(data, tmp_path, monkeypatch):
+def test_a_nan_between_reads_stops_the_run_before_the_next_checkpoint(unpaired_data, tmp_path, monkeypatch):
     # 4 items, batch 1: a checkpoint at the end of epoch 1 (step 4). Losses are read every 10 steps,
     # so the NaN of step 2 is found when the checkpoint of step 4 is about to be written.
     original = CycleGANStep.train_step
@@ -264,7 +269,7 @@ def test_a_nan_between_reads_stops_the_run_before_the_next_checkpoint(data, tmp_
 
     monkeypatch.setattr(CycleGANStep, "train_step", poisoned)
     with pytest.raises(NonFiniteLossError, match="NaN or inf at step 2"):
-        train(config(data, tmp_path / "run", log_every=10, loss_sync="log"))
+        train(config(unpaired_data, tmp_path / "run", log_every=10, loss_sync="log"))
     assert not (tmp_path / "run" / "checkpoints" / "latest.pt").exists()
     bad = [e for e in events(tmp_path / "run") if e["event"] == "non_finite_loss"]
     assert bad and bad[0]["step"] == 2

@@ -1,8 +1,8 @@
-"""The textcycle task: config, domain data set, step, CLI training + resume, the maps scripts."""
+"""The textcycle task: config, domain data set, step, CLI training + resume, making domain folders and
+scoring a model on them."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from collections import Counter
 from pathlib import Path
@@ -14,10 +14,11 @@ from PIL import Image
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
+from tests.helpers.training import tiny_config, tiny_flags
 from translate.cli import app
 from translate.data import PreprocessConfig
 from translate.data.domains import DomainDataset, read_domains
-from translate.demo import make_paired_dataset
+from translate.data.text_domains import split_domains
 from translate.models import build_text_generator, size_multiple, text_generator_names
 from translate.text.model import TextTranslationModel, load_text_model
 from translate.training import make_config, read_checkpoint, train
@@ -30,19 +31,7 @@ from translate.training.tasks.textcycle import (
 pytestmark = pytest.mark.usefixtures("single_thread")
 
 runner = CliRunner()
-ROOT = Path(__file__).resolve().parents[2]
-TINY = {"ngf": 8, "ndf": 8, "text_dim": 16, "crop_size": 32, "load_size": 36, "n_layers_D": 2, "workers": 0,
-        "device": "cpu", "log_every": 1, "sample_every": 2, "batch_size": 2}
-TINY_FLAGS = ["--ngf", "8", "--ndf", "8", "--text-dim", "16", "--crop-size", "32", "--load-size", "36",
-              "--n-layers-D", "2", "--workers", "0", "--device", "cpu", "--batch-size", "2"]
 PROMPTS = {"blue": ["a blue picture", "blue"], "red": ["a red picture"]}
-
-
-def _script(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _write_domain(folder: Path, prompts: list[str] | None, n_images: int, value: int) -> None:
@@ -67,11 +56,10 @@ def domains(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def maps_like(tmp_path_factory) -> Path:
-    """A tiny paired A|B folder (train/ + test/) split into aerial/ and map/ domains."""
-    paired = make_paired_dataset(tmp_path_factory.mktemp("paired"), n_train=4, n_test=3, size=36)
+def maps_like(paired_data, tmp_path_factory) -> Path:
+    """The shared paired A|B folder (train/ 4 + test/ 5 pairs, 40 px) split into aerial/ and map/ domains."""
     out = tmp_path_factory.mktemp("maps_domains")
-    _script("make_text_domains").main(["--data", str(paired), "--out", str(out)])
+    split_domains(paired_data, out)
     return out
 
 
@@ -79,7 +67,7 @@ def maps_like(tmp_path_factory) -> Path:
 def trained_run(maps_like, tmp_path_factory) -> Path:
     run = tmp_path_factory.mktemp("runs") / "run"
     result = runner.invoke(app, ["train", "textcycle", "--data", str(maps_like), "--out", str(run),
-                                 "--max-steps", "2", *TINY_FLAGS])
+                                 *tiny_flags("textcycle", max_steps=2)])
     assert result.exit_code == 0, result.output
     return run
 
@@ -168,7 +156,7 @@ def test_bad_domain_folders_are_refused_with_the_fix(tmp_path, layout, error, ne
         _write_domain(root / name, prompts, n_images, 100)
     with pytest.raises(error, match=needle) as caught:
         DomainDataset(root)
-    assert "make_text_domains.py" in str(caught.value)  # every message shows the layout and the script
+    assert "make-text-domains" in str(caught.value)  # every message shows the layout and the command
     with pytest.raises(FileNotFoundError, match="does not exist"):
         DomainDataset(tmp_path / "missing")
 
@@ -181,7 +169,7 @@ def _grad_norm(module: torch.nn.Module) -> float:
 
 def test_step_trains_generator_discriminator_and_text_encoder():
     torch.manual_seed(0)
-    config = make_config("textcycle", overrides={**TINY, "pool_size": 2})
+    config = tiny_config("textcycle", pool_size=2)
     step = TextCycleStep(config, torch.device("cpu"), domains=PROMPTS)
     real = torch.rand(2, 3, 32, 32) * 2 - 1
     losses = step.train_step(real, ["blue", "a red picture"], ["a red picture", "a blue picture"],
@@ -202,7 +190,7 @@ def test_step_trains_generator_discriminator_and_text_encoder():
 
 def test_step_without_identity_with_batch_norm():
     torch.manual_seed(0)
-    config = make_config("textcycle", overrides={**TINY, "norm": "batch", "lambda_identity": 0.0, "pool_size": 0})
+    config = tiny_config("textcycle", norm="batch", lambda_identity=0.0, pool_size=0)
     step = TextCycleStep(config, torch.device("cpu"), domains=PROMPTS)
     losses = step.train_step(torch.rand(2, 3, 32, 32) * 2 - 1, ["blue", "blue"], ["a red picture"] * 2)
     assert "idt" not in losses and all(torch.isfinite(value) for value in losses.values())
@@ -245,8 +233,7 @@ def test_cli_training_writes_a_model_that_translates_both_ways(trained_run, maps
 def test_resume_gives_the_same_weights_as_an_uninterrupted_run(domains, tmp_path):
     # 8 items at batch 2: 4 steps per epoch; the pool (size 2) fills and swaps within these steps.
     def config(run: str, steps: int):
-        return make_config("textcycle", overrides={**TINY, "data": str(domains), "out": str(tmp_path / run),
-                                                   "max_steps": steps, "pool_size": 2})
+        return tiny_config("textcycle", data=domains, out=tmp_path / run, max_steps=steps, pool_size=2)
 
     train(config("straight", 3))
     train(config("resumed", 2))
@@ -264,36 +251,43 @@ def test_cli_refuses_bad_data_with_the_layout(tmp_path):
     (tmp_path / "data" / "only").mkdir(parents=True)
     (tmp_path / "data" / "only" / "prompts.txt").write_text("a map\n")
     result = runner.invoke(app, ["train", "textcycle", "--data", str(tmp_path / "data"), "--out",
-                                 str(tmp_path / "run"), *TINY_FLAGS])
+                                 str(tmp_path / "run"), *tiny_flags("textcycle")])
     assert result.exit_code == 2 and "needs at least two" in result.output
 
 
-# --- scripts ----------------------------------------------------------------------------------
+# --- data make-text-domains, eval -------------------------------------------------------------
 
-def test_make_text_domains_splits_pairs_by_name(maps_like, tmp_path):
-    for split, count in (("train", 4), ("test", 3)):
+def test_make_text_domains_splits_pairs_by_name(maps_like, paired_data, tmp_path):
+    for split, count in (("train", 4), ("test", 5)):
         aerial, maps = maps_like / split / "aerial", maps_like / split / "map"
         names = sorted(p.name for p in aerial.glob("*.jpg"))
         assert len(names) == count and names == sorted(p.name for p in maps.glob("*.jpg"))
-        assert Image.open(aerial / names[0]).size == (36, 36)
+        assert Image.open(aerial / names[0]).size == (40, 40)
     assert read_domains(maps_like)["aerial"][0] == "aerial photo"
-    module = _script("make_text_domains")
-    paired = make_paired_dataset(tmp_path / "paired", n_train=2, n_test=1, size=20)
-    counts = module.main(["--data", str(paired), "--out", str(tmp_path / "out"), "--names", "day,night",
-                          "--prompts-a", "a day photo; daytime", "--prompts-b", "night", "--size", "16",
-                          "--format", "png"])
-    assert counts == {"train": 2, "test": 1}
+    result = runner.invoke(app, ["data", "make-text-domains", "--data", str(paired_data), "--out", str(tmp_path / "out"),
+                                 "--names", "day,night", "--prompts-a", "a day photo; daytime", "--prompts-b", "night",
+                                 "--size", "16", "--format", "png"])
+    assert result.exit_code == 0, result.output
+    assert "(train 4, test 5)" in result.output
     assert (tmp_path / "out" / "train" / "day" / "prompts.txt").read_text() == "a day photo\ndaytime\n"
     assert Image.open(tmp_path / "out" / "test" / "night" / "0000.png").size == (16, 16)
-    with pytest.raises(SystemExit):
-        module.main(["--data", str(tmp_path / "out" / "train"), "--out", str(tmp_path / "x")])  # no splits
+    result = runner.invoke(app, ["data", "make-text-domains", "--data", str(tmp_path / "out" / "train"), "--out",
+                                 str(tmp_path / "x")])  # no splits
+    assert result.exit_code == 2 and "holds none of train/, val/, test/" in result.output
+    result = runner.invoke(app, ["data", "make-text-domains", "--data", str(paired_data), "--out", str(tmp_path / "y"),
+                                 "--names", "day,day"])
+    assert result.exit_code == 2 and "--names" in result.output and "two different folder names" in result.output
+    result = runner.invoke(app, ["data", "make-text-domains", "--data", str(paired_data), "--out", str(tmp_path / "y"),
+                                 "--format", "gif"])
+    assert result.exit_code == 2 and "--format 'gif' is not one of jpg, png" in result.output
 
 
-def test_eval_textcycle_reports_both_directions_beside_identity(trained_run, maps_like, tmp_path, capsys):
+def test_eval_textcycle_reports_both_directions_beside_identity(trained_run, maps_like, tmp_path):
     grid = tmp_path / "grid.png"
-    result = _script("eval_textcycle").main(["--model", str(trained_run), "--data", str(maps_like), "--phase", "test",
-                                              "--n", "2", "--size", "32", "--grid", str(grid),
-                                              "--json", str(tmp_path / "r.json")])
+    output = runner.invoke(app, ["eval", "--model", str(trained_run), "--data", str(maps_like), "--phase", "test",
+                                 "--limit", "2", "--load-size", "32", "--grid", str(grid), "--json", str(tmp_path / "r.json")])
+    assert output.exit_code == 0, output.output
+    result = json.loads((tmp_path / "r.json").read_text())
     assert result["pairs"] == 2 and list(result["directions"]) == ["aerial->map", "map->aerial"]
     assert [d["prompt"] for d in result["directions"].values()] == ["map", "aerial photo"]
     for direction in result["directions"].values():
@@ -302,6 +296,8 @@ def test_eval_textcycle_reports_both_directions_beside_identity(trained_run, map
         assert direction["identity"]["rmse_255"] == pytest.approx(direction["identity"]["rmse_unit"] * 127.5)
         # no constant image does better than the targets' mean colour: it beats the identity here
         assert 0 < direction["mean_colour"]["rmse_255"] < direction["identity"]["rmse_255"]
-    assert json.loads((tmp_path / "r.json").read_text()) == result
     assert Image.open(grid).size == (6 * 34 + 2, 2 * 34 + 2)  # 6 columns, 2 pairs, 2 px padding
-    assert "| 2 | 32 |" in capsys.readouterr().out
+    assert "| 2 | 32 |" in output.output
+    refused = runner.invoke(app, ["eval", "--model", str(trained_run), "--data", str(maps_like), "--phase", "test",
+                                  "--load-size", "30"])
+    assert refused.exit_code == 2 and "--load-size 30: expected a multiple of 4" in refused.output

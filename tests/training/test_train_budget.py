@@ -7,26 +7,20 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.training import tiny_config
 from translate.core.errors import InvalidValueError
-from translate.demo import make_unpaired_dataset
 from translate.training import make_config, read_checkpoint, train
 
-TINY = {"ngf": 8, "ndf": 8, "workers": 0, "device": "cpu", "log_every": 1, "sample_every": 100,
-        "load_size": 36, "crop_size": 32, "netG": "resnet_6blocks", "netD": "n_layers", "n_layers_D": 2, "pool_size": 2}
+SMALL_D = {"netD": "n_layers", "n_layers_D": 2, "pool_size": 2}
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
 
-@pytest.fixture(scope="module")
-def unpaired(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_unpaired_dataset(tmp_path_factory.mktemp("unpaired"), n=6, size=40)
-
-
-def test_a_spent_budget_stops_after_the_step_in_flight_and_saves(unpaired: Path, tmp_path: Path) -> None:
+def test_a_spent_budget_stops_after_the_step_in_flight_and_saves(unpaired_data: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     # A budget this small is spent during the first step: the run stops after it, inside epoch 0.
-    config = make_config("cyclegan", overrides=dict(TINY, data=str(unpaired), out=str(run), max_minutes=1e-6,
-                                                    n_epochs=5, n_epochs_decay=5))
+    config = tiny_config("cyclegan", data=unpaired_data, out=run, max_minutes=1e-6, n_epochs=5, n_epochs_decay=5,
+                         **SMALL_D)
     result = train(config)
     assert result.step == 1 and result.epoch == 0
     assert (run / "weights" / "AtoB" / "config.json").is_file() and (run / "weights" / "BtoA").is_dir()
@@ -36,10 +30,10 @@ def test_a_spent_budget_stops_after_the_step_in_flight_and_saves(unpaired: Path,
     assert "time_budget_reached" in events and events[-1] == "end"
 
 
-def test_a_generous_budget_changes_nothing(unpaired: Path, tmp_path: Path) -> None:
-    overrides = dict(TINY, data=str(unpaired), max_steps=3)
-    budgeted = train(make_config("cyclegan", overrides=dict(overrides, out=str(tmp_path / "a"), max_minutes=60)))
-    plain = train(make_config("cyclegan", overrides=dict(overrides, out=str(tmp_path / "b"))))
+def test_a_generous_budget_changes_nothing(unpaired_data: Path, tmp_path: Path) -> None:
+    overrides = dict(SMALL_D, data=unpaired_data, max_steps=3)
+    budgeted = train(tiny_config("cyclegan", out=tmp_path / "a", max_minutes=60, **overrides))
+    plain = train(tiny_config("cyclegan", out=tmp_path / "b", **overrides))
     assert budgeted.step == plain.step == 3
     assert budgeted.losses == plain.losses
 

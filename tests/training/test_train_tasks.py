@@ -3,8 +3,8 @@ one row (a fake one trains, resumes and is listed by `translate train` without o
 
 from __future__ import annotations
 
+import ast
 import json
-import re
 from pathlib import Path
 
 import pytest
@@ -14,9 +14,9 @@ from torch import nn
 from typer.testing import CliRunner
 
 import translate.training.config as config_module
+from tests.helpers.training import tiny_config, tiny_flags
 from translate.cli import app
 from translate.data import UnpairedDataset, augment_batch
-from translate.demo import make_unpaired_dataset
 from translate.training import TABLE, Task, get_task, make_config, read_checkpoint, task_names, train
 from translate.training.tasks import TaskStep, build_step
 from translate.training.tasks.base import preprocess_config
@@ -47,13 +47,108 @@ def test_options_belong_to_the_tasks_that_use_them():
     assert all(task.uses("lr") and task.uses("crop_size") for task in TABLE)
 
 
-def test_training_code_does_not_branch_on_a_task_name():
+# --- no code path picks a task by its name ------------------------------------------------------
+
+def _task_name_constants(trees: list[ast.Module], names: set[str]) -> tuple[set[str], set[tuple[str, str]]]:
+    """Module-level names bound to a task name (or a collection of them, or a row `Task(name=...)`, whose
+    `.name` is one), and (class, attribute) pairs of class attributes bound to one."""
+    def holds(value: ast.expr) -> bool:
+        if isinstance(value, ast.Call) and any(k.arg == "name" and _holds_name(k.value, names, set(), set())
+                                               for k in value.keywords):
+            return True
+        return _holds_name(value, names, set(), set())
+
+    module, classes = set(), set()
+    for tree in trees:
+        for node in tree.body:
+            if isinstance(node, (ast.Assign, ast.AnnAssign)) and node.value is not None and holds(node.value):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                module |= {t.id for t in targets if isinstance(t, ast.Name)}
+            if isinstance(node, ast.ClassDef):
+                for item in node.body:
+                    if isinstance(item, (ast.Assign, ast.AnnAssign)) and item.value is not None and holds(item.value):
+                        targets = item.targets if isinstance(item, ast.Assign) else [item.target]
+                        classes |= {(node.name, t.id) for t in targets if isinstance(t, ast.Name)}
+    return module, classes
+
+
+def _holds_name(node: ast.expr, names: set[str], module: set[str], classes: set[tuple[str, str]]) -> bool:
+    """Whether `node` spells a task name: a string, a tuple / list / set (or frozenset(...)) holding one,
+    a constant bound to one, or a row's `.name`."""
+    if isinstance(node, ast.Constant):
+        return node.value in names
+    if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+        return any(_holds_name(e, names, module, classes) for e in node.elts)
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("frozenset", "set", "tuple"):
+        return any(_holds_name(a, names, module, classes) for a in node.args)
+    if isinstance(node, ast.Name):
+        return node.id in module
+    if isinstance(node, ast.Attribute):
+        owner = node.value.id if isinstance(node.value, ast.Name) else None
+        return (owner, node.attr) in classes or node.attr in module or (owner in module and node.attr == "name")
+    return False
+
+
+def task_name_branches(sources: dict[str, str], names: set[str]) -> list[str]:
+    """`file:line: code` of every comparison (==, !=, in, not in, is), match case, str.startswith/endswith or
+    dict literal keyed (a lookup table is a branch too) on a task name in `sources` (file -> code)."""
+    trees = {file: ast.parse(code) for file, code in sources.items()}
+    module, classes = _task_name_constants(list(trees.values()), names)
+
+    def spelt(node: ast.expr) -> bool:
+        return _holds_name(node, names, module, classes)
+
     hits = []
-    for path in TRAINING.rglob("*.py"):
-        for number, line in enumerate(path.read_text().splitlines(), 1):
-            if re.search(r"task ==|task in \(|task != |\.task in ", line):
-                hits.append(f"{path.relative_to(TRAINING)}:{number}: {line.strip()}")
-    assert not hits, hits
+    for file, tree in trees.items():
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Compare):
+                found = any(spelt(n) for n in (node.left, *node.comparators))
+            elif isinstance(node, ast.MatchValue):
+                found = spelt(node.value)
+            elif isinstance(node, ast.Dict):
+                found = any(key is not None and spelt(key) for key in node.keys)
+            elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+                found = node.func.attr in ("startswith", "endswith") and any(spelt(a) for a in node.args)
+            else:
+                continue
+            if found:
+                hits.append(f"{file}:{node.lineno}: {ast.get_source_segment(sources[file], node)}")
+    return hits
+
+
+def test_training_code_does_not_branch_on_a_task_name():
+    """What differs between tasks lives in their rows and step classes; the code never asks which task it runs."""
+    sources = {str(path.relative_to(TRAINING)): path.read_text() for path in sorted(TRAINING.rglob("*.py"))}
+    assert len(sources) > 10
+    hits = task_name_branches(sources, set(task_names()))
+    assert not hits, "\n".join(hits)
+
+
+@pytest.mark.parametrize("code", [
+    'if config.task == "cut":\n    pass',
+    'if "fastcut" != config.task:\n    pass',
+    'if self.name in ("cut", "fastcut"):\n    pass',
+    'x = config.task not in {"pix2pix"}',
+    'x = config["task"] in frozenset(["textcycle"])',
+    'PAIRED = "pix2pix"\nif config.task == PAIRED:\n    pass',
+    'TEXT_TASKS = ("text2image", "textcycle")\nx = task in TEXT_TASKS',
+    'class Step:\n    task = "cut"\n\nx = config.task == Step.task',
+    'ROW = Task(name="cyclegan", summary="")\nx = config.task == ROW.name',
+    'match config.task:\n    case "cut" | "fastcut":\n        pass',
+    'lambda_nce = {"cut": 1.0, "fastcut": 10.0}[config.task]',
+    'x = config.task.startswith("text2image")',
+])
+def test_the_task_name_check_catches_each_spelling(code):
+    names = {"cyclegan", "pix2pix", "text2image", "textcycle", "cut", "fastcut"}
+    assert task_name_branches({"planted.py": code}, names)
+
+
+def test_the_task_name_check_leaves_task_free_code_alone():
+    code = ('class CUTStep:\n    task = "cut"\n\n'  # a step naming its own row is no branch
+            'if state["task"] != config.task:\n    pass\n'  # two runs' tasks compared: no name involved
+            'x = config.netD in ("basic", "pixel")\n'
+            'ROW = Task(name="cut", defaults={"netG": "resnet_9blocks"})\n')
+    assert task_name_branches({"free.py": code}, {"cut", "fastcut"}) == []
 
 
 def test_task_modules_import_only_base_and_lower_layers():
@@ -121,19 +216,8 @@ def tiny_task(monkeypatch) -> Task:
     return TINY_TASK
 
 
-@pytest.fixture(scope="module")
-def unpaired(tmp_path_factory) -> Path:
-    return make_unpaired_dataset(tmp_path_factory.mktemp("unpaired"), n=4, size=36)
-
-
-def tiny_config(data: Path, out: Path, **overrides):
-    values = {"data": str(data), "out": str(out), "load_size": 36, "crop_size": 32, "workers": 0, "device": "cpu",
-              "n_epochs": 1, "n_epochs_decay": 1, "log_every": 1, "sample_every": 100, **overrides}
-    return make_config("tiny", overrides=values)
-
-
-def test_a_registered_task_trains_resumes_and_saves_through_the_loop(tiny_task, unpaired, tmp_path):
-    config = tiny_config(unpaired, tmp_path / "run", max_steps=2)
+def test_a_registered_task_trains_resumes_and_saves_through_the_loop(tiny_task, unpaired_data, tmp_path):
+    config = tiny_config("tiny", data=unpaired_data, out=tmp_path / "run", max_steps=2)
     assert isinstance(build_step(config, torch.device("cpu")), TinyStep)
     result = train(config)
     assert result.step == 2 and result.weights == {"tiny": tmp_path / "run" / "weights" / "tiny"}
@@ -143,17 +227,16 @@ def test_a_registered_task_trains_resumes_and_saves_through_the_loop(tiny_task, 
     events = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert [e["L1"] > 0 for e in events if e["event"] == "losses"] == [True, True]
 
-    resumed = train(tiny_config(unpaired, tmp_path / "run", max_steps=4), resume_state=state)
+    resumed = train(tiny_config("tiny", data=unpaired_data, out=tmp_path / "run", max_steps=4), resume_state=state)
     assert resumed.step == 4 and resumed.epoch == 2
 
 
-def test_a_registered_task_is_a_cli_command_with_its_own_options(tiny_task, unpaired, tmp_path):
+def test_a_registered_task_is_a_cli_command_with_its_own_options(tiny_task, unpaired_data, tmp_path):
     result = runner.invoke(app, ["train", "tiny", "--help"], terminal_width=200)
     assert result.exit_code == 0, result.output
     assert "a test task" in result.output and "--load-size" in result.output
     assert "--lambda-A" not in result.output and "--text-encoder" not in result.output
-    result = runner.invoke(app, ["train", "tiny", "--data", str(unpaired), "--out", str(tmp_path / "run"),
-                                 "--crop-size", "32", "--load-size", "36", "--workers", "0", "--device", "cpu",
-                                 "--max-steps", "1", "--n-epochs", "1", "--n-epochs-decay", "0"])
+    result = runner.invoke(app, ["train", "tiny", "--data", str(unpaired_data), "--out", str(tmp_path / "run"),
+                                 *tiny_flags("tiny", max_steps=1, n_epochs_decay=0)])
     assert result.exit_code == 0, result.output
     assert "done: 1 steps" in result.output and "weights tiny" in result.output

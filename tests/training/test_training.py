@@ -8,38 +8,15 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.helpers.datasets import write_paired
+from tests.helpers.training import tiny_config
 from translate.core.errors import InvalidCombinationError
-from translate.demo import make_paired_dataset, make_unpaired_dataset
 from translate.training import NonFiniteLossError, make_config, read_checkpoint, train
 from translate.training.config import load_yaml_config
 from translate.training.losses import GANLoss, gradient_penalty
 from translate.training.pool import ImagePool
 from translate.training.tasks.cyclegan import CycleGANStep
 from translate.training.tasks.pix2pix import Pix2PixStep
-
-TINY = {"ngf": 8, "ndf": 8, "workers": 0, "device": "cpu", "log_every": 1, "sample_every": 2}
-
-
-def tiny_config(task: str, data: Path, out: Path, **overrides):
-    base = dict(TINY, data=str(data), out=str(out), preprocess="resize_and_crop", load_size=36,
-                crop_size=32, n_epochs=1, n_epochs_decay=1)
-    if task == "pix2pix":
-        base.update(netG="unet_128", load_size=140, crop_size=128)
-    else:
-        base.update(netG="resnet_6blocks")
-    base.update(overrides)
-    return make_config(task, overrides=base)
-
-
-@pytest.fixture(scope="module")
-def paired_data(tmp_path_factory) -> Path:
-    return make_paired_dataset(tmp_path_factory.mktemp("paired"), n_train=4, n_test=2, size=48)
-
-
-@pytest.fixture(scope="module")
-def unpaired_data(tmp_path_factory) -> Path:
-    return make_unpaired_dataset(tmp_path_factory.mktemp("unpaired"), n=4, size=40)
-
 
 # --- config -----------------------------------------------------------------------------------
 
@@ -149,7 +126,7 @@ def _params(module):
 
 
 def test_cyclegan_step_updates_every_network_and_reports_losses():
-    config = make_config("cyclegan", overrides=dict(TINY, netG="resnet_6blocks"))
+    config = tiny_config("cyclegan")
     step = CycleGANStep(config, torch.device("cpu"))
     before = {name: _params(m) for name, m in step.models.items()}
     losses = step.train_step(torch.rand(1, 3, 32, 32) * 2 - 1, torch.rand(1, 3, 32, 32) * 2 - 1)
@@ -161,7 +138,7 @@ def test_cyclegan_step_updates_every_network_and_reports_losses():
 
 def test_batched_cyclegan_step_equals_the_reference_order_of_calls():
     """With instance norm, batching G calls must not change the result (same losses, same update)."""
-    config = make_config("cyclegan", overrides=dict(TINY, netG="resnet_6blocks", pool_size=0))
+    config = tiny_config("cyclegan", pool_size=0)
     torch.manual_seed(0)
     batched = CycleGANStep(config, torch.device("cpu"), batched=True)
     torch.manual_seed(0)
@@ -181,7 +158,7 @@ def test_batched_cyclegan_step_equals_the_reference_order_of_calls():
 
 
 def test_pix2pix_discriminator_sees_input_and_output():
-    config = make_config("pix2pix", overrides=dict(TINY, netG="unet_128", input_nc=1, output_nc=3))
+    config = tiny_config("pix2pix", netG="unet_128", load_size=128, crop_size=128, input_nc=1, output_nc=3)
     step = Pix2PixStep(config, torch.device("cpu"))
     assert step.architectures["d"].input_nc == 4
     losses = step.train_step(torch.rand(1, 1, 128, 128) * 2 - 1, torch.rand(1, 3, 128, 128) * 2 - 1)
@@ -190,7 +167,7 @@ def test_pix2pix_discriminator_sees_input_and_output():
 
 @pytest.mark.parametrize("gan_mode", ["wgangp", "hinge"])
 def test_other_gan_modes_train(gan_mode):
-    config = make_config("cyclegan", overrides=dict(TINY, netG="resnet_6blocks", gan_mode=gan_mode))
+    config = tiny_config("cyclegan", gan_mode=gan_mode)
     losses = CycleGANStep(config, torch.device("cpu")).train_step(
         torch.rand(1, 3, 32, 32) * 2 - 1, torch.rand(1, 3, 32, 32) * 2 - 1)
     assert all(torch.isfinite(v) for v in losses.values())
@@ -207,8 +184,9 @@ def _all_weights(run_dir: Path) -> dict[str, torch.Tensor]:
 def test_resume_gives_the_same_weights_as_an_uninterrupted_run(task, paired_data, unpaired_data, tmp_path):
     data = paired_data if task == "pix2pix" else unpaired_data
     # 4 items, batch 1: 4 steps per epoch; stop at 6 = in the middle of the second epoch.
-    straight = train(tiny_config(task, data, tmp_path / "straight", max_steps=10, n_epochs=2, n_epochs_decay=1))
-    train(tiny_config(task, data, tmp_path / "resumed", max_steps=6, n_epochs=2, n_epochs_decay=1))
+    # Samples every 2 steps: drawing them must not disturb the training streams either.
+    straight = train(tiny_config(task, data=data, out=tmp_path / "straight", max_steps=10, n_epochs=2, sample_every=2))
+    train(tiny_config(task, data=data, out=tmp_path / "resumed", max_steps=6, n_epochs=2, sample_every=2))
     state = read_checkpoint(tmp_path / "resumed")
     assert (state["step"], state["epoch"], state["samples_in_epoch"]) == (6, 1, 2)
     resumed_config = make_config(None, base=state["config"], overrides={"max_steps": 10})
@@ -225,8 +203,8 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(task, paired_data
 
 
 def test_linear_schedule_and_epoch_checkpoints(paired_data, tmp_path):
-    config = tiny_config("pix2pix", paired_data, tmp_path / "run", n_epochs=1, n_epochs_decay=2,
-                         save_epoch_freq=1, batch_size=2)
+    config = tiny_config("pix2pix", data=paired_data, out=tmp_path / "run", n_epochs_decay=2, save_epoch_freq=1,
+                         batch_size=2, sample_every=2)
     result = train(config)
     assert (result.epoch, result.step) == (3, 6)
     names = sorted(p.name for p in (tmp_path / "run" / "checkpoints").glob("*.pt"))
@@ -244,7 +222,7 @@ def test_linear_schedule_and_epoch_checkpoints(paired_data, tmp_path):
 
 
 def test_resume_with_more_epochs_extends_the_schedule(paired_data, tmp_path):
-    config = tiny_config("pix2pix", paired_data, tmp_path / "run", n_epochs=1, n_epochs_decay=1, batch_size=4)
+    config = tiny_config("pix2pix", data=paired_data, out=tmp_path / "run", batch_size=4)
     train(config)
     state = read_checkpoint(tmp_path / "run")
     assert state["epoch"] == 2
@@ -256,7 +234,7 @@ def test_resume_with_more_epochs_extends_the_schedule(paired_data, tmp_path):
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(paired_data, tmp_path, monkeypatch):
-    config = tiny_config("pix2pix", paired_data, tmp_path / "run", n_epochs=1, n_epochs_decay=0, batch_size=4)
+    config = tiny_config("pix2pix", data=paired_data, out=tmp_path / "run", n_epochs_decay=0, batch_size=4)
     train(config)
     good = (tmp_path / "run" / "checkpoints" / "latest.pt").read_bytes()
     original = Pix2PixStep.train_step
@@ -279,7 +257,7 @@ def test_unreadable_training_file_is_skipped_and_counted(paired_data, tmp_path):
     data = tmp_path / "data"
     shutil.copytree(paired_data, data)
     (data / "train" / "zz_broken.png").write_bytes(b"not a png at all")
-    result = train(tiny_config("pix2pix", data, tmp_path / "run", n_epochs=1, n_epochs_decay=0))
+    result = train(tiny_config("pix2pix", data=data, out=tmp_path / "run", n_epochs_decay=0))
     assert [Path(p).name for p in result.skipped_files] == ["zz_broken.png"]
     assert result.step == 4
     events = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
@@ -288,20 +266,18 @@ def test_unreadable_training_file_is_skipped_and_counted(paired_data, tmp_path):
 
 def test_missing_data_fails_before_training(tmp_path):
     with pytest.raises(FileNotFoundError, match="trainA"):
-        train(tiny_config("cyclegan", tmp_path / "nothing", tmp_path / "run"))
+        train(tiny_config("cyclegan", data=tmp_path / "nothing", out=tmp_path / "run"))
     assert not (tmp_path / "run").exists()
 
 
 def test_pix2pix_learns_a_colour_mapping(tmp_path):
     """Short end-to-end run: the L1 to the target ends far below the untranslated input's."""
     from translate import load
-    from translate.demo import make_paired_dataset
 
-    data = make_paired_dataset(tmp_path / "data", n_train=16, n_test=4, size=32, seed=1)
-    config = make_config("pix2pix", overrides=dict(
-        TINY, data=str(data), out=str(tmp_path / "run"), netG="resnet_6blocks", norm="batch",
-        dropout=False, ngf=16, ndf=8, preprocess="none", batch_size=4, max_steps=300, lr=1e-3, gan_mode="lsgan",
-        n_epochs=1000, n_epochs_decay=0, log_every=50, sample_every=1000))
+    data = write_paired(tmp_path / "data", n_train=16, n_test=4, size=32, seed=1)
+    config = tiny_config("pix2pix", data=data, out=tmp_path / "run", norm="batch", dropout=False, ngf=16,
+                         preprocess="none", batch_size=4, max_steps=300, lr=1e-3, gan_mode="lsgan", n_epochs=1000,
+                         n_epochs_decay=0, log_every=50, sample_every=1000)
     train(config)
     model = load(tmp_path / "run")
     import numpy as np

@@ -6,7 +6,9 @@ models (that is `translate.formats.locator`) and leaves value checks to the libr
 errors name its parameters; `common.library_errors` turns them into the flags' terms.
 
 - `app`: the typer application and its COMMANDS table.
-- `common`: `fail`, `library_errors` / `error_message`, the progress displays.
+- `common`: `fail`, `library_errors` / `error_message` (the one rewrite of the library's errors
+  into flags), the progress displays.
+- `options`: the flags of train, convert and serve, generated from the library's option fields.
 - one module per command group: `train`, `convert`, `export` (export, info), `evaluate` (eval),
   `generate`, `demo`, `models_cmd` (models, import-reference), `pretrained`, `data` (data list,
   data download).

@@ -17,7 +17,19 @@ import logging
 
 import typer
 
-from translate.cli import convert, demo, evaluate, export, generate, models_cmd, pretrained, serve, train
+from translate.cli import (
+    bundle,
+    convert,
+    demo,
+    evaluate,
+    export,
+    generate,
+    models_cmd,
+    pretrained,
+    refit_matcher,
+    serve,
+    train,
+)
 from translate.cli.data import data_app
 
 app = typer.Typer(
@@ -51,6 +63,8 @@ COMMANDS = (
     ("import-reference", models_cmd.import_reference_command, None),
     ("pretrained", pretrained.pretrained_command, None),
     ("serve", serve.serve_command, None),
+    ("bundle", bundle.bundle_command, None),
+    ("refit-matcher", refit_matcher.refit_matcher_command, None),
 )
 for _name, _function, _command_class in COMMANDS:
     app.command(_name, cls=_command_class)(_function)

@@ -38,30 +38,45 @@ def flag_of(parameter: str, flags: Mapping[str, str] | None = None) -> str:
 # `name=value` as the library writes it: a quoted string, or a bare word (a sentence's full stop is
 # not part of it).
 _MENTION = r"(?<![\w.-]){name}=(\"[^\"]*\"|'[^']*'|[^\s,;:()\[\]]*[^\s,;:()\[\].])"
+# `name` alone, where it reads as the identifier it is (`n_epochs plus n_epochs_decay`).
+_BARE = r"(?<![\w.-]){name}(?![\w=-])"
 
 
 def _as_flag(flag: str, value: str) -> str:
-    """`--flag value` for `name=value`, unquoted; `--flag` alone for `name=True`."""
+    """`--flag value` for `name=value`, unquoted; `--flag` alone for `name=True`, `--no-flag` for
+    `name=False` (the form of the generated boolean flags)."""
     if value == "True":
         return flag
+    if value == "False" and flag.startswith("--"):
+        return f"--no-{flag[2:]}"
     if value[:1] in ("'", '"'):
         value = value[1:-1]
     return f"{flag} {value}"
 
 
+def _is_identifier(name: str) -> bool:
+    """Whether a bare `name` can only be the parameter (`crop_size`, `netG`), not an English word
+    (`norm`, `device`), which a message may use as one."""
+    return "_" in name or any(c.isupper() or c.isdigit() for c in name)
+
+
 def error_message(error: BaseException, flags: Mapping[str, str] | None = None) -> str:
     """`error`'s message in command-line terms: a `ParameterError` names its flag
-    (`--precision 'int9' is not one of ...`), and an `InvalidCombinationError`'s `name=value`
-    mentions of its parameters become `--flag value` (`precision="bf16"` -> `--precision bf16`;
-    `half=True` -> `--half`). Any other error keeps its message."""
+    (`--precision 'int9' is not one of ...`), and an `InvalidCombinationError`'s mentions of its
+    parameters become flags: `name=value` -> `--flag value` (`precision="bf16"` -> `--precision
+    bf16`, `half=True` -> `--half`, `eval_fid=False` -> `--no-eval-fid`), and a bare identifier
+    -> its flag (`n_epochs plus n_epochs_decay` -> `--n-epochs plus --n-epochs-decay`). Any other
+    error keeps its message. This is the one rewrite every command uses."""
     if isinstance(error, ParameterError):
         return error.for_flag(flag_of(error.parameter, flags))
     message = str(error)
     if isinstance(error, InvalidCombinationError):
         for parameter in error.parameters:
-            flag = flag_of(parameter, flags)
-            message = re.sub(_MENTION.format(name=re.escape(parameter)),
-                             lambda match, flag=flag: _as_flag(flag, match.group(1)), message)
+            flag, name = flag_of(parameter, flags), re.escape(parameter)
+            message = re.sub(_MENTION.format(name=name), lambda match, flag=flag: _as_flag(flag, match.group(1)),
+                             message)
+            if _is_identifier(parameter):
+                message = re.sub(_BARE.format(name=name), lambda _, flag=flag: flag, message)
     return message
 
 

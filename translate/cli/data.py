@@ -1,4 +1,4 @@
-"""`translate data`: download the reference implementation's data sets."""
+"""`translate data`: download the reference implementation's data sets; make the text tasks' data sets."""
 
 from __future__ import annotations
 
@@ -7,13 +7,15 @@ from typing import Optional
 
 import typer
 
+from translate.cli import make_data
 from translate.cli.common import download_progress, error_message, fail, library_errors
 
 # download_dataset's parameters whose flag is not `--name-with-dashes`.
 DOWNLOAD_FLAGS = {"name": "NAME", "root": "DIR"}
 
 data_app = typer.Typer(
-    help="The reference implementation's data sets: list them, download and extract one.",
+    help="The reference implementation's data sets: list them, download and extract one; make the shapes "
+         "data set and textcycle domain folders.",
     no_args_is_help=True,
 )
 
@@ -70,3 +72,7 @@ def download_command(
     typer.echo(f"{info.family} data set {info.name} ({info.layout}) is in {path}")
     if info.layout in _TRAIN_HINT:
         typer.echo(f"train on it with: translate train {_TRAIN_HINT[info.layout]} --data {path} --out runs/{info.name}")
+
+
+data_app.command("make-shapes")(make_data.make_shapes_command)
+data_app.command("make-text-domains")(make_data.make_text_domains_command)

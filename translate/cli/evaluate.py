@@ -1,5 +1,5 @@
-"""`translate eval`: the command-line face of `translate.evaluation` (metrics of two folders, or of
-a model's translations of an aligned split)."""
+"""`translate eval`: the command-line face of `translate.evaluation` (metrics of two folders, of a
+model's translations of an aligned split, or of a text model: `translate.cli.evaluate_text`)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 
+from translate.cli import evaluate_text
 from translate.cli.common import FORM_NAMES, fail, library_errors
 from translate.core.paths import cache_dir
 from translate.formats.locator import ModelSource, locate
@@ -27,13 +28,20 @@ EVAL_FLAGS = {"inception_path": "--inception", "metric": "--best-by", "source": 
 def eval_command(
     real: Optional[Path] = typer.Option(None, "--real", help="Folder of real images (the ground truth, or the target domain)."),
     fake: Optional[Path] = typer.Option(None, "--fake", help="Folder of generated images (e.g. translate convert's output)."),
-    model: Optional[Path] = typer.Option(None, "--model", help="A model to translate --data's aligned A|B test pairs with, then score."),
-    data: Optional[Path] = typer.Option(None, "--data", help="With --model: a data set whose PHASE folder holds aligned A|B images."),
+    model: Optional[Path] = typer.Option(None, "--model", help="A model to translate --data's aligned A|B test pairs with, then score; or a text model (text2image, textcycle) to score on --data."),
+    data: Optional[Path] = typer.Option(None, "--data", help="With --model: a data set whose PHASE folder holds aligned A|B images; for a text2image model the shapes data set (translate data make-shapes), for a textcycle model paired domain folders (translate data make-text-domains)."),
     phase: str = typer.Option("val", "--phase", help="With --model: the split to translate (val, test)."),
     direction: str = typer.Option("AtoB", "--direction", help="With --model: AtoB | BtoA."),
-    load_size: Optional[int] = typer.Option(None, "--load-size", help="With --model: resize each half to N x N first (the reference tests at 256) [the data's size]."),
-    limit: Optional[int] = typer.Option(None, "--limit", help="With --model: only the first N pairs (sorted by name)."),
+    load_size: Optional[int] = typer.Option(None, "--load-size", help="With --model: resize each half to N x N first (the reference tests at 256) [the data's size; textcycle: 256]."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="With --model: only the first N pairs (sorted by name); text2image: the number of held-out prompts [200]."),
     all_checkpoints: bool = typer.Option(False, "--all-checkpoints", help="With --model RUN_DIR: score every kept epoch checkpoint and name the best."),
+    baseline: bool = typer.Option(False, "--baseline", help="With --model on aligned pairs: also score the untranslated inputs against the targets (the identity baseline)."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Text2image: the seed of the held-out prompts and of the noise [1]."),
+    names: Optional[str] = typer.Option(None, "--names", help="Textcycle: the A and B domain folders under DATA/PHASE [aerial,map]."),
+    prompt_a: Optional[str] = typer.Option(None, "--prompt-a", help="Textcycle: the prompt naming A, used on B [A's first phrasing]."),
+    prompt_b: Optional[str] = typer.Option(None, "--prompt-b", help="Textcycle: the prompt naming B, used on A [B's first phrasing]."),
+    grid: Optional[Path] = typer.Option(None, "--grid", help="Text models: save a PNG of samples (text2image: the first 32 images; textcycle: A | fake B | B | B | fake A | A rows)."),
+    grid_rows: int = typer.Option(4, "--grid-rows", help="With --grid, textcycle: the pairs shown."),
     best_by: Optional[str] = typer.Option(None, "--best-by", help="Metric that picks the best checkpoint: fid | kid_mean | l1 | rmse | psnr | ssim | accuracy | lpips [fid; l1 with --no-fid]."),
     out: Optional[Path] = typer.Option(None, "--out", help="With --model: where the inputs, outputs and targets are written [EVAL_DIR]."),
     fid: bool = typer.Option(True, "--fid/--no-fid", help="FID and KID (need the Inception weights)."),
@@ -54,7 +62,9 @@ def eval_command(
     within --delta and LPIPS against same-name ground truth; LPIPS to the inputs with --source.
 
     `translate eval --real B/ --fake out/ [--source A/]`, or `translate eval --model M --data DIR`
-    (translates DIR/PHASE's aligned A|B pairs first). Exit status 2 on bad arguments or missing weights."""
+    (translates DIR/PHASE's aligned A|B pairs first). A text model is scored on its own terms:
+    text2image on shapes prompts unseen in training (colour, position, size), textcycle by RMSE
+    both ways on paired domain folders. Exit status 2 on bad arguments or missing weights."""
     if model is not None or data is not None:
         if model is None or data is None or real is not None or fake is not None:
             fail("pass --model with --data (the model translates the data's test pairs), or --real with --fake")
@@ -63,6 +73,23 @@ def eval_command(
     if source is not None and model is not None:
         fail("--source goes with --real and --fake (the folder translate convert read); --model scores its own "
              "translations of --data")
+    if model is not None and data is not None:
+        with library_errors(EVAL_FLAGS):
+            located = locate(model)
+        kind = located.kind if located.is_text else evaluate_text.checkpoint_task(located)
+        if kind in ("text2image", "textcycle"):
+            text_options = evaluate_text.TextEvalOptions(
+                data=data, phase=phase, limit=limit, load_size=load_size, seed=seed, names=names, prompt_a=prompt_a,
+                prompt_b=prompt_b, grid=grid, grid_rows=grid_rows, device=device, all_checkpoints=all_checkpoints)
+            reports = evaluate_text.eval_text_model(located, kind, text_options)
+            evaluate_text.write_text_reports(kind, reports, json_path=json_path, markdown=markdown)
+            return
+    for flag, value in (("--seed", seed), ("--names", names), ("--prompt-a", prompt_a), ("--prompt-b", prompt_b),
+                        ("--grid", grid)):
+        if value is not None:
+            fail(f"{flag} goes with a text model (--model TEXT_MODEL --data DIR)")
+    if baseline and model is None:
+        fail("--baseline goes with --model and --data (it scores the untranslated inputs of the aligned pairs)")
     _check_lpips_net(lpips_net)
     cache = _feature_cache(inception, device) if fid and feature_cache else None
     lpips_options = {"lpips": lpips, "lpips_net": lpips_net, "lpips_path": lpips_weights, "source_dir": source}
@@ -72,7 +99,19 @@ def eval_command(
     if model is None:
         write([score(real, fake)])
         return
-    from translate.evaluation.paired_data import best_report, translate_aligned_split
+    _score_model(model, data, score, write, phase=phase, direction=direction, device=device, limit=limit,
+                 load_size=load_size, out=out, all_checkpoints=all_checkpoints,
+                 best_by=best_by or ("fid" if fid else "l1"), baseline=baseline)
+
+
+def _score_model(model: Path, data: Path, score: Callable[[Path, Path], dict[str, Any]],
+                 write: Callable[..., None], *, phase: str, direction: str, device: str, limit: Optional[int],
+                 load_size: Optional[int], out: Optional[Path], all_checkpoints: bool, best_by: str,
+                 baseline: bool) -> None:
+    """Translate DATA/PHASE's aligned pairs with `model` (or each of its run's checkpoints), score
+    the outputs, and the untranslated inputs with `baseline`; write the reports."""
+    from translate.evaluation.aligned_split import translate_aligned_split
+    from translate.evaluation.best_checkpoint import best_report
 
     with library_errors(EVAL_FLAGS):
         source = locate(model)
@@ -86,19 +125,21 @@ def eval_command(
                                                  load_size=load_size)
         typer.echo(f"translated {data / phase} with {checkpoint}: outputs in {fake}, targets in {real}")
         reports.append({"model": str(checkpoint), **score(real, fake)})
-    if not all_checkpoints:
-        write(reports)
-        return
-    metric = best_by or ("fid" if fid else "l1")
-    with library_errors(EVAL_FLAGS):
-        best = best_report(reports, metric)
-    write(reports, {"best": best["model"], "best_by": metric})
-    typer.echo(f"best checkpoint by {metric}: {best['model']} ({metric} {best[metric]:.4g})")
+    extra = {}
+    if all_checkpoints:
+        with library_errors(EVAL_FLAGS):
+            best = best_report(reports, best_by)
+        extra = {"best": best["model"], "best_by": best_by}
+    if baseline:  # the untranslated inputs, which translate_aligned_split writes beside the outputs
+        reports.append({"model": "untranslated input", **score(real, fake.parent / "input")})
+    write(reports, extra or None)
+    if all_checkpoints:
+        typer.echo(f"best checkpoint by {best_by}: {best['model']} ({best_by} {best[best_by]:.4g})")
 
 
 def _run_checkpoints(source: ModelSource) -> list[Path]:
     """The kept epoch checkpoints of the run `--model` names (for --all-checkpoints)."""
-    from translate.evaluation.paired_data import run_checkpoints
+    from translate.evaluation.best_checkpoint import run_checkpoints
 
     if source.form != "run":
         fail(f"--all-checkpoints scores the epoch checkpoints of a run directory; --model {source.requested} "
@@ -162,12 +203,12 @@ def _write_reports(reports: list[dict[str, Any]], extra: dict[str, Any] | None =
 
 def _feature_cache(inception: Optional[Path], device: str) -> "FeatureCache":
     """The real-feature cache of the Inception weights that will be used (their SHA-256 names it)."""
-    from translate.core.files import sha256_file as file_sha256
+    from translate.core.files import sha256_file
     from translate.evaluation.feature_cache import FeatureCache
     from translate.evaluation.inception import INCEPTION_SHA256, find_inception_weights
 
     with library_errors(EVAL_FLAGS):
         weights = find_inception_weights(inception)
     # An archive is checked against the pinned hash when loaded; a .safetensors copy is hashed here.
-    weights_id = file_sha256(weights) if weights.suffix == ".safetensors" else INCEPTION_SHA256
+    weights_id = sha256_file(weights) if weights.suffix == ".safetensors" else INCEPTION_SHA256
     return FeatureCache(cache_dir() / "inception_features", weights_id, device)

@@ -21,7 +21,7 @@ def generate(
 ) -> None:
     """Generate images from captions with a text2image model (PyTorch weights or its .onnx export)."""
     from translate.core.device import pick_device
-    from translate.deploy.inference import to_pil
+    from translate.core.images import tensor_to_pil
     from translate.deploy.text_export import OnnxTextModel
     from translate.text.model import load_text2image
 
@@ -37,5 +37,5 @@ def generate(
         text = prompt[index // n]
         stem = "".join(ch if ch.isalnum() else "_" for ch in text.lower())[:60].strip("_") or "prompt"
         path = out / f"{index // n:03d}_{stem}_{index % n:02d}.png"
-        to_pil(image.cpu()).save(path)
+        tensor_to_pil(image.cpu()).save(path)
     typer.echo(f"wrote {len(images)} images to {out}")

@@ -1,9 +1,10 @@
 """`translate train`: train a model, or resume a run.
 
-The command's options are generated from TrainConfig's fields (help text, option group, type) and
-the task table, so every option is declared once, in translate.training.config, and
-`translate train TASK --help` lists the options TASK uses. Options that do not apply to the task
-still parse (a YAML file or an old command line may set them) and are reported as ignored.
+The command's options are generated from TrainConfig's fields (help text, option group, type;
+by translate.cli.options, as convert's and serve's are) and the task table, so every option is
+declared once, in translate.training.config, and `translate train TASK --help` lists the options
+TASK uses. Options that do not apply to the task still parse (a YAML file or an old command line
+may set them) and are reported as ignored.
 
 Building the options imports translate.training (and torch), so `TrainCommand` builds them when
 `translate train ...` runs, not when `translate --help` lists the commands.
@@ -11,61 +12,45 @@ Building the options imports translate.training (and torch), so `TrainCommand` b
 
 from __future__ import annotations
 
-import dataclasses
-import inspect
-import re
-import typing
 from pathlib import Path
 from typing import Any, Optional
 
 import typer
 from typer.core import TyperCommand
 
-from translate.cli.common import fail, progress_printer
+from translate.cli.common import error_message, fail, progress_printer
+from translate.cli.options import click_parameters, flag_fields, flag_parameter, flags_of, help_of, shown_default
+from translate.core.options import choices_of
 
 _TASK_KEY = "translate.train.task"  # ctx.meta: the task named on the command line (or by --resume's run)
 _OPTIONS_KEY = "translate.train.options"  # ctx.meta: the TrainConfig options given (None: not given)
 
 
-def flag_of(name: str) -> str:
-    """The command-line flag of a TrainConfig field: `crop_size` -> `--crop-size`, `netG` -> `--netG`."""
-    return "--" + name.replace("_", "-")
-
-
-def _config_fields() -> list[tuple[dataclasses.Field, Any]]:
+def _config_fields() -> list[tuple[Any, Any]]:
     """(field, the type its flag converts to) of each TrainConfig field that is a flag."""
     # Imported here, not at the top: translate.training imports torch, which `translate --help` must not pay for.
     from translate.training import TrainConfig
 
-    hints = typing.get_type_hints(TrainConfig)
-    out = []
-    for field in dataclasses.fields(TrainConfig):
-        if field.metadata.get("cli", True):
-            types = [a for a in typing.get_args(hints[field.name]) if a is not type(None)] or [hints[field.name]]
-            out.append((field, Path if field.metadata.get("path") else types[0]))
-    return out
+    return flag_fields(TrainConfig)
 
 
-def _shown_default(field: dataclasses.Field, tasks: list[Any]) -> str:
+def _flags() -> dict[str, str]:
+    """TrainConfig's Python names -> the command's flags (the task is the command's argument)."""
+    from translate.training import TrainConfig  # see _config_fields: torch loads only here
+
+    return {**flags_of(TrainConfig), "task": "TASK"}
+
+
+def _shown_default(field: Any, tasks: list[Any]) -> str:
     """The default `--help` shows: the tasks' reference default, when they agree on one."""
-    if field.metadata.get("default_help"):
-        return field.metadata["default_help"]
     values = {repr(task.defaults.get(field.name, field.default)) for task in tasks}
-    if len(values) != 1:
+    if len(values) != 1 and not field.metadata.get("default_help"):
         return "depends on the task"
-    value = tasks[0].defaults.get(field.name, field.default)
-    if isinstance(value, bool):
-        return "on" if value else "off"
-    return "" if value is None else str(value)
+    return shown_default(field, tasks[0].defaults.get(field.name, field.default))
 
 
-def _help_of(field: dataclasses.Field, task: Any | None, tasks: list[Any]) -> str:
-    text = field.metadata["help"]
-    choices = field.metadata.get("choices")
-    if field.metadata.get("task_choices") and task is not None:
-        choices = field.metadata["task_choices"](task)
-    if choices is not None:
-        text += " " + " | ".join(map(str, choices() if callable(choices) else choices)) + "."
+def _help_of(field: Any, task: Any | None, tasks: list[Any]) -> str:
+    text = help_of(field, choices_of(field, task))
     if task is None and field.metadata.get("group") is not None:
         text += " Used by " + ", ".join(t.name for t in tasks if t.uses(field)) + "."
     return text
@@ -80,24 +65,11 @@ def build_config_options(task_name: str | None) -> list[Any]:
     tasks = [get_task(name) for name in task_names()]
     parameters = []
     for field, value_type in _config_fields():
-        flag = flag_of(field.name)
-        declaration = f"{flag}/--no-{flag[2:]}" if value_type is bool else flag
         used = task.uses(field) if task is not None else field.metadata.get("group") is None
         # The value is None (not given) until make_config resolves it; show the task's default instead.
-        default = _shown_default(field, [task] if task is not None else tasks)
-        option = typer.Option(None, declaration, help=_help_of(field, task, tasks), hidden=not used,
-                              rich_help_panel=field.metadata["panel"], show_default=default or False)
-        parameters.append(inspect.Parameter(field.name, inspect.Parameter.KEYWORD_ONLY, default=option,
-                                            annotation=Optional[value_type]))
-
-    def options(**values: Any) -> None:
-        """The generated options, read by typer to build click parameters."""
-
-    options.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
-    options.__annotations__ = {p.name: p.annotation for p in parameters}
-    scratch = typer.Typer(add_completion=False)
-    scratch.command()(options)
-    return list(typer.main.get_command(scratch).params)
+        parameters.append(flag_parameter(field, value_type, help=_help_of(field, task, tasks), hidden=not used,
+                                         default=_shown_default(field, [task] if task is not None else tasks)))
+    return click_parameters(parameters)
 
 
 def _run_task(run_dir: str) -> str | None:
@@ -141,7 +113,8 @@ class TrainCommand(TyperCommand):
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         from translate.training import get_task, task_names  # see _config_fields: torch loads only here
 
-        value_flags = {"--resume", "--config"} | {flag_of(f.name) for f, kind in _config_fields() if kind is not bool}
+        flags = _flags()
+        value_flags = {"--resume", "--config"} | {flags[f.name] for f, kind in _config_fields() if kind is not bool}
         task = task_named_by(args, value_flags)
         ctx.meta[_TASK_KEY] = task if task in task_names() else None
         if ctx.meta[_TASK_KEY] is None:
@@ -163,35 +136,6 @@ class TrainCommand(TyperCommand):
         names = {f.name for f, _ in _config_fields()}
         ctx.meta[_OPTIONS_KEY] = {name: ctx.params.pop(name) for name in list(ctx.params) if name in names}
         return super().invoke(ctx)
-
-
-def combination_for_flags(error: Any) -> str:
-    """An InvalidCombinationError's message with each parameter it names as its flag
-    (`crop_size=100` -> `--crop-size 100`, `eval_fid=False` -> `--no-eval-fid`)."""
-    message = str(error)
-    for name in error.parameters:
-        flag = flag_of(name)
-
-        def as_flag(match: re.Match, flag: str = flag) -> str:
-            value = match.group(1) if match.group(1) is not None else match.group(2)
-            if value in ("True", "False"):
-                return flag if value == "True" else f"--no-{flag[2:]}"
-            return f"{flag} {value}"
-
-        message = re.sub(rf"(?<![\w-]){re.escape(name)}=(?:'([^']*)'|([^\s,;)]+))", as_flag, message)
-        message = re.sub(rf"(?<![\w-]){re.escape(name)}(?![\w=])", flag, message)
-    return message
-
-
-def error_for_flags(error: ValueError) -> str:
-    """A library error in command-line terms."""
-    from translate.core.errors import InvalidCombinationError, ParameterError
-
-    if isinstance(error, ParameterError):
-        return error.for_flag("TASK" if error.parameter == "task" else flag_of(error.parameter))
-    if isinstance(error, InvalidCombinationError):
-        return combination_for_flags(error)
-    return str(error)
 
 
 def _resolve(task: str | None, resume: Path | None, config: Path | None, options: dict[str, Any]) -> tuple[Any, Any]:
@@ -221,7 +165,8 @@ def _warn_unused(cfg: Any, options: dict[str, Any]) -> None:
     from translate.training import get_task
 
     task = get_task(cfg.task)
-    unused = [flag_of(name) for name, value in options.items() if value is not None and not task.uses(name)]
+    flags = _flags()
+    unused = [flags[name] for name, value in options.items() if value is not None and not task.uses(name)]
     if unused:
         typer.secho(f"warning: {', '.join(unused)} {'does' if len(unused) == 1 else 'do'} not apply to {cfg.task}; "
                     "ignored", fg=typer.colors.YELLOW, err=True)
@@ -258,7 +203,7 @@ def train(
     try:
         cfg, resume_state = _resolve(task, resume, config, options)
     except (ValueError, FileNotFoundError) as error:
-        fail(error_for_flags(error))
+        fail(error_message(error, _flags()))
     _warn_unused(cfg, options)
     main_process = os.environ.get("RANK", "0") == "0"
     update, close = progress_printer() if main_process else (None, lambda: None)
@@ -270,7 +215,7 @@ def train(
         raise typer.Exit(code=3) from None
     except (ValueError, FileNotFoundError) as error:
         close()
-        fail(error_for_flags(error))
+        fail(error_message(error, _flags()))
     close()
     if main_process:
         _print_result(result)

@@ -2,11 +2,15 @@
 
 Selection rules elsewhere (auto precision, provider, backend, training autocast) take a
 `Capabilities` value instead of asking the hardware themselves, so they can be tested with any
-machine's capabilities injected. `capabilities()` reads this machine's, and the environment can
+machine's capabilities injected. `detect_capabilities()` reads this machine's, and the environment can
 override the CPU features, for tests and for machines that misreport them:
 
     TRANSLATE_CPU_BF16=0|1    native bfloat16 (AVX-512 BF16 or AMX) reported absent | present
     TRANSLATE_CPU_VNNI=0|1    int8 dot products (AVX-512 VNNI or AVX-VNNI) reported absent | present
+
+The device names and `Capabilities` import nothing heavy: the command line lists them in
+`--help`, which must not wait for torch. The functions that ask the hardware import torch when
+called.
 """
 
 from __future__ import annotations
@@ -14,12 +18,14 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from translate.core.errors import check_choice
 
-__all__ = ["DEVICES", "Capabilities", "capabilities", "cpu_has_native_bf16", "cpu_has_vnni", "pick_device"]
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["DEVICES", "Capabilities", "detect_capabilities", "cpu_has_native_bf16", "cpu_has_vnni", "pick_device"]
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
@@ -49,6 +55,8 @@ def _override(name: str) -> bool | None:
 
 
 def _detect_native_bf16() -> bool:
+    import torch  # when called: see the module docstring
+
     checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
     return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
 
@@ -73,8 +81,10 @@ def cpu_has_vnni() -> bool:
     return _detect_vnni() if override is None else override
 
 
-def capabilities() -> Capabilities:
+def detect_capabilities() -> Capabilities:
     """This machine's capabilities, with the environment overrides applied."""
+    import torch  # when called: see the module docstring
+
     return Capabilities(cuda=torch.cuda.is_available(), mps=torch.backends.mps.is_available(),
                         cpu_native_bf16=cpu_has_native_bf16(), cpu_vnni=cpu_has_vnni())
 
@@ -86,6 +96,8 @@ def pick_device(requested: str, local_rank: int = 0) -> torch.device:
         InvalidChoiceError: `requested` is none of the four.
         ValueError: the device asked for is not available.
     """
+    import torch  # when called: see the module docstring
+
     check_choice("device", requested, DEVICES)
     if requested == "auto":
         if torch.cuda.is_available():

@@ -14,8 +14,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from translate.core.version import __version__
+
 __all__ = ["ParameterError", "InvalidChoiceError", "InvalidValueError", "InvalidCombinationError",
-           "check_choice"]
+           "UnsupportedFormatVersionError", "check_choice"]
 
 
 class ParameterError(ValueError):
@@ -59,6 +61,19 @@ class InvalidCombinationError(ValueError):
     def __init__(self, message: str, *parameters: str) -> None:
         super().__init__(message)
         self.parameters = parameters
+
+
+class UnsupportedFormatVersionError(ValueError):
+    """A saved file records a `format_version` this release does not read: a newer release wrote
+    it (or the file was edited). `path`: the file; `found`: the version it records (any JSON
+    value); `readable`: the versions this release reads."""
+
+    def __init__(self, path: str, found: Any, readable: Iterable[int]) -> None:
+        self.path, self.found, self.readable = path, found, tuple(readable)
+        versions = ", ".join(str(v) for v in self.readable)
+        super().__init__(f"{path!r} has format_version {found!r}; this translate ({__version__}) reads "
+                         f"format_version {versions}: upgrade translate (pip install --upgrade translate-gan) "
+                         "to read it")
 
 
 def check_choice(parameter: str, value: Any, allowed: Iterable[Any], fix: str = "") -> None:

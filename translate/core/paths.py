@@ -1,6 +1,7 @@
 """The well-known folders: bundled models, installed models and the cache.
 
-Each honours an environment variable first, so tests and services can move them.
+The installed models and the cache honour an environment variable first, so tests and services
+can move them.
 """
 
 from __future__ import annotations
@@ -10,12 +11,21 @@ from pathlib import Path
 
 __all__ = ["bundled_dir", "cache_dir", "models_dir", "BUNDLED_DIR"]
 
-# weights/ beside the package: the models that ship with a source checkout.
-BUNDLED_DIR = Path(__file__).resolve().parents[2] / "weights"
+
+def _find_bundled() -> Path:
+    """The bundled models: `translate/bundled/` in an installed wheel (setup.py maps the
+    repository's weights/ there), else weights/ beside the package (a checkout, an editable install)."""
+    package = Path(__file__).resolve().parents[1]
+    installed = package / "bundled"
+    return installed if installed.is_dir() else package.parent / "weights"
+
+
+BUNDLED_DIR = _find_bundled()
 
 
 def bundled_dir() -> Path:
-    """The folder of bundled models (`weights/` of the checkout)."""
+    """The folder of bundled models: `translate/bundled/` of an installed wheel, or `weights/` of
+    the checkout."""
     return BUNDLED_DIR
 
 

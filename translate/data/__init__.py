@@ -7,7 +7,7 @@ It sits on `translate.core` only. It owns:
 - `datasets`: `UnpairedDataset` (CycleGAN), `PairedDataset` (pix2pix, three layouts) and
   `collate_images`.
 - `captions`: captioned image folders (text2image); `domains`: domain folders with prompts
-  (textcycle).
+  (textcycle); `text_domains`: domain folders split from a paired data set.
 - `transforms`: `PreprocessConfig` and the reference's preprocess modes, split into a CPU part and
   a batched device part (`augment_batch`, `augment_pair`, `eval_transform`).
 - `sampler`: `ResumableSampler`, an epoch order that a resumed run continues mid-epoch.

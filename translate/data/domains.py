@@ -37,7 +37,7 @@ def _layout(root: Path) -> str:
         f"  {root}/            (or {root}/train/, with {root}/val/ optional)\n"
         f"  |-- aerial/   images + {PROMPTS_NAME}   ('aerial photo', 'satellite image', ... one per line)\n"
         f"  `-- map/      images + {PROMPTS_NAME}   ('map', 'a street map', ...)\n"
-        "scripts/make_text_domains.py splits a paired A|B folder (pix2pix layout) into this layout"
+        "`translate data make-text-domains` splits a paired A|B folder (pix2pix layout) into this layout"
     )
 
 

@@ -26,8 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from translate.core.device import Capabilities
-from translate.core.device import capabilities as detect_capabilities
+from translate.core.device import Capabilities, detect_capabilities
 from translate.core.errors import InvalidCombinationError, check_choice
 from translate.core.images import array_to_tensor, tensor_to_array
 from translate.deploy.onnx_cache import onnx_copy, text_onnx_copy
@@ -45,15 +44,16 @@ from translate.deploy.selection import (
 from translate.deploy.sessions import CPU_PROVIDER, ort_session, provider_entries
 from translate.deploy.text_export import text_size_multiple
 from translate.deploy.text_runner import OnnxTextModel
-from translate.formats.locator import DIRECTIONS, ModelSource, locate
-from translate.formats.onnx_metadata import FILE_PRECISION
+from translate.formats.locator import DIRECTIONS, ModelSource, as_source
+from translate.formats.onnx_metadata import FILE_PRECISION, read_onnx_metadata
 from translate.formats.weights import load_with_config, read_model_config
 from translate.text.model import TEXTCYCLE_KIND, load_text_model
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["BACKENDS", "PRECISIONS", "PROVIDERS", "Backend", "TorchBackend", "OrtBackend", "TextPromptBackend",
-           "make_backend", "make_text_backend", "text_model_info", "choose_backend", "resolve_precision", "resolve_providers"]
+           "TorchTextBackend", "OrtTextBackend",
+           "make_backend", "make_text_backend", "choose_backend", "resolve_precision", "resolve_providers"]
 
 _CPU = torch.device("cpu")
 
@@ -96,9 +96,9 @@ class TorchBackend(Backend):
     """PyTorch eager. fp16 casts the weights (GPU); bf16 runs under autocast (normalisation and
     reductions stay float32). Output: float32."""
 
-    def __init__(self, model: Path, *, precision: str, device: torch.device, direction: str | None) -> None:
+    def __init__(self, source: ModelSource, *, precision: str, device: torch.device, direction: str | None) -> None:
         self.name, self.precision, self.device, self.provider = "torch", precision, device, device.type
-        network, self.config = load_with_config(model, direction=direction, device=device)
+        network, self.config = load_with_config(source, direction=direction, device=device)
         network.float()  # bundled weights may be stored as float16
         if precision == "fp16":
             if device.type == "cpu":
@@ -128,7 +128,7 @@ class OrtBackend(Backend):
                  threads: int | None = None) -> None:
         """`providers`: names, best first (see `resolve_providers`); `device`: where inputs live."""
         self.name, self.path = "onnxruntime", onnx_path
-        self.config = locate(onnx_path).config()
+        self.config = read_onnx_metadata(onnx_path)
         self.precision = _file_precision(self.config)
         self.session = ort_session(onnx_path, providers=provider_entries(providers, device, self.precision),
                                    threads=threads)
@@ -170,71 +170,95 @@ class OrtBackend(Backend):
 
 class TextPromptBackend(Backend):
     """A textcycle model behind the image backends' call: `(B, C, H, W)` in [-1, 1] -> `(B, C_out, H, W)`
-    in [-1, 1], translated to `prompt`. The prompt is embedded (or tokenised, or looked up in a baked
-    table) once; every call feeds that row to each image of the batch.
+    in [-1, 1], translated to `prompt`. The prompt is turned into text rows (embedded, tokenised, or
+    looked up in a baked table) once; every call feeds that row to each image of the batch.
 
-    `model`: a textcycle weights folder / run (name "torch", or "onnxruntime" through a cached
-    export whose input is the embedding) or an exported `.onnx` file (name "onnxruntime").
     `prompt` None: no call, only `text_rows` + `run_rows`, for a prompt per image (a server).
+    Subclasses: `TorchTextBackend`, `OrtTextBackend`; `make_text_backend` picks one.
     """
 
-    def __init__(self, model: str | Path, prompt: str | None, *, name: str, device: torch.device,
-                 providers: list[str] | None = None, threads: int | None = None) -> None:
-        self.name, self.prompt, self.device = name, prompt, device
-        source = locate(model)
-        self._torch_model = None if source.is_onnx else load_text_model(
-            source.path, device if name == "torch" else "cpu", kind=TEXTCYCLE_KIND)
-        if name == "torch":
-            self.config, self.generator = self._torch_model.config, self._torch_model.generator.float()
-            self.precision, self.provider = "fp32", device.type
-            architecture = self.config["architecture"]
-            self.size_multiple = text_size_multiple(architecture)
-            self.input_channels = int(architecture.get("input_nc", 3))
-            self.output_channels = int(architecture.get("output_nc", 3))
-        else:
-            self.runner = OnnxTextModel(source.path if source.is_onnx else text_onnx_copy(source.path),
-                                        providers=providers, threads=threads)
-            self.config, self.provider = self.runner.metadata, self.runner.provider
-            self.precision = _file_precision(self.config)
-            self.size_multiple = self.runner.size_multiple
-            self.input_channels = int(self.config["input_channels"])
-            self.output_channels = int(self.config["output_channels"])
+    prompt: str | None
+    text: Tensor | dict[str, np.ndarray] | None
+
+    def _set_prompt(self, prompt: str | None) -> None:
+        """Called last by the subclasses' constructors, once `text_rows` works."""
+        self.prompt = prompt
         self.text = self.text_rows([prompt]) if prompt is not None else None
 
-    def text_rows(self, prompts: Sequence[str]) -> Tensor | dict[str, np.ndarray]:
-        """What the generator takes beside the images, one row per prompt: `(B, D)` embeddings on
-        PyTorch; ids and mask, embeddings or baked rows on ONNX Runtime."""
-        if self.name == "torch":
-            return self._torch_model.embed(list(prompts))  # (B, D)
-        if self._torch_model is None:
-            return self.runner.text_feed(prompts)
-        # A cached export takes the embedding, computed here by the PyTorch encoder (any encoder).
-        return {"embedding": self._torch_model.embed(list(prompts)).cpu().numpy()}
+    def text_rows(self, prompts: Sequence[str]) -> Tensor | dict[str, np.ndarray]:  # pragma: no cover - abstract
+        """What the generator takes beside the images, one row per prompt."""
+        raise NotImplementedError
 
-    def run_rows(self, x: Tensor, rows: Tensor | dict[str, np.ndarray]) -> Tensor:
+    def run_rows(self, x: Tensor, rows: Tensor | dict[str, np.ndarray]) -> Tensor:  # pragma: no cover - abstract
         """`x` `(B, C, H, W)` in [-1, 1] (multiples of size_multiple) with B rows of `text_rows`."""
-        if self.name == "torch":
-            with torch.inference_mode():
-                return self.generator(x.float(), rows)
-        return self.runner.run(x, rows)
+        raise NotImplementedError
+
+    def _repeat_text(self, count: int) -> Tensor | dict[str, np.ndarray]:  # pragma: no cover - abstract
+        """The prompt's row, `count` times."""
+        raise NotImplementedError
 
     def __call__(self, x: Tensor) -> Tensor:
         if self.text is None:
             raise ValueError("this backend was made without a prompt: call run_rows(x, text_rows(prompts))")
-        if self.name == "torch":
-            return self.run_rows(x, self.text.expand(len(x), -1))
-        return self.run_rows(x, {key: np.repeat(value, len(x), axis=0) for key, value in self.text.items()})
+        return self.run_rows(x, self._repeat_text(len(x)))
 
     def describe(self) -> str:
         return super().describe() + (f", prompt {self.prompt!r}" if self.prompt is not None else "")
 
 
-def text_model_info(path: str | Path) -> tuple[str, dict[str, list[str]]] | None:
-    """(kind, domains) of a text model folder, run or exported `.onnx` file; None for image models."""
-    source = locate(path)
-    if not source.is_text:
-        return None
-    return source.kind, source.config().get("domains") or {}
+class TorchTextBackend(TextPromptBackend):
+    """A textcycle weights folder / run on PyTorch, fp32; text rows are `(B, D)` embeddings."""
+
+    def __init__(self, source: ModelSource, prompt: str | None, *, device: torch.device) -> None:
+        self.name, self.precision, self.device, self.provider = "torch", "fp32", device, device.type
+        self.model = load_text_model(source, device, kind=TEXTCYCLE_KIND)
+        self.config, self.generator = self.model.config, self.model.generator.float()
+        architecture = self.config["architecture"]
+        self.size_multiple = text_size_multiple(architecture)
+        self.input_channels = int(architecture.get("input_nc", 3))
+        self.output_channels = int(architecture.get("output_nc", 3))
+        self._set_prompt(prompt)
+
+    def text_rows(self, prompts: Sequence[str]) -> Tensor:
+        return self.model.embed(list(prompts))  # (B, D)
+
+    def run_rows(self, x: Tensor, rows: Tensor) -> Tensor:  # type: ignore[override]
+        with torch.inference_mode():
+            return self.generator(x.float(), rows)
+
+    def _repeat_text(self, count: int) -> Tensor:
+        return self.text.expand(count, -1)  # type: ignore[union-attr]
+
+
+class OrtTextBackend(TextPromptBackend):
+    """A textcycle model on ONNX Runtime (CPU inputs): an exported `.onnx` file, or a weights folder /
+    run through a cached export whose text input is the embedding. Text rows are the file's feed (ids
+    and mask, embeddings or baked rows)."""
+
+    def __init__(self, source: ModelSource, prompt: str | None, *, providers: list[str],
+                 threads: int | None = None) -> None:
+        self.name, self.device = "onnxruntime", _CPU
+        # A cached export takes the embedding, computed here by the PyTorch encoder (any encoder).
+        self.encoder_model = None if source.is_onnx else load_text_model(source, "cpu", kind=TEXTCYCLE_KIND)
+        self.onnx_model = OnnxTextModel(source.path if source.is_onnx else text_onnx_copy(source),
+                                        providers=providers, threads=threads)
+        self.config, self.provider = self.onnx_model.metadata, self.onnx_model.provider
+        self.precision = _file_precision(self.config)
+        self.size_multiple = self.onnx_model.size_multiple
+        self.input_channels = int(self.config["input_channels"])
+        self.output_channels = int(self.config["output_channels"])
+        self._set_prompt(prompt)
+
+    def text_rows(self, prompts: Sequence[str]) -> dict[str, np.ndarray]:
+        if self.encoder_model is None:
+            return self.onnx_model.text_feed(prompts)
+        return {"embedding": self.encoder_model.embed(list(prompts)).cpu().numpy()}
+
+    def run_rows(self, x: Tensor, rows: dict[str, np.ndarray]) -> Tensor:  # type: ignore[override]
+        return self.onnx_model.run(x, rows)
+
+    def _repeat_text(self, count: int) -> dict[str, np.ndarray]:
+        return {key: np.repeat(value, count, axis=0) for key, value in self.text.items()}  # type: ignore[union-attr]
 
 
 def _refuse_provider(provider: str | None) -> None:
@@ -254,39 +278,34 @@ def _ort_placement(provider: str | None, device: torch.device) -> tuple[torch.de
     return device, providers
 
 
-def _text_backend(source: ModelSource, prompt: str | None, *, backend: str | None, precision: str,
-                  device: torch.device, provider: str | None, threads: int | None,
-                  require_prompt: bool = True) -> TextPromptBackend:
-    """The checked TextPromptBackend for `make_backend` (see there)."""
+def _check_text_model(source: ModelSource, prompt: str | None, precision: str) -> None:
+    """Refuse what a text model cannot do here, naming the fix (see `make_text_backend`)."""
     where = str(source.path)
     if not source.is_text:
         raise InvalidCombinationError(f"prompt={prompt!r} applies to text-guided (textcycle) models; {where!r} holds "
                                       "an image-only generator: drop prompt", "prompt", "model")
-    domains = source.config().get("domains") or {}
     if source.kind != TEXTCYCLE_KIND:
         raise InvalidCombinationError(f"{where!r} is a {source.kind} model (noise + caption -> image), it does not "
                                       "translate images: make images with its generate method "
                                       "(translate.text.model.load_text_model(model).generate(prompts))", "model")
-    if require_prompt and (prompt is None or not prompt.strip()):
-        listing = "; ".join(f"{name}: {', '.join(map(repr, prompts))}" for name, prompts in domains.items())
-        raise InvalidCombinationError(f"{where!r} is a text-guided textcycle model: it needs a prompt naming what to "
-                                      f"translate to, e.g. a prompt of its domains ({listing or 'none recorded'})",
-                                      "prompt", "model")
     file_precision = _file_precision(source.config()) if source.is_onnx else None
     if precision not in ("auto", "fp32", file_precision):
         raise InvalidCombinationError(f'precision="{precision}": text models run in fp32 here (fp16, bf16 and int8 '
                                       'are not wired for them); use precision="fp32" or "auto" (for fp16, '
                                       'export_onnx(model, "out.onnx", half=True) and run that file)', "precision")
-    name = choose_backend(backend, is_onnx=source.is_onnx, precision=file_precision or "fp32", device=device)
-    if name == "torch":
-        _refuse_provider(provider)
-        return TextPromptBackend(source.path, prompt, name="torch", device=device)
-    _, providers = _ort_placement(provider, device)
-    return TextPromptBackend(source.path, prompt, name="onnxruntime", device=_CPU, providers=providers,
-                             threads=threads)
 
 
-def make_backend(model: str | Path, *, backend: str | None = "auto", precision: str = "auto",
+def _require_prompt(source: ModelSource, prompt: str | None) -> None:
+    """A textcycle model translates to what a prompt names: refuse a missing or blank one."""
+    if prompt is None or not prompt.strip():
+        domains = source.config().get("domains") or {}
+        listing = "; ".join(f"{name}: {', '.join(map(repr, prompts))}" for name, prompts in domains.items())
+        raise InvalidCombinationError(f"{str(source.path)!r} is a text-guided textcycle model: it needs a prompt "
+                                      f"naming what to translate to, e.g. a prompt of its domains "
+                                      f"({listing or 'none recorded'})", "prompt", "model")
+
+
+def make_backend(model: str | Path | ModelSource, *, backend: str | None = "auto", precision: str = "auto",
                  device: str = "auto", provider: str | None = None, direction: str | None = None,
                  threads: int | None = None, calibration: Sequence[Path] | None = None,
                  prompt: str | None = None, capabilities: Capabilities | None = None) -> Backend:
@@ -294,7 +313,8 @@ def make_backend(model: str | Path, *, backend: str | None = "auto", precision: 
 
     Args:
         model: a weights folder, run directory, training checkpoint, `.onnx` file or the name of a
-            bundled or installed model.
+            bundled or installed model, or what `translate.formats.locator.locate` found (a caller
+            that located it already passes that down, so it is resolved once).
         backend: auto | onnxruntime | torch; None keeps the model's own form (`.onnx` on ONNX
             Runtime, anything else on PyTorch).
         precision: auto | fp32 | fp16 | bf16 | int8 (see `translate.deploy.selection` for auto). An
@@ -319,11 +339,13 @@ def make_backend(model: str | Path, *, backend: str | None = "auto", precision: 
     check_choices(backend=backend, precision=precision, provider=provider, device=device)
     check_choice("direction", direction, (None, *DIRECTIONS))
     facts = detect_capabilities() if capabilities is None else capabilities
-    source = locate(model)
-    torch_device = choose_device(device, facts)
+    source = as_source(model)
     if prompt is not None or source.is_text:
-        return _text_backend(source, prompt, backend=backend, precision=precision, device=torch_device,
-                             provider=provider, threads=threads)
+        if source.kind == TEXTCYCLE_KIND:
+            _require_prompt(source, prompt)
+        return make_text_backend(source, prompt=prompt, backend=backend, precision=precision, device=device,
+                                 provider=provider, threads=threads, capabilities=facts)
+    torch_device = choose_device(device, facts)
     if source.is_onnx:
         return _onnx_file_backend(source, backend=backend, precision=precision, device=torch_device,
                                   provider=provider, threads=threads)
@@ -331,16 +353,23 @@ def make_backend(model: str | Path, *, backend: str | None = "auto", precision: 
                             direction=direction, threads=threads, calibration=calibration, facts=facts)
 
 
-def make_text_backend(model: str | Path, *, backend: str | None = "auto", precision: str = "auto",
-                      device: str = "auto", provider: str | None = None, threads: int | None = None,
-                      capabilities: Capabilities | None = None) -> TextPromptBackend:
-    """A textcycle model without a fixed prompt, for a prompt per image (`text_rows` + `run_rows`);
-    the arguments and errors are `make_backend`'s."""
+def make_text_backend(model: str | Path | ModelSource, *, prompt: str | None = None, backend: str | None = "auto",
+                      precision: str = "auto", device: str = "auto", provider: str | None = None,
+                      threads: int | None = None, capabilities: Capabilities | None = None) -> TextPromptBackend:
+    """A textcycle model on PyTorch (`TorchTextBackend`) or ONNX Runtime (`OrtTextBackend`), chosen
+    here. `prompt`: what every call translates to; None for a prompt per image (`text_rows` +
+    `run_rows`). The other arguments and the errors are `make_backend`'s."""
     check_choices(backend=backend, precision=precision, provider=provider, device=device)
     facts = detect_capabilities() if capabilities is None else capabilities
-    return _text_backend(locate(model), None, backend=backend, precision=precision,
-                         device=choose_device(device, facts), provider=provider, threads=threads,
-                         require_prompt=False)
+    source = as_source(model)
+    _check_text_model(source, prompt, precision)
+    torch_device = choose_device(device, facts)
+    file_precision = _file_precision(source.config()) if source.is_onnx else "fp32"
+    if choose_backend(backend, is_onnx=source.is_onnx, precision=file_precision, device=torch_device) == "torch":
+        _refuse_provider(provider)
+        return TorchTextBackend(source, prompt, device=torch_device)
+    _, providers = _ort_placement(provider, torch_device)
+    return OrtTextBackend(source, prompt, providers=providers, threads=threads)
 
 
 def _onnx_file_backend(source: ModelSource, *, backend: str | None, precision: str, device: torch.device,
@@ -367,7 +396,7 @@ def _weights_backend(source: ModelSource, *, backend: str | None, precision: str
                                capabilities=facts)
     if choose_backend(backend, is_onnx=False, precision=wanted, device=device) == "torch":
         _refuse_provider(provider)
-        return TorchBackend(source.path, precision=wanted, device=device, direction=direction)
+        return TorchBackend(source, precision=wanted, device=device, direction=direction)
     ort_device, providers = _ort_placement(provider, device)
     if ort_device != device:  # the CPU's best precision, not the GPU's
         wanted = resolve_precision(precision, ort_device, int8_possible=int8_possible, bf16_possible=False,
@@ -377,16 +406,16 @@ def _weights_backend(source: ModelSource, *, backend: str | None, precision: str
                        "slow; fp32 is the fast CPU precision here")
     note = ""
     if wanted == "int8":
-        onnx_path, note = _int8_or_fallback(source.path, direction=direction, precision=precision,
+        onnx_path, note = _int8_or_fallback(source, direction=direction, precision=precision,
                                             device=ort_device, calibration=calibration)
     else:
-        onnx_path = onnx_copy(source.path, direction=direction, precision=wanted)
-    runner = OrtBackend(onnx_path, providers=providers, device=ort_device, threads=threads)
-    runner.note = note
-    return runner
+        onnx_path = onnx_copy(source, direction=direction, precision=wanted)
+    ort_backend = OrtBackend(onnx_path, providers=providers, device=ort_device, threads=threads)
+    ort_backend.note = note
+    return ort_backend
 
 
-def _int8_or_fallback(path: Path, *, direction: str | None, precision: str, device: torch.device,
+def _int8_or_fallback(source: ModelSource, *, direction: str | None, precision: str, device: torch.device,
                       calibration: Sequence[Path] | None) -> tuple[Path, str]:
     """The checked int8 copy, or (precision auto only) the float32 copy when int8 is refused."""
     if device.type != "cpu":
@@ -395,12 +424,12 @@ def _int8_or_fallback(path: Path, *, direction: str | None, precision: str, devi
     if not calibration:
         raise InvalidCombinationError('precision="int8" needs calibration images: pass calibration=[paths] '
                                       "(convert passes the input folder's)", "precision", "calibration")
-    channels = int(read_model_config(path, direction)["architecture"]["input_nc"])
+    channels = int(read_model_config(source, direction)["architecture"]["input_nc"])
     try:
-        int8_path, worst = int8_copy(path, direction=direction, images=calibration, channels=channels)
+        int8_path, worst = int8_copy(source, direction=direction, images=calibration, channels=channels)
     except Int8AccuracyError as error:
         if precision != "auto":
             raise
         logger.warning("%s; using fp32", error)
-        return onnx_copy(path, direction=direction, precision="fp32"), f"int8 refused: {error}"
+        return onnx_copy(source, direction=direction, precision="fp32"), f"int8 refused: {error}"
     return int8_path, f"worst PSNR {worst:.1f} dB vs fp32"

@@ -19,46 +19,44 @@ from __future__ import annotations
 import collections
 import json
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
-from translate.core.device import Capabilities
-from translate.core.errors import InvalidCombinationError, InvalidValueError, check_choice
+from translate.core.errors import InvalidCombinationError
+from translate.core.files import atomic_write_text
 from translate.core.images import from_uint8, to_uint8
 from translate.data.images import list_images
 from translate.deploy.backends import Backend, make_backend
-from translate.deploy.folder_io import (
-    NATIVE,
-    PARTIAL_SUFFIX,
-    in_shard,
-    parse_resize,
-    parse_shard,
-    partial_path,
-    shard_from_environment,
-)
 from translate.deploy.folder_io import Batcher as _Batcher
 from translate.deploy.folder_io import Decoded as _Decoded
 from translate.deploy.folder_io import decode as _decode
 from translate.deploy.folder_io import encode as _encode
-from translate.deploy.inference import OUTPUT_FORMATS, output_paths, translate_uint8
-from translate.deploy.selection import check_choices
-from translate.deploy.tiling import translate_tiled
-from translate.formats.locator import DIRECTIONS
+from translate.deploy.folder_io import in_shard, partial_path
+from translate.deploy.inference import output_paths, translate_uint8
+from translate.deploy.options import (
+    DEFAULT_MAX_PIXELS,
+    NATIVE,
+    ConvertOptions,
+    parse_resize,
+    parse_shard,
+    shard_from_environment,
+)
+from translate.deploy.tiling import check_tile, translate_tiled
+from translate.formats.locator import locate
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["DEFAULT_MAX_PIXELS", "ConvertOptions", "ConvertProgress", "ConvertSummary", "convert_folder",
            "in_shard", "parse_resize", "parse_shard", "shard_from_environment"]
 
-DEFAULT_MAX_PIXELS = 100_000_000  # ~10000 x 10000; a 4-byte float copy of it is 1.2 GB
 CALIBRATION_IMAGES = 20  # int8 calibration + check images, spread over the folder
 
 
@@ -77,7 +75,7 @@ class ConvertSummary:
     converted: list[Path] = field(default_factory=list)
     skipped: list[Path] = field(default_factory=list)  # outputs that already existed
     failed: list[tuple[Path, str]] = field(default_factory=list)
-    backend: str = ""  # e.g. "onnxruntime fp32 on CPUExecutionProvider"
+    backend_description: str = ""  # what ran, e.g. "onnxruntime fp32 on CPUExecutionProvider"
     precision: str = ""
     seconds: float = 0.0  # converting, after the model is ready
     setup_seconds: float = 0.0  # loading the model (and exporting / quantising it the first time)
@@ -87,72 +85,6 @@ class ConvertSummary:
     @property
     def images_per_s(self) -> float:
         return len(self.converted) / self.seconds if self.seconds > 0 else 0.0
-
-
-@dataclass(frozen=True)
-class ConvertOptions:
-    """`convert_folder`'s keywords, checked, with resize and shard parsed and defaults filled in."""
-
-    direction: str | None = None
-    backend: str | None = "auto"
-    precision: str = "auto"
-    device: str = "auto"
-    provider: str | None = None
-    batch_size: int = 4
-    workers: int = 1
-    fmt: str = "png"
-    quality: int = 95
-    png_compression: int = 1
-    overwrite: bool = False
-    resize: tuple[int, int] | int | str | None = None
-    tile: int | None = None
-    overlap: int = 0
-    max_pixels: int = DEFAULT_MAX_PIXELS
-    shard: tuple[int, int] | None = None
-    report: Path | None = None
-    prompt: str | None = None
-    capabilities: Capabilities | None = None
-
-    @classmethod
-    def from_keywords(cls, *, workers: int | None, resize: str | tuple[int, int] | int | None,
-                      shard: str | tuple[int, int] | None, tile: int | None, overlap: int | None,
-                      report: str | Path | None, **rest: object) -> ConvertOptions:
-        """The options of `convert_folder(**keywords)`; raises what `check` raises."""
-        options = cls(workers=workers if workers is not None else min(32, os.cpu_count() or 1),
-                      resize=parse_resize(resize) if isinstance(resize, str) else resize,
-                      shard=parse_shard(shard) if isinstance(shard, str) else
-                      shard if shard is not None else shard_from_environment(),
-                      tile=tile, overlap=(tile // 8 if tile is not None else 0) if overlap is None else overlap,
-                      report=Path(report) if report is not None else None, **rest)  # type: ignore[arg-type]
-        options.check()
-        return options
-
-    def check(self) -> None:
-        """Raise `ParameterError` for a bad value, before any work (and on every machine alike)."""
-        check_choices(backend=self.backend, precision=self.precision, provider=self.provider, device=self.device)
-        check_choice("direction", self.direction, (None, *DIRECTIONS))
-        check_choice("fmt", self.fmt, OUTPUT_FORMATS)
-        for name, low, high in (("quality", 1, 100), ("png_compression", 0, 9)):
-            if not low <= getattr(self, name) <= high:
-                raise InvalidValueError(name, getattr(self, name), f"an integer in {low}..{high}")
-        for name in ("batch_size", "workers", "max_pixels"):
-            if getattr(self, name) < 1:
-                raise InvalidValueError(name, getattr(self, name), "an integer >= 1")
-        if self.tile is not None:
-            check_tile(self.tile, self.overlap, 1)
-
-
-def check_tile(tile: int, overlap: int, multiple: int) -> None:
-    """Raise `InvalidValueError` unless `tile` is a positive multiple of `multiple` and
-    0 <= `overlap` < tile / 2."""
-    if tile < 1 or tile % multiple:
-        nearest = max(multiple, round(tile / multiple) * multiple)
-        expected = "a positive integer" if multiple == 1 else \
-            f"a positive multiple of the model's size multiple {multiple}"
-        raise InvalidValueError("tile", tile, expected, f"the nearest is {nearest}" if tile >= 1 else "")
-    if not 0 <= overlap < max(1, tile // 2):
-        raise InvalidValueError("overlap", overlap, f"an integer in 0..{max(0, tile // 2 - 1)} for tile={tile}",
-                                f"e.g. {tile // 8}")
 
 
 class _Conversion:
@@ -184,7 +116,8 @@ class _Conversion:
         if not self.all_sources:
             raise FileNotFoundError(f"no images found under {str(self.input_dir)!r}")
         # Named from the whole listing, so that every shard agrees on the names.
-        self.targets = output_paths(self.all_sources, self.input_dir, self.output_dir, self.options.fmt)
+        self.targets = output_paths(self.all_sources, self.input_dir, self.output_dir, self.options.fmt,
+                                    self.options.suffix)
         self.sources = [s for s in self.all_sources
                         if in_shard(s.relative_to(self.input_dir).as_posix(), self.options.shard)]
 
@@ -193,21 +126,22 @@ class _Conversion:
         # int8 calibration on images spread over the whole listing (representative of the folder, and
         # the same for every shard, so all shards quantise alike).
         step = max(1, len(self.all_sources) // CALIBRATION_IMAGES)
-        self.runner: Backend = make_backend(
-            self.model, backend=options.backend, precision=options.precision, device=options.device,
+        # Located once here; everything below (export, int8 copy, session) takes the resolved source.
+        self.backend: Backend = make_backend(
+            locate(self.model), backend=options.backend, precision=options.precision, device=options.device,
             provider=options.provider, direction=options.direction,
             calibration=self.all_sources[::step][:CALIBRATION_IMAGES], prompt=options.prompt,
             capabilities=options.capabilities)
         if options.tile is not None:
-            check_tile(options.tile, options.overlap, self.runner.size_multiple)
+            check_tile(options.tile, options.overlap, self.backend.size_multiple)
         # No resize asked for: the model's own input scale if its config names one, else native.
-        model_resize = self.runner.config.get("input_resize")
+        model_resize = self.backend.config.get("input_resize")
         self.resize = (None if options.resize == NATIVE else options.resize if options.resize is not None
                        else int(model_resize) if model_resize else None)
         if options.resize is None and model_resize:
             logger.info("inputs scaled to a shorter side of %s px, the model's input_resize (resize='native' "
                         "keeps full resolution)", model_resize)
-        self.summary.backend, self.summary.precision = self.runner.describe(), self.runner.precision
+        self.summary.backend_description, self.summary.precision = self.backend.describe(), self.backend.precision
 
     def sort_out_done(self) -> None:
         """Skip finished outputs (unless overwrite) and delete a killed run's temporary files."""
@@ -219,12 +153,12 @@ class _Conversion:
                 self.summary.skipped.append(source)
             else:
                 self.todo.append(source)
-        logger.info("converting %d images with %s (%d already done)", len(self.todo), self.summary.backend,
-                    len(self.summary.skipped))
+        logger.info("converting %d images with %s (%d already done)", len(self.todo),
+                    self.summary.backend_description, len(self.summary.skipped))
 
     def translate_all(self) -> None:
         """Decode ahead on worker threads, translate batches of equal size here, encode on workers."""
-        options, channels = self.options, self.runner.input_channels
+        options, channels = self.options, self.backend.input_channels
         batcher = _Batcher(options.batch_size, hold=4 * options.batch_size)
         with ThreadPoolExecutor(options.workers, thread_name_prefix="decode") as readers, \
                 ThreadPoolExecutor(options.workers, thread_name_prefix="encode") as writers:
@@ -254,17 +188,17 @@ class _Conversion:
                                             self.options.shard, self.options.report)
 
     def _run_batch(self, batch: list[_Decoded], writers: ThreadPoolExecutor) -> None:
-        options, runner = self.options, self.runner
+        options, backend = self.options, self.backend
         images = torch.stack([item.image for item in batch])  # (B, C, H, W) uint8
         try:
             if options.tile is not None:
                 with torch.inference_mode():
-                    out = translate_tiled(runner, from_uint8(images.to(runner.device)), tile=options.tile,
-                                          overlap=options.overlap, multiple=runner.size_multiple,
+                    out = translate_tiled(backend, from_uint8(images.to(backend.device)), tile=options.tile,
+                                          overlap=options.overlap, multiple=backend.size_multiple,
                                           max_batch=options.batch_size)
                 pixels = to_uint8(out).permute(0, 2, 3, 1).contiguous().cpu().numpy()
             else:
-                pixels = translate_uint8(runner, images, runner.size_multiple, runner.device)
+                pixels = translate_uint8(backend, images, backend.size_multiple, backend.device)
         except (RuntimeError, MemoryError) as error:  # out of memory on a large image, mostly
             height, width = images.shape[-2:]
             hint = "; try tile=512 or resize" if "memory" in str(error).lower() else ""
@@ -303,50 +237,29 @@ class _Conversion:
 
 
 def convert_folder(input_dir: str | Path, output_dir: str | Path, model: str | Path, *,
-                   direction: str | None = None, backend: str | None = "auto", precision: str = "auto",
-                   device: str = "auto", provider: str | None = None, batch_size: int = 4,
-                   workers: int | None = None, fmt: str = "png", quality: int = 95,
-                   png_compression: int = 1, overwrite: bool = False,
-                   resize: str | tuple[int, int] | int | None = None,
-                   tile: int | None = None, overlap: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS,
-                   shard: str | tuple[int, int] | None = None, report: str | Path | None = None,
-                   on_progress: Callable[[ConvertProgress], None] | None = None,
-                   prompt: str | None = None, capabilities: Capabilities | None = None) -> ConvertSummary:
+                   on_progress: Callable[[ConvertProgress], None] | None = None, **options: Any) -> ConvertSummary:
     """Translate every image under `input_dir` (recursively) into `output_dir`, same relative paths.
+
+        convert_folder("photos/", "out/", "maps_aerial2map", precision="fp16", tile=512, fmt="jpg")
 
     Args:
         model: a weights folder, run directory, checkpoint, `.onnx` file or bundled model name.
-        direction: AtoB | BtoA for models holding both CycleGAN generators.
-        backend, precision, device, provider: see `translate.deploy.backends.make_backend` (auto picks the
-            fastest path the hardware runs well; the summary says which one ran).
-        batch_size: images per model call (images of equal size only).
-        workers: decode threads, and as many encode threads (default: the CPU count, at most 32).
-        fmt, quality: png | jpg | webp, and the jpg / webp quality.
-        png_compression: zlib level 0-9 for png. 1 (the default, as OpenCV's) encodes ~4x faster
-            than Pillow's default 6 for files ~15% larger; encoding is often the slowest stage.
-        overwrite: redo outputs that already exist (otherwise they are skipped).
-        resize: None (the model's `input_resize` if its config has one, else full resolution),
-            "native" (full resolution), N (shorter side to N, aspect kept) or (W, H) / "WxH".
-        tile, overlap: run images in `tile` x `tile` pieces overlapping by `overlap` pixels (default
-            tile // 8), blended across the overlap.
-        max_pixels: larger images are reported as failed instead of exhausting memory.
-        shard: "I/N" or (I, N): convert only shard I of N (default: RANK / WORLD_SIZE under torchrun).
-        report: JSON report path (default: `output_dir/convert_report[.shardIofN].json`).
         on_progress: called with a ConvertProgress after each image.
-        prompt: what a textcycle model translates to (required for one, refused for image models);
-            embedded once and fed with every batch. Text models run in fp32.
-        capabilities: the machine's, for the auto choices (default: this machine's).
+        options: the fields of `ConvertOptions` (translate.deploy.options, each declared with its
+            help; `translate convert --help` lists them as flags): the model choices (direction,
+            backend, precision, device, provider, prompt; auto picks the fastest path the hardware
+            runs well and the summary says which one ran), the input (resize, tile, overlap,
+            max_pixels), the output (fmt, quality, png_compression, overwrite, report) and the
+            throughput (batch_size, workers, shard: "I/N" or (I, N), default RANK / WORLD_SIZE
+            under torchrun).
 
     Raises:
         ParameterError / InvalidCombinationError / FileNotFoundError: bad arguments, a missing input
             folder, no images, or an output folder inside the input folder (checked before any work).
+        TypeError: a keyword that is not an option.
     """
     setup_started = time.perf_counter()
-    options = ConvertOptions.from_keywords(
-        direction=direction, backend=backend, precision=precision, device=device, provider=provider,
-        batch_size=batch_size, workers=workers, fmt=fmt, quality=quality, png_compression=png_compression,
-        overwrite=overwrite, resize=resize, tile=tile, overlap=overlap, max_pixels=max_pixels, shard=shard,
-        report=report, prompt=prompt, capabilities=capabilities)
+    options = ConvertOptions.from_keywords(**options)
     job = _Conversion(Path(input_dir).resolve(), Path(output_dir).resolve(), model, options, on_progress)
     job.check_folders()
     job.list_sources()
@@ -365,7 +278,7 @@ def _write_report(summary: ConvertSummary, output_dir: Path, input_dir: Path, mo
     path = Path(report) if report is not None else output_dir / name
     content = {
         "input": str(input_dir), "output": str(output_dir), "model": str(model),
-        "backend": summary.backend, "precision": summary.precision, "prompt": summary.prompt,
+        "backend": summary.backend_description, "precision": summary.precision, "prompt": summary.prompt,
         "shard": None if shard is None else f"{shard[0]}/{shard[1]}",
         "converted": len(summary.converted), "skipped": len(summary.skipped), "failed": len(summary.failed),
         "setup_seconds": round(summary.setup_seconds, 3),
@@ -373,7 +286,4 @@ def _write_report(summary: ConvertSummary, output_dir: Path, input_dir: Path, mo
         "failures": [{"file": str(p), "reason": reason} for p, reason in summary.failed],
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}{PARTIAL_SUFFIX}")
-    partial.write_text(json.dumps(content, indent=2) + "\n")
-    os.replace(partial, path)
-    return path
+    return atomic_write_text(path, json.dumps(content, indent=2) + "\n")

@@ -58,7 +58,7 @@ from translate.deploy.onnx_common import (
     write_metadata,
 )
 from translate.deploy.text_export import export_text_onnx
-from translate.formats.locator import locate
+from translate.formats.locator import ModelSource, as_source
 from translate.formats.onnx_metadata import read_onnx_metadata
 from translate.formats.weights import load_with_config, source_file
 
@@ -79,7 +79,7 @@ __all__ = [
 
 
 class _Uint8IO(nn.Module):
-    """`(B, H, W, C)` uint8 in, `(B, H, W, C_out)` uint8 out; [-1, 1] float inside (as `to_pil` does)."""
+    """`(B, H, W, C)` uint8 in, `(B, H, W, C_out)` uint8 out; [-1, 1] float inside (as `tensor_to_pil` does)."""
 
     def __init__(self, generator: nn.Module) -> None:
         super().__init__()
@@ -111,11 +111,11 @@ class _ImageExport:
     precision: str
 
     @classmethod
-    def load(cls, model: Path, *, direction: str | None, half: bool, io: str, opset: int,
+    def load(cls, source: ModelSource, *, direction: str | None, half: bool, io: str, opset: int,
              parity_sizes: Sequence[tuple[int, int]] | None, parity_batches: Sequence[int]) -> _ImageExport:
-        network, config = load_with_config(model, direction=direction, device="cpu")
+        network, config = load_with_config(source, direction=direction, device="cpu")
         if config.get("kind") != "generator":
-            raise ValueError(f"{str(model)!r} holds a {config.get('kind')}; only generators are exported")
+            raise ValueError(f"{source.requested!r} holds a {config.get('kind')}; only generators are exported")
         multiple = int(config["size_multiple"])
         sizes = list(parity_sizes) if parity_sizes is not None else default_parity_sizes(multiple)
         check_parity_sizes(sizes, multiple)
@@ -123,7 +123,7 @@ class _ImageExport:
             raise InvalidValueError("parity_batches", list(parity_batches), "positive integers")
         precision = "float16" if half else "float32"
         metadata = _metadata(config, direction=direction, io=io, precision=precision, opset=opset,
-                             source=source_file(model, direction))
+                             source=source_file(source, direction))
         return cls(_graph_module(network, half=half, io=io), _graph_module(network, half=False, io=io), config,
                    metadata, sizes, list(parity_batches), int(config["architecture"]["input_nc"]), io, opset,
                    precision)
@@ -166,7 +166,7 @@ def _metadata(config: dict[str, Any], *, direction: str | None, io: str, precisi
     }
 
 
-def export_onnx(model: str | Path, out_path: str | Path, *, direction: str | None = None,
+def export_onnx(model: str | Path | ModelSource, out_path: str | Path, *, direction: str | None = None,
                 half: bool = False, io: str = "float", opset: int = DEFAULT_OPSET, check: bool = True,
                 parity_sizes: Sequence[tuple[int, int]] | None = None,
                 parity_batches: Sequence[int] = (1, 2), seed: int = 0, text_input: str | None = None,
@@ -179,7 +179,7 @@ def export_onnx(model: str | Path, out_path: str | Path, *, direction: str | Non
 
     Args:
         model: a weights folder, a run directory, a training checkpoint or a bundled or installed
-            model name (see `translate.formats.locator.locate`).
+            model name, or what `translate.formats.locator.locate` found for one.
         direction: AtoB | BtoA, for models holding both generators (CycleGAN runs).
         half: float16 weights and compute (normalisation layers stay float32).
         io: "float" (`(B, C, H, W)` float32 in [-1, 1]) or "uint8" (`(B, H, W, C)` uint8 images).
@@ -201,20 +201,20 @@ def export_onnx(model: str | Path, out_path: str | Path, *, direction: str | Non
         ExportParityError: ONNX Runtime differs from PyTorch beyond PARITY_TOLERANCES; no file is written.
     """
     check_options(io, opset, half)
-    model, out_path = Path(model), Path(out_path)
-    source = locate(model)
+    out_path, source = Path(out_path), as_source(model)
     if source.is_text and not source.is_onnx:
         if direction is not None:
             raise InvalidCombinationError(f"direction={direction!r} applies to CycleGAN runs; a text model has one "
                                           "generator: drop direction", "direction")
-        return export_text_onnx(model, out_path, text_input=text_input or "ids", bake_prompts=bake_prompts,
+        return export_text_onnx(source, out_path, text_input=text_input or "ids", bake_prompts=bake_prompts,
                                 bake_domain_prompts=bake_domain_prompts, half=half, io=io, opset=opset, check=check,
                                 parity_sizes=parity_sizes, seed=seed)
     if text_input is not None or bake_prompts or bake_domain_prompts:
         raise InvalidCombinationError(f"text_input, bake_prompts and bake_domain_prompts apply to text models "
-                                      f"(text2image, textcycle); {str(model)!r} holds an image generator: drop them",
+                                      f"(text2image, textcycle); {source.requested!r} holds an image generator: "
+                                      "drop them",
                                       "text_input", "bake_prompts", "bake_domain_prompts")
-    export = _ImageExport.load(model, direction=direction, half=half, io=io, opset=opset,
+    export = _ImageExport.load(source, direction=direction, half=half, io=io, opset=opset,
                                parity_sizes=parity_sizes, parity_batches=parity_batches)
     report = ExportReport(path=out_path, opset=opset, precision=export.precision, io=io,
                           tolerance=PARITY_TOLERANCES[(export.precision, io)])

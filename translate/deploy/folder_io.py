@@ -1,5 +1,5 @@
-"""Folder conversion's file side: decoding and encoding images, batching them by size, and the
-shard and resize options of `translate.deploy.convert.convert_folder`.
+"""Folder conversion's file side: decoding and encoding images, batching them by size, and which
+files belong to a shard (the shard and resize options are parsed in `translate.deploy.options`).
 
 Outputs are written under a temporary name (`.NAME.translate-partial`) and renamed when complete,
 so a killed run leaves no partial file under the output's name.
@@ -20,12 +20,10 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from translate.core.errors import InvalidValueError
 from translate.data.images import ImageReadError, ImageTooLargeError, convert_channels, decode_image
 
 __all__ = ["PARTIAL_SUFFIX", "Batcher", "Decoded", "decode", "encode", "encode_bytes", "image_pixels",
-           "output_image", "save_output", "in_shard", "parse_resize", "parse_shard",
-           "partial_path", "shard_from_environment"]
+           "output_image", "save_output", "in_shard", "partial_path"]
 
 PARTIAL_SUFFIX = ".translate-partial"
 _PIL_FORMATS = {"png": "PNG", "jpg": "JPEG", "webp": "WEBP"}
@@ -39,27 +37,6 @@ class Decoded:
     error: str | None = None
 
 
-_SHARD_FORM = "I/N with 0 <= I < N, e.g. 0/4 for the first of four shards (numbered from 0, like RANK)"
-
-
-def parse_shard(text: str) -> tuple[int, int]:
-    """"I/N" -> (I, N) with 0 <= I < N: this process converts shard I of N."""
-    try:
-        index_text, count_text = text.split("/")
-        index, count = int(index_text), int(count_text)
-    except ValueError:
-        raise InvalidValueError("shard", text, _SHARD_FORM) from None
-    if count < 1 or not 0 <= index < count:
-        raise InvalidValueError("shard", text, _SHARD_FORM)
-    return index, count
-
-
-def shard_from_environment() -> tuple[int, int] | None:
-    """(RANK, WORLD_SIZE) when launched by torchrun with more than one process, else None."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    return (int(os.environ.get("RANK", "0")), world) if world > 1 else None
-
-
 def in_shard(relative: str, shard: tuple[int, int] | None) -> bool:
     """Deterministic split by a hash of the relative path: every process (on any machine) agrees,
     and files added later do not move the others between shards."""
@@ -67,28 +44,6 @@ def in_shard(relative: str, shard: tuple[int, int] | None) -> bool:
         return True
     digest = hashlib.sha1(relative.encode("utf-8")).digest()
     return int.from_bytes(digest[:8], "big") % shard[1] == shard[0]
-
-
-NATIVE = "native"
-
-
-def parse_resize(text: str | None) -> tuple[int, int] | int | str | None:
-    """"N" (shorter side to N, aspect kept) or "WxH" (exact size) -> N or (W, H); "native" (full
-    resolution, also for a model whose config asks for another input size) -> "native"."""
-    if text is None:
-        return None
-    if text.strip().lower() == NATIVE:
-        return NATIVE
-    try:
-        if "x" in text.lower():
-            width, height = (int(v) for v in text.lower().split("x"))
-            if width > 0 and height > 0:
-                return width, height
-        elif int(text) > 0:
-            return int(text)
-    except ValueError:
-        pass
-    raise InvalidValueError("resize", text, "N (shorter side, aspect kept), WxH or native, e.g. 512 or 640x480")
 
 
 def _resized(image: Image.Image, resize: tuple[int, int] | int) -> Image.Image:

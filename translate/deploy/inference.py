@@ -1,7 +1,7 @@
 """Full-resolution inference helpers shared by `Translator` and `translate.deploy.convert`.
 
-Each image is padded by reflection to the model's size multiple (4 for ResNet generators, 256 for
-unet_256), translated, and cropped back, so the output has the input's size.
+Each image is padded (by reflection where it can be) to the model's size multiple (4 for ResNet
+generators, 256 for unet_256), translated, and cropped back, so the output has the input's size.
 """
 
 from __future__ import annotations
@@ -12,27 +12,17 @@ from typing import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from PIL import Image
 from torch import Tensor
 
-from translate.core.images import from_uint8, tensor_to_pil, to_uint8
-
-OUTPUT_FORMATS = ("png", "jpg", "webp")
+from translate.core.images import from_uint8, to_uint8
+from translate.deploy.tiling import pad_end
 
 
 def pad_to_multiple(x: Tensor, multiple: int) -> tuple[Tensor, tuple[int, int]]:
-    """Pad `(B, C, H, W)` on the bottom/right to multiples of `multiple`; returns (padded, (H, W)).
-
-    Reflection keeps the border statistics natural; where the pad is larger than the image
-    (a small image under a U-Net's multiple of 256), reflection is impossible and edges repeat.
-    """
+    """Pad `(B, C, H, W)` on the bottom/right to multiples of `multiple` (by `tiling.pad_end`'s rule:
+    reflection, or the edge repeated where the image is too small to reflect); returns (padded, (H, W))."""
     height, width = x.shape[-2:]
-    pad_h, pad_w = (-height) % multiple, (-width) % multiple
-    if pad_h == 0 and pad_w == 0:
-        return x, (height, width)
-    mode = "reflect" if pad_h < height and pad_w < width else "replicate"
-    return F.pad(x, (0, pad_w, 0, pad_h), mode=mode), (height, width)
+    return pad_end(x, height + (-height) % multiple, width + (-width) % multiple), (height, width)
 
 
 def translate_tensor(model: Callable[[Tensor], Tensor], x: Tensor, multiple: int) -> Tensor:
@@ -54,17 +44,13 @@ def translate_uint8(model: Callable[[Tensor], Tensor], images: Tensor, multiple:
     return to_uint8(out).permute(0, 2, 3, 1).contiguous().cpu().numpy()
 
 
-def to_pil(x: Tensor) -> Image.Image:
-    """`(C, H, W)` in [-1, 1] with C in {1, 3, 4} -> a PIL image."""
-    return tensor_to_pil(x)
-
-
-def output_paths(sources: list[Path], input_dir: Path, output_dir: Path, fmt: str) -> dict[Path, Path]:
-    """Same relative path and stem, new extension. Where two inputs would collide (a.jpg and
-    a.png both -> a.png), each keeps its old extension in the name: a_jpg.png, a_png.png."""
-    plain = {s: (output_dir / s.relative_to(input_dir)).with_suffix("." + fmt) for s in sources}
+def output_paths(sources: list[Path], input_dir: Path, output_dir: Path, fmt: str,
+                 suffix: str = "") -> dict[Path, Path]:
+    """Same relative path and stem (plus `suffix`), new extension. Where two inputs would collide
+    (a.jpg and a.png both -> a.png), each keeps its old extension in the name: a_jpg.png, a_png.png."""
+    plain = {s: (output_dir / s.relative_to(input_dir)).with_name(f"{s.stem}{suffix}.{fmt}") for s in sources}
     counts: dict[Path, int] = defaultdict(int)
     for path in plain.values():
         counts[path] += 1
-    return {s: p if counts[p] == 1 else p.with_name(f"{s.stem}_{s.suffix.lstrip('.').lower()}.{fmt}")
+    return {s: p if counts[p] == 1 else p.with_name(f"{s.stem}_{s.suffix.lstrip('.').lower()}{suffix}.{fmt}")
             for s, p in plain.items()}

@@ -1,8 +1,9 @@
 """int8 ONNX models for CPUs with VNNI: static quantisation calibrated on real images, checked.
 
-    path, psnr = int8_copy("weights/maps_aerial2map", images=sorted(Path("photos").glob("*.jpg")))
+    path, psnr = int8_copy(locate("weights/maps_aerial2map"), direction=None,
+                           images=sorted(Path("photos").glob("*.jpg")), channels=3)
 
-Recipe (measured by scripts/cpu_paths_probe.py, docs/benchmarks.md): ONNX Runtime's static
+Recipe (measured on the CPU, docs/benchmarks.md "Where int8 comes from"): ONNX Runtime's static
 quantisation in QOperator form, int8 weights per output channel, uint8 activations, MinMax ranges
 from up to 16 images; the first and the last convolution (the 7x7 stem that reads pixels and the
 head that writes them) stay float32, because their error shows directly in the output. Instance
@@ -34,6 +35,7 @@ from translate.core.paths import cache_dir
 from translate.data.images import ImageReadError, load_image
 from translate.deploy.onnx_cache import onnx_copy
 from translate.deploy.sessions import ort_session
+from translate.formats.locator import ModelSource
 
 logger = logging.getLogger(__name__)
 
@@ -120,9 +122,11 @@ def check_int8(fp32_path: Path, int8_path: Path, arrays: list[np.ndarray]) -> fl
     return min(psnr(reference.run(None, {name: x})[0], candidate.run(None, {name: x})[0]) for x in arrays)
 
 
-def int8_copy(model: Path, *, direction: str | None, images: Sequence[Path], channels: int) -> tuple[Path, float]:
-    """The checked int8 ONNX copy of `model`, calibrated on the first CALIBRATION_IMAGES of `images`
-    and checked on the next CHECK_IMAGES (or on the calibration images when there are no more).
+def int8_copy(source: ModelSource, *, direction: str | None, images: Sequence[Path],
+              channels: int) -> tuple[Path, float]:
+    """The checked int8 ONNX copy of `source` (a located model), calibrated on the first
+    CALIBRATION_IMAGES of `images` and checked on the next CHECK_IMAGES (or on the calibration
+    images when there are no more).
 
     Cached beside the float32 copy, keyed by the weights and the calibration files, with the
     check's figure (NAME.psnr.json), so a reused copy is neither re-quantised nor re-checked.
@@ -131,7 +135,7 @@ def int8_copy(model: Path, *, direction: str | None, images: Sequence[Path], cha
         Int8AccuracyError: worst PSNR below MIN_PSNR_DB (the copy is not kept).
         ValueError: no readable calibration image.
     """
-    fp32_path = onnx_copy(model, direction=direction, precision="fp32")
+    fp32_path = onnx_copy(source, direction=direction, precision="fp32")
     chosen = list(images)[: CALIBRATION_IMAGES + CHECK_IMAGES]
     key = hashlib.sha256()
     for path in chosen:
@@ -145,7 +149,8 @@ def int8_copy(model: Path, *, direction: str | None, images: Sequence[Path], cha
     else:
         calibration = calibration_arrays(chosen[:CALIBRATION_IMAGES], channels)
         held_out = calibration_arrays(chosen[CALIBRATION_IMAGES:], channels) or calibration[:CHECK_IMAGES]
-        logger.info("quantising %s to int8 on %d images (once; later runs reuse it)", model, len(calibration))
+        logger.info("quantising %s to int8 on %d images (once; later runs reuse it)", source.requested,
+                    len(calibration))
         quantize_int8(fp32_path, out_path, calibration)
         worst, held_out_count = check_int8(fp32_path, out_path, held_out), len(held_out)
         checked.write_text(json.dumps({"worst_psnr_db": worst, "images": held_out_count}) + "\n")

@@ -28,17 +28,16 @@ from collections.abc import Sequence
 
 import torch
 
-from translate.core.device import DEVICES, Capabilities, pick_device
-from translate.core.device import capabilities as detect_capabilities
+from translate.core.device import DEVICES, Capabilities, detect_capabilities, pick_device
 from translate.core.errors import InvalidChoiceError, InvalidCombinationError, check_choice
+from translate.deploy.options import BACKENDS, PRECISIONS, PROVIDER_NAMES
 from translate.deploy.sessions import CPU_PROVIDER, CUDA_PROVIDER, TENSORRT_PROVIDER, available_providers
 
 __all__ = ["BACKENDS", "PRECISIONS", "PROVIDERS", "check_choices", "choose_backend", "choose_device",
            "resolve_precision", "resolve_providers"]
 
-BACKENDS = ("auto", "onnxruntime", "torch")
-PRECISIONS = ("auto", "fp32", "fp16", "bf16", "int8")
-PROVIDERS = {"tensorrt": TENSORRT_PROVIDER, "cuda": CUDA_PROVIDER, "cpu": CPU_PROVIDER}
+# The names users give (translate.deploy.options, where the choices are declared) -> ONNX Runtime's.
+PROVIDERS = dict(zip(PROVIDER_NAMES[1:], (TENSORRT_PROVIDER, CUDA_PROVIDER, CPU_PROVIDER), strict=True))
 
 
 def check_choices(*, backend: str | None = "auto", precision: str = "auto", provider: str | None = None,
@@ -49,7 +48,7 @@ def check_choices(*, backend: str | None = "auto", precision: str = "auto", prov
         check_choice("backend", backend, BACKENDS)
     check_choice("precision", precision, PRECISIONS)
     if provider is not None:
-        check_choice("provider", provider, ("auto", *PROVIDERS))
+        check_choice("provider", provider, PROVIDER_NAMES)
     check_choice("device", device, DEVICES)
 
 
@@ -104,7 +103,7 @@ def resolve_providers(provider: str | None, device: torch.device, *, available: 
         InvalidCombinationError: a GPU provider without a CUDA device.
     """
     if provider is not None:
-        check_choice("provider", provider, ("auto", *PROVIDERS))
+        check_choice("provider", provider, PROVIDER_NAMES)
     available = list(available_providers() if available is None else available)
     if provider not in (None, "auto"):
         name = PROVIDERS[provider]

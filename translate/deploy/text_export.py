@@ -56,8 +56,8 @@ from translate.deploy.onnx_common import (
     write_metadata,
 )
 from translate.deploy.text_runner import OnnxTextModel
-from translate.formats.locator import locate
-from translate.text.model import KIND, load_text_model
+from translate.formats.locator import ModelSource, as_source
+from translate.text.model import TEXT2IMAGE_KIND, load_text_model
 from translate.text.tokenizer import BOS_ID, EOS_ID, PAD_ID, ByteTokenizer, normalize_text
 
 logger = logging.getLogger(__name__)
@@ -143,14 +143,15 @@ class _TextGraph(nn.Module):
 class _TextExport:
     """One text model, loaded and checked, ready to be written (see `export_text_onnx`)."""
 
-    def __init__(self, folder: Path, config: dict[str, Any], mode: str, prompts: list[str], *, half: bool,
+    def __init__(self, source: ModelSource, config: dict[str, Any], mode: str, prompts: list[str], *, half: bool,
                  io: str, opset: int, parity_sizes: Sequence[tuple[int, int]] | None) -> None:
         self.config, self.mode, self.prompts, self.io, self.opset = config, mode, prompts, io, opset
         self.kind, self.precision = config["kind"], "float16" if half else "float32"
-        loaded = load_text_model(folder, "cpu")
+        self.source = source
+        loaded = load_text_model(source, "cpu")
         self.generator, self.encoder = loaded.generator.float().eval(), loaded.text_encoder.float().eval()
         multiple = text_size_multiple(config["architecture"])
-        if self.kind == KIND:
+        if self.kind == TEXT2IMAGE_KIND:
             self.sizes = [(self.generator.image_size, self.generator.image_size)]
         else:
             self.sizes = list(parity_sizes) if parity_sizes is not None else default_parity_sizes(multiple)
@@ -161,14 +162,14 @@ class _TextExport:
         self.graph = _TextGraph(generator, mode, self.encoder, table, io == "uint8").eval()
         self.reference = _TextGraph(self.generator, mode, self.encoder, table, io == "uint8").eval()  # float32
         self.metadata = _metadata(config, mode=mode, prompts=prompts, io=io, precision=self.precision, opset=opset,
-                                  source=folder / "model.safetensors", generator=self.generator, encoder=self.encoder)
+                                  source=source.source_file(), generator=self.generator, encoder=self.encoder)
         self.writes_encoder = mode == "embedding" and config["text_encoder"]["name"] == "byte"
         self.channels = int(config["architecture"].get("input_nc", 3))
 
     def feed(self, texts: list[str], size: tuple[int, int], rows: list[int], rng: torch.Generator
              ) -> dict[str, Tensor]:
         """The graph's inputs, in order: random noise / images and `texts` (baked: the `rows`)."""
-        if self.kind == KIND:
+        if self.kind == TEXT2IMAGE_KIND:
             first = {"noise": torch.randn(len(texts), self.generator.noise_dim, generator=rng)}
         else:
             first = {"image": random_input(len(texts), *size, self.channels, self.io, rng)}
@@ -230,24 +231,24 @@ class _TextExport:
         write_metadata(files[0], self.metadata, check=True)
 
 
-def _load(model: Path, *, text_input: str, bake_prompts: Sequence[str] | None, bake_domain_prompts: bool,
-          half: bool, io: str, opset: int, parity_sizes: Sequence[tuple[int, int]] | None) -> _TextExport:
+def _load(model: str | Path | ModelSource, *, text_input: str, bake_prompts: Sequence[str] | None,
+          bake_domain_prompts: bool, half: bool, io: str, opset: int, parity_sizes: Sequence[tuple[int, int]] | None) -> _TextExport:
     """The checked `_TextExport` of the text model at `model`; options are checked before it is loaded."""
-    source = locate(model)
+    source = as_source(model)
     if not source.is_text or source.is_onnx or source.folder is None:
-        raise FileNotFoundError(f"no text model weights folder at {str(model)!r} (config.json of kind text2image "
+        raise FileNotFoundError(f"no text model weights folder at {source.requested!r} (config.json of kind text2image "
                                 "or textcycle, as `translate train` writes under RUN/weights/<task>)")
     config = source.config()
     mode, prompts = _resolve_mode(config, text_input, bake_prompts, bake_domain_prompts)
-    if io == "uint8" and config["kind"] == KIND:
+    if io == "uint8" and config["kind"] == TEXT2IMAGE_KIND:
         raise InvalidCombinationError('io="uint8" applies to textcycle models (image in, image out); a text2image '
                                       'graph takes noise: use io="float" and map its output with (y + 1) * 127.5',
                                       "io")
-    return _TextExport(source.folder, config, mode, prompts, half=half, io=io, opset=opset,
+    return _TextExport(source, config, mode, prompts, half=half, io=io, opset=opset,
                        parity_sizes=parity_sizes)
 
 
-def export_text_onnx(model: str | Path, out_path: str | Path, *, text_input: str = "ids",
+def export_text_onnx(model: str | Path | ModelSource, out_path: str | Path, *, text_input: str = "ids",
                      bake_prompts: Sequence[str] | None = None, bake_domain_prompts: bool = False,
                      half: bool = False, io: str = "float", opset: int = DEFAULT_OPSET, check: bool = True,
                      parity_sizes: Sequence[tuple[int, int]] | None = None, seed: int = 0) -> TextExportReport:
@@ -270,7 +271,7 @@ def export_text_onnx(model: str | Path, out_path: str | Path, *, text_input: str
     """
     check_options(io, opset, half)
     out_path = Path(out_path)
-    export = _load(Path(model), text_input=text_input, bake_prompts=bake_prompts,
+    export = _load(model, text_input=text_input, bake_prompts=bake_prompts,
                    bake_domain_prompts=bake_domain_prompts, half=half, io=io, opset=opset, parity_sizes=parity_sizes)
     encoder_path = encoder_file_path(out_path) if export.writes_encoder else None
     report = TextExportReport(path=out_path, opset=opset, precision=export.precision, io=io,
@@ -289,8 +290,8 @@ def export_text_onnx(model: str | Path, out_path: str | Path, *, text_input: str
         if check:
             export.check(files, report, cases, encoder_metadata)
         report.metadata = export.metadata
-    logger.info("exported the %s model %s (text input %s, %s, io %s) to %s; max abs error %.3g", export.kind, model,
-                export.mode, export.precision, io, out_path, report.max_abs_error)
+    logger.info("exported the %s model %s (text input %s, %s, io %s) to %s; max abs error %.3g", export.kind,
+                export.source.requested, export.mode, export.precision, io, out_path, report.max_abs_error)
     return report
 
 
@@ -356,8 +357,8 @@ def _metadata(config: dict[str, Any], *, mode: str, prompts: list[str], io: str,
     kind, architecture = config["kind"], config["architecture"]
     channels = int(architecture.get("input_nc", 3))
     max_length = int(encoder.max_length) if config["text_encoder"]["name"] == "byte" else None
-    noise_dim = generator.noise_dim if kind == KIND else 0
-    first = "noise" if kind == KIND else "image"
+    noise_dim = generator.noise_dim if kind == TEXT2IMAGE_KIND else 0
+    first = "noise" if kind == TEXT2IMAGE_KIND else "image"
     metadata = {
         **common_metadata(config, io=io, precision=precision, opset=opset, source=source), "kind": kind, "task": kind,
         "text_encoder": json.dumps(config["text_encoder"], sort_keys=True), "embedding_dim": str(encoder.dim),
@@ -368,7 +369,7 @@ def _metadata(config: dict[str, Any], *, mode: str, prompts: list[str], io: str,
     if max_length is not None:
         metadata.update(tokenizer=str(config.get("tokenizer", "byte-v1")), max_length=str(max_length),
                         pad_id=str(PAD_ID), bos_id=str(BOS_ID), eos_id=str(EOS_ID))
-    if kind == KIND:
+    if kind == TEXT2IMAGE_KIND:
         metadata.update(noise_dim=str(noise_dim), image_size=str(generator.image_size))
     else:
         metadata.update(input_channels=str(channels), size_multiple=str(text_size_multiple(architecture)))

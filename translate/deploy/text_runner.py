@@ -21,7 +21,7 @@ from translate.core.images import array_to_tensor, tensor_to_array
 from translate.deploy.onnx_common import OUTPUT_NAME
 from translate.deploy.sessions import CPU_PROVIDER, ProviderEntry, ort_session, torch_threads
 from translate.formats.onnx_metadata import read_onnx_metadata
-from translate.text.model import KIND, TEXT_KINDS, TEXTCYCLE_KIND, _check_prompts
+from translate.text.model import TEXT2IMAGE_KIND, TEXT_KINDS, TEXTCYCLE_KIND, _check_prompts
 from translate.text.tokenizer import ByteTokenizer, normalize_text
 
 __all__ = ["OnnxTextModel"]
@@ -115,13 +115,13 @@ class OnnxTextModel:
         if any(len(value) != len(x) for value in text.values()):
             raise ValueError(f"got {len(x)} rows of noise / images and "
                              f"{', '.join(f'{len(v)} of {k}' for k, v in text.items())}; pass one text row per row")
-        out = self.session.run([OUTPUT_NAME], {"noise" if self.kind == KIND else "image": first, **text})[0]
+        out = self.session.run([OUTPUT_NAME], {"noise" if self.kind == TEXT2IMAGE_KIND else "image": first, **text})[0]
         return array_to_tensor(out) if self.uint8_io else torch.from_numpy(out)
 
     def generate(self, prompts: Sequence[str], n: int = 1, seed: int | None = None) -> Tensor:
         """`n` images per prompt: `(len(prompts) * n, C, S, S)` in [-1, 1], prompt-major; the noise is
         Text2ImageModel.generate's for the same seed."""
-        if self.kind != KIND:
+        if self.kind != TEXT2IMAGE_KIND:
             raise ValueError(f"{self.path.name} is a {self.kind} model: it translates images (translate, convert)")
         if n < 1:
             raise ValueError(f"n must be >= 1, got {n}")

@@ -31,22 +31,52 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from translate.core.errors import InvalidValueError
+
 logger = logging.getLogger(__name__)
 
-__all__ = ["tile_grid", "translate_tiled"]
+__all__ = ["check_tile", "pad_end", "tile_grid", "translate_tiled"]
 
 
-def _check_overlap(tile: int, overlap: int) -> None:
-    # Two ramps per tile (one per side) must not meet, or a tile's interior never has weight 1.
-    if isinstance(overlap, bool) or not isinstance(overlap, int) or overlap < 0 \
-            or (overlap > 0 and overlap >= tile // 2):
-        raise ValueError(f"overlap must be an integer in [0, tile // 2) = [0, {max(tile // 2, 1)}) "
-                         f"for tile {tile}, got {overlap!r}; try overlap={tile // 8} (tile // 8)")
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _check_positive(name: str, value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if not _is_int(value) or value < 1:
+        raise InvalidValueError(name, value, "a positive integer")
+
+
+def _nearest_multiple(value: int, multiple: int) -> int:
+    """The positive multiple of `multiple` nearest to `value`; a tie goes to the smaller one (a
+    smaller tile never needs more memory, and memory is why one tiles)."""
+    if value <= multiple:
+        return multiple
+    lower = value // multiple * multiple
+    upper = lower + multiple
+    return upper if value - lower > upper - value else lower
+
+
+def check_tile(tile: int, overlap: int, multiple: int) -> None:
+    """Raise `InvalidValueError` unless `tile` is a positive multiple of `multiple` (the model's size
+    multiple; 1 before the model is known) and `overlap` an integer with `0 <= overlap < tile // 2`
+    (0 is always allowed). The error names the bad value, what was expected and the nearest valid
+    value.
+
+    Why `tile // 2`: each tile ramps down over `overlap` pixels at both ends; two ramps that meet
+    would leave no pixel of the tile with full weight.
+    """
+    _check_positive("multiple", multiple)
+    if not _is_int(tile) or tile < 1 or tile % multiple:
+        expected = "a positive integer" if multiple == 1 else \
+            f"a positive multiple of the model's size multiple {multiple}"
+        nearest = _nearest_multiple(tile, multiple) if _is_int(tile) else multiple
+        raise InvalidValueError("tile", tile, expected, f"the nearest is {nearest}")
+    highest = max(0, tile // 2 - 1)
+    if not _is_int(overlap) or not 0 <= overlap <= highest:
+        nearest = min(max(overlap, 0), highest) if _is_int(overlap) else 0
+        raise InvalidValueError("overlap", overlap, f"an integer in 0..{highest} for tile={tile}",
+                                f"the nearest is {nearest} (tile // 8 = {tile // 8} is the default)")
 
 
 def tile_grid(length: int, tile: int, overlap: int) -> list[int]:
@@ -60,8 +90,7 @@ def tile_grid(length: int, tile: int, overlap: int) -> list[int]:
     Example: `tile_grid(160, 64, 16)` -> `[0, 48, 96]`; `tile_grid(40, 64, 16)` -> `[0]`.
     """
     _check_positive("length", length)
-    _check_positive("tile", tile)
-    _check_overlap(tile, overlap)
+    check_tile(tile, overlap, 1)
     if length <= tile:
         return [0]
     starts = list(range(0, length - tile, tile - overlap))
@@ -94,28 +123,19 @@ def _axis_weights(starts: list[int], size: int, length: int, overlap: int) -> li
     return windows
 
 
-def _pad_axis(x: Tensor, pad: int, dim: int) -> Tensor:
-    """Pad `(B, C, H, W)` by `pad` at the end of `dim` (-2: H, -1: W).
+def pad_end(x: Tensor, height: int, width: int) -> Tensor:
+    """Pad `(B, C, H, W)` on the bottom and right up to `(height, width)` (each >= H, W).
 
-    Reflection keeps border statistics natural; where the pad is as large as the image,
-    reflection is impossible and the edge repeats.
+    Reflection keeps border statistics natural; along an axis where the pad is as large as the
+    image (a small image under a U-Net's multiple of 256), reflection is impossible and the edge
+    repeats. The rule is per axis: a wide strip still reflects along its width.
     """
-    if pad == 0:
-        return x
-    mode = "reflect" if pad < x.shape[dim] else "replicate"
-    pads = (0, pad, 0, 0) if dim == -1 else (0, 0, 0, pad)
-    return F.pad(x, pads, mode=mode)
-
-
-def _check_tile(tile: int, multiple: int) -> None:
-    _check_positive("multiple", multiple)
-    _check_positive("tile", tile)
-    if tile % multiple:
-        lower = tile // multiple * multiple
-        upper = lower + multiple
-        nearest = upper if lower == 0 or tile - lower > upper - tile else lower
-        raise ValueError(f"tile {tile} is not a multiple of {multiple} (the model's size multiple); "
-                         f"use tile={nearest}")
+    for dim, target in ((-2, height), (-1, width)):
+        pad = target - x.shape[dim]
+        if pad > 0:
+            pads = (0, pad, 0, 0) if dim == -1 else (0, 0, 0, pad)
+            x = F.pad(x, pads, mode="reflect" if pad < x.shape[dim] else "replicate")
+    return x
 
 
 def translate_tiled(run: Callable[[Tensor], Tensor], x: Tensor, *, tile: int, overlap: int,
@@ -148,16 +168,14 @@ def translate_tiled(run: Callable[[Tensor], Tensor], x: Tensor, *, tile: int, ov
                          "convert uint8 images with translate.core.images.from_uint8")
     if x.numel() == 0:
         raise ValueError(f"x must not be empty, got shape {tuple(x.shape)}")
-    _check_tile(tile, multiple)
-    _check_overlap(tile, overlap)
+    check_tile(tile, overlap, multiple)
     _check_positive("max_batch", max_batch)
 
     batch, _, height, width = x.shape
     # An axis shorter than a tile becomes a single tile of its own size, rounded up to `multiple`.
     tile_h = tile if height >= tile else height + (-height) % multiple
     tile_w = tile if width >= tile else width + (-width) % multiple
-    padded = _pad_axis(_pad_axis(x, tile_h - height if height < tile else 0, -2),
-                       tile_w - width if width < tile else 0, -1)
+    padded = pad_end(x, tile_h, tile_w)
     full_h, full_w = padded.shape[-2:]
 
     starts_y = tile_grid(full_h, tile_h, overlap if height >= tile else 0)

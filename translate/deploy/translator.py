@@ -25,7 +25,7 @@ from torch import Tensor
 from translate.core.device import Capabilities
 from translate.core.images import array_to_tensor, pil_to_tensor, tensor_to_array, tensor_to_pil
 from translate.data.images import convert_channels
-from translate.deploy.backends import make_backend
+from translate.deploy.backends import Backend, make_backend
 from translate.deploy.inference import translate_tensor
 
 logger = logging.getLogger(__name__)
@@ -49,6 +49,10 @@ class Translator:
         calibration: image files for int8 (ranges measured on the first 16, checked on the next 4).
         capabilities: the machine's, for the auto choices (default: this machine's).
 
+    Attributes:
+        backend: the `Backend` that runs the model (its `describe()` says on what, at what precision).
+        backend_name: "torch" | "onnxruntime".
+
     Raises:
         InvalidChoiceError / InvalidCombinationError / FileNotFoundError: see `make_backend`.
     """
@@ -56,24 +60,24 @@ class Translator:
     def __init__(self, model: str | Path, *, direction: str | None = None, device: str = "auto",
                  backend: str | None = None, precision: str = "fp32", provider: str | None = None,
                  calibration: list[str | Path] | None = None, capabilities: Capabilities | None = None) -> None:
-        self.runner = make_backend(model, backend=backend, precision=precision, device=device,
-                                   provider=provider, direction=direction,
-                                   calibration=[Path(p) for p in calibration] if calibration else None,
-                                   capabilities=capabilities)
-        self.config: dict[str, Any] = self.runner.config
-        self.backend = self.runner.name
-        self.precision = self.runner.precision
-        self.device = self.runner.device
-        self.input_channels = self.runner.input_channels
-        self.output_channels = self.runner.output_channels
-        self.size_multiple = self.runner.size_multiple
+        self.backend: Backend = make_backend(model, backend=backend, precision=precision, device=device,
+                                             provider=provider, direction=direction,
+                                             calibration=[Path(p) for p in calibration] if calibration else None,
+                                             capabilities=capabilities)
+        self.config: dict[str, Any] = self.backend.config
+        self.backend_name = self.backend.name  # "torch" | "onnxruntime"
+        self.precision = self.backend.precision
+        self.device = self.backend.device
+        self.input_channels = self.backend.input_channels
+        self.output_channels = self.backend.output_channels
+        self.size_multiple = self.backend.size_multiple
 
     def translate_tensor(self, x: Tensor) -> Tensor:
         """`(B, C_in, H, W)` in [-1, 1], any H and W -> `(B, C_out, H, W)` in [-1, 1]."""
         if x.ndim != 4 or x.shape[1] != self.input_channels:
             raise ValueError(f"expected a (B, {self.input_channels}, H, W) tensor in [-1, 1], got shape "
                              f"{tuple(x.shape)}")
-        out = translate_tensor(self.runner, x.to(self.runner.device, torch.float32), self.size_multiple)
+        out = translate_tensor(self.backend, x.to(self.backend.device, torch.float32), self.size_multiple)
         return out.to(x.device)
 
     def __call__(self, images: ImageInput) -> ImageInput:

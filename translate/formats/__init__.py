@@ -3,8 +3,9 @@
 - `locator.locate(model) -> ModelSource`: the only code that decides what a name or path is
   (bundled or installed name, weights folder, run directory, checkpoint file or `.onnx`; image or
   text; which directions).
-- `weights`: image weights folders (config.json + model.safetensors), training checkpoints,
-  `load()`.
-- `text_folder`: text model folders (generator and text encoder tensors with their config).
+- `folder`: the weights folder format (config.json + model.safetensors) every model, image or
+  text, is written and read in: format name and version, the version check, storage dtypes.
+- `weights`: image networks in weights folders, training checkpoints, `load()` of image models
+  (`translate.load` also gives text models, through `translate.text.model`).
 - `onnx_metadata`: the metadata our ONNX files carry.
 """

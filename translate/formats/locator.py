@@ -28,7 +28,7 @@ from translate.core.errors import check_choice
 from translate.core.paths import bundled_dir, models_dir
 from translate.formats.onnx_metadata import read_onnx_metadata
 
-__all__ = ["DIRECTIONS", "FORMS", "IMAGE_KINDS", "TEXT_KINDS", "ModelSource", "locate", "resolve_path",
+__all__ = ["DIRECTIONS", "FORMS", "IMAGE_KINDS", "TEXT_KINDS", "ModelSource", "as_source", "locate", "resolve_path",
            "ACCEPTED_FORMS"]
 
 CONFIG_FILE = "config.json"
@@ -197,6 +197,12 @@ def locate(model: str | os.PathLike[str]) -> ModelSource:
         directions = () if kind in TEXT_KINDS else _folder_directions(path)
         return ModelSource(requested, path, origin, "weights", kind, directions, folder=path)
     return _locate_run(requested, path, origin)
+
+
+def as_source(model: str | os.PathLike[str] | ModelSource) -> ModelSource:
+    """`model` itself when it is a `ModelSource` already (located once by the caller, which then
+    passes it down), else `locate(model)`."""
+    return model if isinstance(model, ModelSource) else locate(model)
 
 
 def _locate_file(requested: str, path: Path, origin: str) -> ModelSource:

@@ -1,9 +1,11 @@
-"""Weights folders (config.json + model.safetensors) and `load()`, which reads every saved model form.
+"""Image networks as weights folders, training checkpoints, and `load()`, which reads every image form.
 
-A weights folder is the deployable form of one network: the architecture and preprocessing in
-config.json, the tensors in model.safetensors (no pickle, so loading never runs code). `load()`
-also accepts a training checkpoint file or a run directory, and always returns a network ready
-for inference: eval mode, gradients off.
+An image weights folder is the deployable form of one generator or discriminator: the
+architecture and preprocessing in config.json, the tensors in model.safetensors (the folder
+format itself, shared with text models, is `translate.formats.folder`). `load()` also accepts a
+training checkpoint file or a run directory, and always returns a network ready for inference:
+eval mode, gradients off. (`translate.load` also gives text models: it sends them to
+`translate.text.model.load_text_model`.)
 
     g = translate.load("runs/horse2zebra")          # run dir -> weights/AtoB/ or checkpoints/latest.pt
     fake_b = g(real_a)                              # (B, C, H, W) in [-1, 1]
@@ -11,7 +13,6 @@ for inference: eval mode, gradients off.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from collections.abc import Mapping
@@ -20,15 +21,23 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from translate.core.errors import InvalidValueError, check_choice
-from translate.core.files import atomic_write, atomic_write_text
 from translate.core.torch_files import torch_load_safely
 from translate.core.version import __version__
-from translate.formats.locator import locate, pick_direction
+from translate.formats.folder import (
+    CONFIG_FILE,
+    DTYPES,
+    FORMAT,
+    FORMAT_VERSION,
+    WEIGHTS_FILE,
+    check_format_version,
+    read_folder_config,
+    read_weights_folder,
+    write_weights_folder,
+)
+from translate.formats.locator import ModelSource, as_source, pick_direction
 from translate.models import (
     DiscriminatorConfig,
     GeneratorConfig,
@@ -59,16 +68,12 @@ __all__ = [
     "torch_load_safely",
 ]
 
-FORMAT = "translate.weights"
-FORMAT_VERSION = 1
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.safetensors"
 CHECKPOINT_FORMAT = "translate.checkpoint"
 CHECKPOINT_FORMAT_VERSION = 1
+CHECKPOINT_READABLE_VERSIONS = (1,)
 # The `task` a weights folder records is provenance (which training task wrote it), any task name.
 _TASK_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 DIRECTIONS = ("AtoB", "BtoA")
-_DTYPES = {torch.float32: "float32", torch.float16: "float16", torch.bfloat16: "bfloat16"}
 _ACCEPTED = ("a weights folder (config.json + model.safetensors), a training checkpoint file written by "
              "`translate train`, or a run directory (weights/<direction>/ or checkpoints/latest.pt)")
 
@@ -194,23 +199,9 @@ def _model_config(architecture: Architecture, *, task: str | None, direction: st
     return config
 
 
-def _read_folder_config(folder: Path) -> dict[str, Any]:
+def _check_image_config(config: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """`config` (a weights folder's, format checked), when it describes an image network."""
     path = folder / CONFIG_FILE
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise FileNotFoundError(f"no {CONFIG_FILE} in {str(folder)!r}: a weights folder holds "
-                                f"{CONFIG_FILE} and {WEIGHTS_FILE} (written by save_weights)") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"{str(path)!r} is not valid JSON ({err}); re-export the weights folder") from None
-    if not isinstance(config, dict) or config.get("format") != FORMAT:
-        found = config.get("format") if isinstance(config, dict) else type(config).__name__
-        raise ValueError(f"{str(path)!r} is not a translate weights config (format {found!r}, "
-                         f"expected {FORMAT!r})")
-    version = config.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise ValueError(f"{str(path)!r} has format_version {version!r}, this translate "
-                         f"({__version__}) reads up to {FORMAT_VERSION}; upgrade translate")
     if config.get("kind") not in ("generator", "discriminator"):
         raise ValueError(f"{str(path)!r} has kind {config.get('kind')!r}; expected 'generator' or "
                          f"'discriminator'")
@@ -239,9 +230,9 @@ def save_weights(module: nn.Module, out_dir: str | Path, architecture: Architect
     if not isinstance(architecture, (GeneratorConfig, DiscriminatorConfig)):
         raise TypeError(f"architecture must be a GeneratorConfig or DiscriminatorConfig, "
                         f"got {type(architecture).__name__}")
-    check_choice("dtype", dtype, tuple(_DTYPES))
+    check_choice("dtype", dtype, tuple(DTYPES))
     config = _model_config(architecture, task=task, direction=direction, domains=domains, source=source,
-                           dtype=_DTYPES[dtype], input_resize=input_resize)
+                           dtype=DTYPES[dtype], input_resize=input_resize)
     state = module.state_dict()
     with torch.device("meta"):
         expected = build_model(architecture).state_dict()
@@ -250,21 +241,7 @@ def save_weights(module: nn.Module, out_dir: str | Path, architecture: Architect
         raise StateDictMismatchError(
             f"the module does not match the architecture {config['architecture']}; "
             f"saving it would write a weights folder that cannot be loaded:\n{diff.summary()}", diff)
-
-    tensors = {}
-    for key, tensor in state.items():
-        tensor = tensor.detach().to("cpu")
-        if tensor.is_floating_point():
-            tensor = tensor.to(dtype)
-        tensors[key] = tensor.contiguous()
-
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise FileExistsError(f"cannot write a weights folder at {str(out_dir)!r}: it is a file")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    # Weights first: a folder whose config.json exists is complete.
-    atomic_write(out_dir / WEIGHTS_FILE, lambda tmp: save_file(tensors, str(tmp), metadata={"format": "pt"}))
-    atomic_write_text(out_dir / CONFIG_FILE, json.dumps(config, indent=2) + "\n")
+    out_dir = write_weights_folder(out_dir, state, config, dtype)
     logger.info("saved %s %s to %s", config["kind"], architecture.name, out_dir)
     return out_dir
 
@@ -278,13 +255,13 @@ class _Located:
     path: Path
 
 
-def _locate(path: str | Path, direction: str | None) -> _Located:
+def _locate(path: str | Path | ModelSource, direction: str | None) -> _Located:
     """The weights folder or checkpoint file of `path`'s image generator for `direction`."""
-    form, found = locate(path).image_weights(direction)
+    form, found = as_source(path).image_weights(direction)
     return _Located(form, found)
 
 
-def source_file(path: str | Path, direction: str | None = None) -> Path:
+def source_file(path: str | Path | ModelSource, direction: str | None = None) -> Path:
     """The file whose bytes a model's weights come from: its model.safetensors or its checkpoint."""
     located = _locate(path, direction)
     return located.path / WEIGHTS_FILE if located.kind == "folder" else located.path
@@ -294,10 +271,7 @@ def read_training_checkpoint(path: Path) -> dict[str, Any]:
     """A `translate train` checkpoint file as a dict, read with weights_only=True; clear errors otherwise."""
     state = torch_load_safely(path, _ACCEPTED)
     if isinstance(state, dict) and state.get("format") == CHECKPOINT_FORMAT:
-        version = state.get("format_version")
-        if not isinstance(version, int) or version > CHECKPOINT_FORMAT_VERSION:
-            raise ValueError(f"{str(path)!r} has checkpoint format_version {version!r}, this translate "
-                             f"({__version__}) reads up to {CHECKPOINT_FORMAT_VERSION}; upgrade translate")
+        check_format_version(state.get("format_version"), path, readable=CHECKPOINT_READABLE_VERSIONS)
         return state
     if isinstance(state, dict) and state and all(isinstance(v, Tensor) for v in state.values()):
         raise ValueError(f"{str(path)!r} is a plain state_dict (such as a reference CycleGAN/pix2pix "
@@ -333,11 +307,12 @@ def _checkpoint_generator(state: dict[str, Any], path: Path, direction: str | No
     return config, state_dict
 
 
-def read_model_config(path: str | Path, direction: str | None = None) -> dict[str, Any]:
+def read_model_config(path: str | Path | ModelSource, direction: str | None = None) -> dict[str, Any]:
     """The config.json dict of any model form `load` accepts (built on the fly for checkpoints)."""
     located = _locate(path, direction)
     if located.kind == "folder":
-        return _check_folder_direction(_read_folder_config(located.path), located.path, direction)
+        config = _check_image_config(read_folder_config(located.path), located.path)
+        return _check_folder_direction(config, located.path, direction)
     config, _ = _checkpoint_generator(read_training_checkpoint(located.path), located.path, direction)
     return config
 
@@ -351,23 +326,16 @@ def _check_folder_direction(config: dict[str, Any], folder: Path, direction: str
     return config
 
 
-def load_with_config(path: str | Path, direction: str | None = None, device: str | torch.device = "cpu"
+def load_with_config(path: str | Path | ModelSource, direction: str | None = None, device: str | torch.device = "cpu"
                      ) -> tuple[nn.Module, dict[str, Any]]:
     """Like `load`, also returning the model's config.json-style dict (architecture, normalization,
     size_multiple, domains...)."""
     check_choice("direction", direction, (*DIRECTIONS, None))
     located = _locate(path, direction)
     if located.kind == "folder":
-        config = _check_folder_direction(_read_folder_config(located.path), located.path, direction)
-        weights_path = located.path / WEIGHTS_FILE
-        if not weights_path.is_file():
-            raise FileNotFoundError(f"no {WEIGHTS_FILE} in weights folder {str(located.path)!r}; "
-                                    f"the export is incomplete, re-export it")
-        try:
-            state_dict = load_file(str(weights_path), device="cpu")
-        except (SafetensorError, OSError) as err:
-            raise ValueError(f"{str(weights_path)!r} is not a readable safetensors file ({err})") from None
-        what = str(weights_path)
+        config, state_dict = read_weights_folder(located.path)
+        config = _check_folder_direction(_check_image_config(config, located.path), located.path, direction)
+        what = str(located.path / WEIGHTS_FILE)
     else:
         config, state_dict = _checkpoint_generator(read_training_checkpoint(located.path), located.path, direction)
         what = f"checkpoint {str(located.path)!r} ({config['source']['model']})"

@@ -6,7 +6,7 @@ re-exports (fetch, archive, datasets) need only the standard library (urllib, zi
 `translate.core.files`; `pretrained` and `reference` need torch. It owns:
 
 - `fetch`: `download_file`, resumable (`DEST.part`) and checked against a SHA-256
-  (`file_sha256`); `DownloadError`.
+  (`translate.core.files.sha256_file`); `DownloadError`.
 - `archive`: `safe_extract` of zip / tar archives, refusing members that would escape the target.
 - `datasets`: the reference's data sets by name (`DATASETS`, `download_dataset`).
 - `pretrained`: the reference's pretrained generators by name (`download_pretrained`), installed
@@ -17,7 +17,7 @@ re-exports (fetch, archive, datasets) need only the standard library (urllib, zi
 
 from translate.hub.archive import ArchiveError, UnsafeArchiveError, safe_extract
 from translate.hub.datasets import DATASETS, DatasetInfo, download_dataset, get_dataset, list_datasets
-from translate.hub.fetch import DownloadError, download_file, file_sha256
+from translate.hub.fetch import DownloadError, download_file
 
 __all__ = [
     "DATASETS",
@@ -27,7 +27,6 @@ __all__ = [
     "UnsafeArchiveError",
     "download_dataset",
     "download_file",
-    "file_sha256",
     "get_dataset",
     "list_datasets",
     "safe_extract",

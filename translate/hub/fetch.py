@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Callable, Optional
 from urllib.parse import urlsplit
 
-from translate.core.files import sha256_file as file_sha256
+from translate.core.files import sha256_file
 from translate.core.version import __version__
 
 logger = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ def download_file(
         if sha256 is None:
             logger.info("%s already exists; not downloading it again", dest)
             return dest
-        if file_sha256(dest) == sha256:
+        if sha256_file(dest) == sha256:
             logger.info("%s already exists with the expected SHA-256", dest)
             return dest
         logger.warning("%s exists but its SHA-256 differs from %s; downloading it again", dest, sha256)
@@ -88,7 +88,7 @@ def download_file(
             origin.unlink(missing_ok=True)
         raise
     if sha256 is not None:
-        digest = file_sha256(part)
+        digest = sha256_file(part)
         if digest != sha256:
             part.unlink()
             origin.unlink(missing_ok=True)

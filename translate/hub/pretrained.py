@@ -27,10 +27,11 @@ from typing import Callable
 
 import torch
 
+from translate.core.files import sha256_file
 from translate.core.paths import models_dir
 from translate.formats.weights import load
 from translate.hub.datasets import did_you_mean
-from translate.hub.fetch import download_file, file_sha256, mirror_url
+from translate.hub.fetch import download_file, mirror_url
 from translate.hub.reference import import_reference, reference_network
 from translate.models import GeneratorConfig
 
@@ -212,7 +213,7 @@ def download_pretrained(name: str, root: str | os.PathLike[str] | None = None, *
                                   domains={"source": entry.source, "target": entry.target}, task=entry.family,
                                   origin=url)
         _verify(folder, reference_network(checkpoint, entry.architecture))
-        (folder / "README.md").write_text(_model_card(entry, url, file_sha256(checkpoint)))
+        (folder / "README.md").write_text(_model_card(entry, url, sha256_file(checkpoint)))
         if final.exists():
             shutil.rmtree(final)
         os.replace(folder, final)

@@ -21,8 +21,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from translate.core.files import sha256_file
 from translate.formats.weights import StateDictDiff, build_model, save_weights, state_dict_diff, torch_load_safely
-from translate.hub.fetch import file_sha256
 from translate.models import DiscriminatorConfig, GeneratorConfig, generator_names
 
 logger = logging.getLogger(__name__)
@@ -322,7 +322,7 @@ def import_reference(ckpt: str | Path, out_dir: str | Path, architecture: Archit
         raise ValueError(f"direction={direction!r} applies to generators only; leave it unset for "
                          f"discriminator {architecture.name!r}")
     model = reference_network(ckpt, architecture)
-    source = {"reference_checkpoint": ckpt.name, "sha256": file_sha256(ckpt)}
+    source = {"reference_checkpoint": ckpt.name, "sha256": sha256_file(ckpt)}
     if origin is not None:
         source["origin"] = origin
     return save_weights(model, out_dir, architecture, task=task, direction=direction, domains=domains,

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from translate.core.device import Capabilities, capabilities
+from translate.core.device import Capabilities, detect_capabilities
 from translate.core.errors import InvalidCombinationError
 from translate.core.images import from_uint8, to_uint8
 from translate.deploy.backends import Backend, make_backend, make_text_backend
@@ -30,8 +30,7 @@ from translate.deploy.selection import choose_device
 from translate.deploy.text_runner import OnnxTextModel
 from translate.formats.locator import ModelSource, locate
 from translate.serve.options import ModelSpec, ServeOptions
-from translate.text.model import KIND as TEXT2IMAGE_KIND
-from translate.text.model import TEXTCYCLE_KIND, load_text2image
+from translate.text.model import TEXT2IMAGE_KIND, TEXTCYCLE_KIND, load_text2image
 
 logger = logging.getLogger(__name__)
 
@@ -118,7 +117,7 @@ class ImageModel(ServedModel):
         super().__init__(name, source)
         self.directions = source.directions or ("AtoB",)
         self.backends = {direction: make_backend(
-            source.path, backend=options.backend, precision=options.precision, device=options.device,
+            source, backend=options.backend, precision=options.precision, device=options.device,
             provider=options.provider, direction=direction if source.directions else None, capabilities=facts)
             for direction in self.directions}
         self.input_channels = next(iter(self.backends.values())).input_channels
@@ -169,7 +168,7 @@ class TextCycleModel(ServedModel):
 
     def __init__(self, name: str, source: ModelSource, options: ServeOptions, facts: Capabilities) -> None:
         super().__init__(name, source)
-        self.backend = make_text_backend(source.path, backend=options.backend, precision=options.precision,
+        self.backend = make_text_backend(source, backend=options.backend, precision=options.precision,
                                          device=options.device, provider=options.provider, capabilities=facts)
         self.input_channels = self.backend.input_channels
         self.domains: dict[str, list[str]] = dict(self.backend.config.get("domains") or {})
@@ -230,14 +229,14 @@ class Text2ImageModel(ServedModel):
         if source.is_onnx:
             self.onnx = OnnxTextModel(source.path)
             self.noise_dim = int(self.onnx.metadata["noise_dim"])
-            self.device, self.describe = torch.device("cpu"), f"onnxruntime on {self.onnx.provider}"
+            self.device, self.description = torch.device("cpu"), f"onnxruntime on {self.onnx.provider}"
             self.image_size = int(self.onnx.metadata.get("image_size") or 0)
         else:
             self.device = choose_device(options.device, facts)
-            self.torch_model = load_text2image(source.path, device=self.device)
+            self.torch_model = load_text2image(source, device=self.device)
             self.noise_dim = int(self.torch_model.generator.noise_dim)
             self.image_size = int(self.torch_model.config["architecture"].get("image_size") or 0)
-            self.describe = f"torch fp32 on {self.device.type}"
+            self.description = f"torch fp32 on {self.device.type}"
         self.domains: dict[str, list[str]] = dict(source.config().get("domains") or {})
 
     def batch_key(self, job: GenerateJob, direction: str | None) -> Hashable:
@@ -263,7 +262,7 @@ class Text2ImageModel(ServedModel):
         return {"directions": [], "backend": "onnxruntime" if self.source.is_onnx else "torch", "precision": "fp32",
                 "provider": self.onnx.provider if self.source.is_onnx else self.device.type,
                 "device": str(self.device), "size_multiple": 1, "image_size": self.image_size,
-                "description": self.describe, "domains": self.domains, "needs_prompt": True}
+                "description": self.description, "domains": self.domains, "needs_prompt": True}
 
 
 _KINDS: dict[str, type[ServedModel]] = {
@@ -307,6 +306,6 @@ def load_served_model(spec: ModelSpec, options: ServeOptions, facts: Capabilitie
     if cls is None:
         raise ValueError(f"{spec.model!r} is a {source.kind}; translate serve serves generators, textcycle and "
                          "text2image models")
-    model = cls(spec.name, source, options, capabilities() if facts is None else facts)  # type: ignore[call-arg]
+    model = cls(spec.name, source, options, detect_capabilities() if facts is None else facts)  # type: ignore[call-arg]
     logger.info("loaded %s (%s) from %s", spec.name, source.kind, source.path)
     return model

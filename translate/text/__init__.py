@@ -11,7 +11,7 @@ runner live higher up, in `translate.deploy`. It owns:
   text2image training.
 - `model`: text model weights folders (kind "text2image" | "textcycle": config.json + one
   model.safetensors with the generator and a trainable encoder), `save_text_model` and
-  `load_text_model`.
+  `load_text_model`, written and read by `translate.formats.folder`.
 """
 
 from __future__ import annotations

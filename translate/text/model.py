@@ -18,26 +18,23 @@ named in the config and loaded from its own package instead).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from translate.core.errors import check_choice
-from translate.core.files import atomic_write, atomic_write_text
-from translate.core.version import __version__
-from translate.formats.locator import locate
+from translate.formats.folder import WEIGHTS_FILE, read_weights_folder, write_weights_folder
+from translate.formats.locator import ModelSource, as_source
+from translate.formats.weights import load_state_dict_strict
 from translate.models import build_text_generator
 from translate.text.encoders import build_text_encoder
 
-KIND = "text2image"
+TEXT2IMAGE_KIND = "text2image"
 TEXTCYCLE_KIND = "textcycle"
-TEXT_KINDS = (KIND, TEXTCYCLE_KIND)
+TEXT_KINDS = (TEXT2IMAGE_KIND, TEXTCYCLE_KIND)
 TOKENIZER = "byte-v1"
-_DTYPES = {torch.float32: "float32", torch.float16: "float16", torch.bfloat16: "bfloat16"}
 
 
 def _check_prompts(prompts: list[str]) -> None:
@@ -104,87 +101,83 @@ def save_text_model(generator: nn.Module, text_encoder: nn.Module, out_dir: str 
                     architecture: dict[str, Any], text_encoder_config: dict[str, Any],
                     domains: dict[str, list[str]] | None = None, source: dict[str, Any] | None = None,
                     dtype: torch.dtype = torch.float32) -> Path:
-    """Write a text model weights folder of `kind` ("text2image" | "textcycle"), atomically (each
-    file written under a temporary name, then renamed). `architecture` = {"name": ..., **its
-    constructor's arguments}; `domains` (textcycle) = {domain name: its prompts}; `dtype`: how
-    floating-point tensors are stored (float16 halves the file; loading casts back to float32)."""
-    if kind not in TEXT_KINDS:
-        raise ValueError(f"kind must be one of {', '.join(TEXT_KINDS)}, got {kind!r}")
+    """Write a text model weights folder of `kind` ("text2image" | "textcycle") with
+    `translate.formats.folder.write_weights_folder` (atomic, weights first). `architecture` =
+    {"name": ..., **its constructor's arguments}; `domains` (textcycle) = {domain name: its
+    prompts}; `dtype`: how floating-point tensors are stored (float16 halves the file; loading
+    casts back to float32)."""
+    check_choice("kind", kind, TEXT_KINDS)
     if kind == TEXTCYCLE_KIND and not domains:
         raise ValueError("a textcycle model needs its domains ({name: prompts}), got none")
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    if dtype not in _DTYPES:
-        raise ValueError(f"dtype must be torch.float32, float16 or bfloat16, got {dtype!r}")
-
-    def stored(value: Tensor) -> Tensor:
-        value = value.detach().cpu()
-        return (value.to(dtype) if value.is_floating_point() else value).contiguous()
-
-    tensors = {f"generator.{k}": stored(v) for k, v in generator.state_dict().items()}
+    tensors = {f"generator.{k}": v for k, v in generator.state_dict().items()}
+    # A frozen pretrained encoder is named in the config and loaded from its own package.
     if getattr(text_encoder, "trainable", True):
-        tensors.update({f"text_encoder.{k}": stored(v) for k, v in text_encoder.state_dict().items()})
-    config = {"format": "translate.weights", "format_version": 1, "toolkit_version": __version__,
-              "kind": kind, "task": kind, "architecture": architecture, "text_encoder": text_encoder_config,
-              "tokenizer": TOKENIZER, "normalization": {"range": [-1.0, 1.0]},
-              "dtype": _DTYPES[dtype], **({"domains": domains} if domains else {}), "source": source or {}}
-    # Weights first: a folder whose config.json exists is complete.
-    atomic_write(out_dir / "model.safetensors", lambda tmp: save_file(tensors, str(tmp)))
-    atomic_write_text(out_dir / "config.json", json.dumps(config, indent=2) + "\n")
-    return out_dir
+        tensors.update({f"text_encoder.{k}": v for k, v in text_encoder.state_dict().items()})
+    # "dtype" keeps its place among the keys; write_weights_folder sets its value.
+    config = {"kind": kind, "task": kind, "architecture": architecture, "text_encoder": text_encoder_config,
+              "tokenizer": TOKENIZER, "normalization": {"range": [-1.0, 1.0]}, "dtype": None,
+              **({"domains": domains} if domains else {}), "source": source or {}}
+    return write_weights_folder(out_dir, tensors, config, dtype)
 
 
 def save_text2image(generator: nn.Module, text_encoder: nn.Module, out_dir: str | Path, *,
                     architecture: dict[str, Any], text_encoder_config: dict[str, Any],
                     source: dict[str, Any] | None = None) -> Path:
     """`save_text_model(kind="text2image")`."""
-    return save_text_model(generator, text_encoder, out_dir, kind=KIND, architecture=architecture,
+    return save_text_model(generator, text_encoder, out_dir, kind=TEXT2IMAGE_KIND, architecture=architecture,
                            text_encoder_config=text_encoder_config, source=source)
 
 
-def find_text_model(path: str | Path) -> Path | None:
-    """The text model weights folder at `path` (a folder, a run directory, or a bundled or
-    installed name), or None when `path` is no text model (see `translate.formats.locator`)."""
+def find_text_model(path: str | Path | ModelSource) -> Path | None:
+    """The text model weights folder at `path` (a folder, a run directory, a bundled or installed
+    name, or what `translate.formats.locator.locate` found), or None when `path` is no text model."""
     try:
-        source = locate(path)
+        source = as_source(path)
     except (FileNotFoundError, ValueError):
         return None
     return source.folder if source.is_text and not source.is_onnx else None
 
 
-def load_text_model(path: str | Path, device: str | torch.device = "cpu",
+def load_text_model(path: str | Path | ModelSource, device: str | torch.device = "cpu",
                     kind: str | None = None) -> Text2ImageModel | TextTranslationModel:
-    """Rebuild a text model from its weights folder (or a run directory holding one).
+    """Rebuild a text model from its weights folder (or a run directory holding one), ready for
+    inference: eval mode, gradients off.
 
     Raises:
         FileNotFoundError: no text model folder at `path`.
-        ValueError: the folder holds another kind than `kind` (when given).
+        UnsupportedFormatVersionError: a newer release wrote the folder.
+        ValueError: the folder holds another kind than `kind` (when given), or is damaged.
     """
     check_choice("kind", kind, (*TEXT_KINDS, None))
     folder = find_text_model(path)
+    where = path.requested if isinstance(path, ModelSource) else str(path)
     if folder is None:
-        raise FileNotFoundError(f"no text model weights folder at {str(path)!r} (expected config.json of kind "
+        raise FileNotFoundError(f"no text model weights folder at {where!r} (expected config.json of kind "
                                 f"text2image or textcycle and model.safetensors, as `translate train text2image` "
                                 "/ `textcycle` write under RUN/weights/<task>)")
-    config = json.loads((folder / "config.json").read_text())
+    config, tensors = read_weights_folder(folder)
     if kind is not None and config["kind"] != kind:
-        raise ValueError(f"{str(path)!r} holds a {config['kind']!r} model, not a {kind!r} model")
+        raise ValueError(f"{where!r} holds a {config['kind']!r} model, not a {kind!r} model")
     generator = build_text_generator(config["architecture"])
     encoder_settings = dict(config["text_encoder"])
     encoder = build_text_encoder(encoder_settings.pop("name"), **encoder_settings)
-    tensors = load_file(str(folder / "model.safetensors"))
-    generator.load_state_dict({k[len("generator."):]: v.float() for k, v in tensors.items()
-                               if k.startswith("generator.")})
-    encoder_tensors = {k[len("text_encoder."):]: v.float() for k, v in tensors.items()
-                       if k.startswith("text_encoder.")}
+    what = str(folder / WEIGHTS_FILE)
+    load_state_dict_strict(generator, _with_prefix(tensors, "generator."), what=what)
+    encoder_tensors = _with_prefix(tensors, "text_encoder.")
     if encoder_tensors:
-        encoder.load_state_dict(encoder_tensors)
-    model_class = Text2ImageModel if config["kind"] == KIND else TextTranslationModel
-    return model_class(generator.to(device).eval(), encoder.to(device).eval(), config)
+        load_state_dict_strict(encoder, encoder_tensors, what=what)
+    model_class = Text2ImageModel if config["kind"] == TEXT2IMAGE_KIND else TextTranslationModel
+    model = model_class(generator, encoder, config)
+    return model.to(device).eval().requires_grad_(False)
 
 
-def load_text2image(path: str | Path, device: str | torch.device = "cpu") -> Text2ImageModel:
+def _with_prefix(tensors: dict[str, Tensor], prefix: str) -> dict[str, Tensor]:
+    """The tensors whose names start with `prefix`, named without it."""
+    return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+
+def load_text2image(path: str | Path | ModelSource, device: str | torch.device = "cpu") -> Text2ImageModel:
     """`load_text_model(kind="text2image")`."""
-    model = load_text_model(path, device, kind=KIND)
+    model = load_text_model(path, device, kind=TEXT2IMAGE_KIND)
     assert isinstance(model, Text2ImageModel)  # kind checked above; narrows the type
     return model

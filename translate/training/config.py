@@ -5,7 +5,7 @@ Resolution order (later wins): the task's reference defaults, a YAML file, the o
 explicitly. A resumed run starts from the run's saved config instead of the defaults, so options
 given on resume extend or override what the run was started with.
 
-Each field carries its help text and option group (translate.training.fields); a task (a `Task`
+Each field carries its help text and option group (translate.core.options); a task (a `Task`
 row, registered by translate.training.tasks) names the groups it uses, its reference defaults,
 its networks and its checks, so nothing here knows a task by name.
 """
@@ -20,14 +20,16 @@ from typing import Any, Callable
 
 import yaml
 
+from translate.core.device import DEVICES
 from translate.core.errors import InvalidChoiceError, InvalidCombinationError, InvalidValueError
+from translate.core.options import check_field_choice, check_field_value, integer, number, option
 from translate.data.transforms import PREPROCESS_MODES
+from translate.formats.locator import DIRECTIONS
 from translate.models import INIT_TYPES, NORMS
 from translate.models.efficientnet_lite import BACKBONE_INSTALL, MissingBackboneError, backbone_weights_path
 from translate.models.projected import MIN_SIZE as PROJECTED_MIN_SIZE
 from translate.text import text_encoder_names
 from translate.training.diffaug import parse_policy
-from translate.training.fields import check_field_choice, check_field_value, integer, number, option
 
 __all__ = ["ADAM_IMPLEMENTATIONS", "AUTO_ON_OFF", "COMPILE_MODES", "LOSS_SYNC", "LR_SCALES", "SPEED_MODES",
            "DEVICES", "DIRECTIONS", "GAN_MODES", "LR_POLICIES", "FIELD_NAMES", "Task", "TrainConfig",
@@ -35,8 +37,6 @@ __all__ = ["ADAM_IMPLEMENTATIONS", "AUTO_ON_OFF", "COMPILE_MODES", "LOSS_SYNC", 
            "save_config"]
 
 GAN_MODES = ("lsgan", "vanilla", "wgangp", "hinge")
-DIRECTIONS = ("AtoB", "BtoA")
-DEVICES = ("auto", "cpu", "cuda", "mps")
 LR_POLICIES = ("linear", "cosine", "constant")
 
 
@@ -262,7 +262,7 @@ class Task:
         defaults: the reference implementation's defaults for this task (override the field defaults).
         generators, discriminators: the netG and netD choices.
         size_multiple: netG -> the multiple the image sides must be (crop_size is checked).
-        option_groups: the field groups it uses (translate.training.fields); "eval" enables eval_every.
+        option_groups: the field groups it uses (the fields' `group`); "eval" enables eval_every.
         build_dataset: config -> the training Dataset.
         images_key: the key of a collated batch that holds its images (to count the samples).
         save_weights: (step, config, run_dir) -> {name: weights folder} written at the end of a run.

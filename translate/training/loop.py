@@ -79,16 +79,6 @@ def lr_factor(config: TrainConfig) -> Callable[[int], float]:
     return lambda epoch: 1.0
 
 
-def build_dataset(config: TrainConfig) -> Any:
-    """The training data set of `config.task` (its row's build_dataset)."""
-    return get_task(config.task).build_dataset(config)
-
-
-def save_weights_folders(task_step: Any, config: TrainConfig, run_dir: Path) -> dict[str, Path]:
-    """Export the trained generator(s) as weights folders under run_dir/weights/ (the row's save_weights)."""
-    return get_task(config.task).save_weights(task_step, config, run_dir)
-
-
 def augment_generator(config: TrainConfig, step: int, rank: int) -> torch.Generator:
     """The CPU generator of step `step`'s crops and flips on `rank`."""
     return torch.Generator().manual_seed((config.seed * 1_000_003 + step * 7919 + rank) % 2**63)

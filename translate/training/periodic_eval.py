@@ -79,8 +79,8 @@ def load_eval_sets(config: TrainConfig, phase: str, limit: int | None) -> list[E
     task = get_task(config.task)
     if task.eval_sets is None:
         raise InvalidCombinationError(
-            f"eval_every is not available for {config.task}; score text models with scripts/eval_shapes.py or "
-            "translate eval on generated folders", "eval_every")
+            f"eval_every is not available for {config.task}; score the run's checkpoints after training with "
+            "`translate eval --model RUN --data DATA` (--all-checkpoints for text2image)", "eval_every")
     return task.eval_sets(config, phase, limit)
 
 

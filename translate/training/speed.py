@@ -33,8 +33,8 @@ __all__ = ["AUTO", "SpeedPlan", "check_channels_last", "effective_lr", "referenc
 # "Training loop levers on the CPU"), so auto changes nothing there (MPS, unmeasured, likewise).
 # CUDA: the levers that cannot change results beyond rounding and remove known costs (Adam's
 # per-parameter kernels, DataLoader workers and host copies); channels_last and compile stay off until
-# scripts/gpu_check.py has measured their speed and checked their gradients on a GPU (channels_last
-# gives wrong gradients on the CPU: check_channels_last).
+# the GPU check (scripts/bench/gpu_check.py) has measured their speed and checked their gradients on a
+# GPU (channels_last gives wrong gradients on the CPU: check_channels_last).
 AUTO: dict[str, dict[str, Any]] = {
     "cpu": {"channels_last": False, "compile": False, "adam": "default", "cache_data": False},
     "cuda": {"channels_last": False, "compile": False, "adam": "fused", "cache_data": True},
@@ -102,7 +102,7 @@ def check_channels_last(config: TrainConfig, device: torch.device) -> None:
         raise InvalidCombinationError(
             'channels_last=True with norm="instance" on the CPU: PyTorch computes wrong gradients for an instance '
             "norm followed by a convolution in channels-last layout there; leave channels_last off on the CPU "
-            "(it is a GPU lever; scripts/gpu_check.py checks its gradients on a GPU)", "channels_last", "norm",
+            "(it is a GPU lever; `python -m scripts.bench.gpu_check` checks its gradients on a GPU)", "channels_last", "norm",
             "device")
 
 

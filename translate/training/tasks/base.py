@@ -226,8 +226,14 @@ class TaskStep:
             self.diffaug.load_state_dict(state["discriminator"]["diffaug"])
 
     def _check_resumable(self, state: dict[str, Any]) -> dict[str, Any]:
-        """Refuse a checkpoint trained with another discriminator or DiffAugment policy; start the
-        moving averages of a run resumed with ema_decay from its generators."""
+        """Refuse a checkpoint trained as another task, or with another discriminator or DiffAugment
+        policy; start the moving averages of a run resumed with ema_decay from its generators."""
+        trained_as = state.get("task", self.config.task)
+        if trained_as != self.config.task:  # rows may share a step and its networks (CUT and FastCUT)
+            raise InvalidCombinationError(
+                f"this checkpoint was trained as {trained_as!r} and cannot continue as {self.config.task!r}: each "
+                "task has its own objective and schedule, even where the networks are the same; resume it as "
+                f"{trained_as!r} or start a new run")
         saved = state.get("discriminator") or {"netD": self.config.netD, "diffaug": None}
         policy = saved["diffaug"]["policy"] if saved["diffaug"] else ""
         given = ",".join(self.diffaug.policies) if self.diffaug else ""

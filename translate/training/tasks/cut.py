@@ -155,17 +155,12 @@ class CUTStep(TaskStep):
 
     def state_dict(self) -> dict[str, Any]:
         state = super().state_dict()
-        state["nce"] = {"task": self.config.task, "nce_layers": list(self.nce_layers),
-                        "netF_nc": self.config.netF_nc, "rng": self.nce_generator.get_state()}
+        state["nce"] = {"nce_layers": list(self.nce_layers), "netF_nc": self.config.netF_nc,
+                        "rng": self.nce_generator.get_state()}
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         saved = state["nce"]
-        if saved["task"] != self.config.task:
-            raise InvalidCombinationError(
-                f"this checkpoint was trained as {saved['task']!r} and cannot continue as {self.config.task!r}: "
-                "CUT and FastCUT differ in their objective (nce_idt, lambda_NCE, flip_equivariance) and schedule "
-                f"(n_epochs, n_epochs_decay); resume it as {saved['task']!r} or start a new run")
         trained = {"nce_layers": ",".join(map(str, saved["nce_layers"])), "netF_nc": saved["netF_nc"]}
         given = {"nce_layers": ",".join(map(str, self.nce_layers)), "netF_nc": self.config.netF_nc}
         changed = [name for name in trained if trained[name] != given[name]]

@@ -1,1 +1,0 @@
-"""The parts of scripts/bench_serve.py: config, servers, client, model and report."""
