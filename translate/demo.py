@@ -2,7 +2,7 @@
 
 The mapping to learn is a fixed colour transform (channels rotated and inverted) of images made of
 random smooth blobs, so a few hundred CPU steps visibly learn it. Used by the README's first
-command and by the tests as generated training data.
+command.
 """
 
 from __future__ import annotations
