@@ -1,5 +1,5 @@
 """Development tools:
 
     python -m scripts.dev.code_stats                 # modules, lines, the longest functions, import cycles
-    python -m scripts.dev.make_legacy_fixtures --checkout /tmp/legacy --out tests/fixtures/legacy_7ce1752
+    python -m scripts.dev.make_legacy_fixtures --checkout /tmp/legacy_<commit> --out tests/fixtures/legacy_<commit>
 """

@@ -1,7 +1,14 @@
 """Write tiny models with a given checkout of translate, for tests that newer code still reads them.
 
-    git worktree add /tmp/legacy 7ce1752
-    python -m scripts.dev.make_legacy_fixtures --checkout /tmp/legacy --out tests/fixtures/legacy_7ce1752
+Two fixtures were written this way, one per release, and tests/formats/test_legacy_formats.py runs
+every check on both: tests/fixtures/legacy_7ce1752/ and tests/fixtures/legacy_f926d17/. For a
+release `<commit>`:
+
+    git worktree add /tmp/legacy_<commit> <commit>
+    python -m scripts.dev.make_legacy_fixtures --checkout /tmp/legacy_<commit> --out tests/fixtures/legacy_<commit>
+    git worktree remove /tmp/legacy_<commit> --force
+
+then add `<commit>` to `RELEASES` in tests/helpers/legacy.py.
 
 With `--checkout` the script runs itself again with that checkout first on the path (and as the
 working directory), so every file below is written by the old code, through its command line

@@ -12,6 +12,7 @@ import torch
 from safetensors import safe_open
 
 import translate
+from tests.helpers.legacy import RELEASES, legacy_folder
 from translate.core.errors import InvalidCombinationError, UnsupportedFormatVersionError
 from translate.formats import folder as folder_module
 from translate.formats.folder import CONFIG_FILE, WEIGHTS_FILE, read_weights_folder, write_weights_folder
@@ -19,7 +20,10 @@ from translate.text.model import Text2ImageModel, TextTranslationModel, load_tex
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
-LEGACY = Path(__file__).resolve().parents[1] / "fixtures" / "legacy_7ce1752"
+# The version check reads only the `format_version` the tests rewrite, so one release's folders
+# (the newest, closest to what this release writes) stand for all; loading each release's folders
+# is tests/formats/test_legacy_formats.py's job.
+LEGACY = legacy_folder(RELEASES[-1])
 IMAGE_FOLDER = LEGACY / "pix2pix_weights"
 TEXT_FOLDERS = (LEGACY / "text2image_weights", LEGACY / "textcycle_weights")
 
@@ -84,14 +88,16 @@ def test_unknown_format_version_is_refused_naming_it(tmp_path, model: Path, vers
         assert str(folder / CONFIG_FILE) in message
 
 
-def test_translate_load_gives_image_and_text_models(tmp_path) -> None:
-    image = translate.load(IMAGE_FOLDER)
+@pytest.mark.parametrize("release", RELEASES)
+def test_translate_load_gives_image_and_text_models(release: str) -> None:
+    legacy = legacy_folder(release)
+    image = translate.load(legacy / "pix2pix_weights")
     assert not isinstance(image, (Text2ImageModel, TextTranslationModel))
     assert image(torch.zeros(1, 1, 128, 128)).shape == (1, 1, 128, 128)
 
-    textcycle = translate.load(LEGACY / "textcycle_weights")
+    textcycle = translate.load(legacy / "textcycle_weights")
     assert isinstance(textcycle, TextTranslationModel) and not textcycle.training
     assert textcycle.translate(torch.zeros(1, 3, 32, 32), "a map").shape == (1, 3, 32, 32)
-    assert isinstance(translate.load(LEGACY / "text2image_weights"), Text2ImageModel)
+    assert isinstance(translate.load(legacy / "text2image_weights"), Text2ImageModel)
     with pytest.raises(InvalidCombinationError, match="no direction"):
-        translate.load(LEGACY / "textcycle_weights", direction="AtoB")
+        translate.load(legacy / "textcycle_weights", direction="AtoB")

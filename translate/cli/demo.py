@@ -40,8 +40,8 @@ def demo(
 
 
 def _has_image_model(name: str) -> bool:
-    """Whether the locator finds an image weights folder called `name` (a checkout without the
-    bundled weights, e.g. an installed wheel, has none)."""
+    """Whether the locator finds an image weights folder called `name` (a copy of the package
+    without the bundled weights has none)."""
     try:
         source = locate(name)
     except (FileNotFoundError, ValueError):
