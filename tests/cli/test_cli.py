@@ -17,6 +17,8 @@ from tests.helpers.training import tiny_flags
 from translate.cli import app
 from translate.training import read_checkpoint
 
+pytestmark = pytest.mark.usefixtures("single_thread")
+
 runner = CliRunner()
 TINY_FLAGS = tiny_flags("cyclegan")
 

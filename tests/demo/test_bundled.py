@@ -14,7 +14,7 @@ from translate.core.paths import BUNDLED_DIR
 from translate.demo import bundled_demo_models
 
 # The auto rules pick different paths on different CPUs: CI runs these with bf16 reported both ways.
-pytestmark = pytest.mark.selection
+pytestmark = [pytest.mark.selection, pytest.mark.usefixtures("single_thread")]
 
 MODEL = BUNDLED_DIR / "maps_aerial2map"
 

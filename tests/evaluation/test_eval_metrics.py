@@ -26,6 +26,8 @@ from translate.evaluation.metrics import (
 )
 from translate.training import train
 
+pytestmark = pytest.mark.usefixtures("single_thread")
+
 runner = CliRunner()
 
 

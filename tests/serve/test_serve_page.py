@@ -30,7 +30,8 @@ SIZE = (150, 110)  # not square: a width / height swap shows
 
 
 def _options(*models: ModelSpec, **kwargs: object) -> ServeOptions:
-    return ServeOptions(models=models, warmup_size=64, workers=1, **kwargs)  # type: ignore[arg-type]
+    # max_batch 1: the page sends one request at a time, and the server skips timing batches at start-up.
+    return ServeOptions(models=models, warmup_size=64, workers=1, max_batch=1, **kwargs)  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="module")
@@ -180,9 +181,15 @@ def test_page_waits_while_the_models_load(server, page):
     page.route("**/v1/models", lambda route: route.fulfill(**loading.pop(0)), times=len(loading))
     asked: list[str] = []
     page.on("request", lambda request: asked.append(request.url) if request.url.endswith("/v1/models") else None)
+    page.clock.install()  # the page's 1 s retries run on a fake clock, advanced below
     page.goto(server.url + "/")
     assert "Loading" in page.text_content("#status") and page.is_disabled("#model")
-    page.wait_for_selector("#model:not([disabled])", timeout=TIMEOUT_MS)
+    for _ in range(20):  # each step passes one retry interval once the page has read the last answer
+        if page.is_enabled("#model"):
+            break
+        page.wait_for_timeout(50)
+        page.clock.run_for(1000)
+    assert page.is_enabled("#model")
     assert len(asked) == 3 and not loading
     assert page.eval_on_selector_all("#model option", "options => options.map(o => o.value)") == ["maps", "shapes"]
     assert page.text_content("#error") == ""

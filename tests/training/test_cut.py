@@ -27,9 +27,7 @@ from translate.training.losses import patch_nce_loss
 from translate.training.tasks.cut import CUTStep
 
 runner = CliRunner()
-
-
-
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 # --- defaults and options ---------------------------------------------------------------------
 
@@ -232,7 +230,7 @@ def test_cut_learns_a_colour_mapping_between_unpaired_domains(tmp_path):
         _write(_reddish(rng, size), data / "testA" / f"{i}.png")
     config = tiny_config("cut", data=data, out=tmp_path / "run", netD="pixel", init_type="normal", preprocess="none",
                          crop_size=size, batch_size=4, lr=2e-3, max_steps=120, n_epochs=1000, n_epochs_decay=0,
-                         log_every=50, num_patches=256, netF_nc=256)
+                         log_every=50, num_patches=64, netF_nc=64)
     train(config)
     model = load(tmp_path / "run")
     errors, identity = [], []
@@ -243,7 +241,8 @@ def test_cut_learns_a_colour_mapping_between_unpaired_domains(tmp_path):
         with torch.no_grad():
             errors.append((model(source) - target).abs().mean().item())
         identity.append((source - target).abs().mean().item())
-    # Measured: 0.18-0.25 of the identity's error over seeds 0-4; 0.45 leaves room for noise.
+    # Measured: 0.22-0.29 of the identity's error over data seeds 1-3 and training seeds 0-2 (0.23 here);
+    # 0.45 leaves room for noise.
     assert np.mean(errors) < 0.45 * np.mean(identity), (np.mean(errors), np.mean(identity))
 
 

@@ -17,6 +17,8 @@ from translate.training import read_checkpoint, train
 from translate.training.ema import EMA
 from translate.training.losses import matching_aware_gradient_penalty
 
+pytestmark = pytest.mark.usefixtures("single_thread")
+
 
 def _net() -> nn.Module:
     torch.manual_seed(0)

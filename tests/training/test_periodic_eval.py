@@ -15,6 +15,8 @@ from translate.cli import app
 from translate.training import make_config, train
 from translate.training.periodic_eval import PeriodicEvaluator
 
+pytestmark = pytest.mark.usefixtures("single_thread")
+
 
 class MeanColour(nn.Module):
     """A stand-in for the Inception network: 3 features, the mean of each channel."""

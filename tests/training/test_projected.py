@@ -129,7 +129,7 @@ def test_pix2pix_refuses_it_with_the_reason(tmp_path):
 # --- training with it ----------------------------------------------------------------------------
 
 def test_backbone_stays_frozen_and_out_of_checkpoints_and_weights(unpaired_data, tmp_path, backbone_state):
-    config = tiny_config("cyclegan", data=unpaired_data, out=tmp_path / "run", netD="projected+basic", max_steps=2)
+    config = tiny_config("cyclegan", data=unpaired_data, out=tmp_path / "run", netD="projected+basic", max_steps=1)
     step = build_step(config, torch.device("cpu"))
     real_a, real_b = torch.rand(1, 3, 32, 32) * 2 - 1, torch.rand(1, 3, 32, 32) * 2 - 1
     for _ in range(2):
@@ -150,10 +150,11 @@ def test_backbone_stays_frozen_and_out_of_checkpoints_and_weights(unpaired_data,
 
 def test_resume_is_bit_exact_with_the_projected_d_diffaugment_and_ema(unpaired_data, tmp_path):
     options = {"netD": "projected+basic", "diffaug": "color,translation,cutout", "ema_decay": 0.9}
-    train(tiny_config("cut", data=unpaired_data, out=tmp_path / "straight", max_steps=6, **options))
+    # 4 items, batch 1: stopped inside the first epoch, resumed across its end.
+    train(tiny_config("cut", data=unpaired_data, out=tmp_path / "straight", max_steps=5, **options))
     train(tiny_config("cut", data=unpaired_data, out=tmp_path / "resumed", max_steps=3, **options))
     state = read_checkpoint(tmp_path / "resumed")
-    train(make_config(None, base=state["config"], overrides={"max_steps": 6}), resume_state=state)
+    train(make_config(None, base=state["config"], overrides={"max_steps": 5}), resume_state=state)
     a, b = checkpoint_tensors(tmp_path / "straight"), checkpoint_tensors(tmp_path / "resumed")
     assert a.keys() == b.keys() and any(k.startswith("g_ema.") for k in a)
     assert any(k.startswith("d_b.projected.heads") for k in a)

@@ -17,6 +17,7 @@ from translate.training import make_config, read_checkpoint, train
 from translate.training.tasks.text2image import mismatch_order
 
 runner = CliRunner()
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 @pytest.fixture(scope="module")

@@ -23,6 +23,7 @@ from translate.training.tasks.base import preprocess_config
 
 TRAINING = Path(__file__).resolve().parents[2] / "translate" / "training"
 runner = CliRunner()
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def test_the_table_has_every_task_with_a_complete_row():

@@ -18,6 +18,8 @@ from translate.training.pool import ImagePool
 from translate.training.tasks.cyclegan import CycleGANStep
 from translate.training.tasks.pix2pix import Pix2PixStep
 
+pytestmark = pytest.mark.usefixtures("single_thread")
+
 # --- config -----------------------------------------------------------------------------------
 
 def test_task_defaults_follow_the_reference():
@@ -175,8 +177,8 @@ def test_other_gan_modes_train(gan_mode):
 
 # --- the loop ---------------------------------------------------------------------------------
 
-def _all_weights(run_dir: Path) -> dict[str, torch.Tensor]:
-    state = read_checkpoint(run_dir)
+def _all_weights(state: dict) -> dict[str, torch.Tensor]:
+    """Every network's tensors of a checkpoint (`read_checkpoint`), keyed `net.key`."""
     return {f"{net}.{key}": value for net, sd in state["models"].items() for key, value in sd.items()}
 
 
@@ -192,11 +194,11 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(task, paired_data
     resumed_config = make_config(None, base=state["config"], overrides={"max_steps": 10})
     resumed = train(resumed_config, resume_state=state)
     assert straight.step == resumed.step == 10
-    a, b = _all_weights(tmp_path / "straight"), _all_weights(tmp_path / "resumed")
+    straight_state, resumed_state = read_checkpoint(tmp_path / "straight"), read_checkpoint(tmp_path / "resumed")
+    a, b = _all_weights(straight_state), _all_weights(resumed_state)
     assert a.keys() == b.keys()
     for key in a:
         assert torch.equal(a[key], b[key]), key
-    straight_state, resumed_state = read_checkpoint(tmp_path / "straight"), read_checkpoint(tmp_path / "resumed")
     assert straight_state["schedulers"] == resumed_state["schedulers"]
     assert straight_state["optimizers"]["g"]["state"][0]["exp_avg"].equal(
         resumed_state["optimizers"]["g"]["state"][0]["exp_avg"])
@@ -271,13 +273,14 @@ def test_missing_data_fails_before_training(tmp_path):
 
 
 def test_pix2pix_learns_a_colour_mapping(tmp_path):
-    """Short end-to-end run: the L1 to the target ends far below the untranslated input's."""
+    """Short end-to-end run (pix2pix's own U-Net): the L1 to the target ends far below the untranslated input's."""
     from translate import load
 
-    data = write_paired(tmp_path / "data", n_train=16, n_test=4, size=32, seed=1)
-    config = tiny_config("pix2pix", data=data, out=tmp_path / "run", norm="batch", dropout=False, ngf=16,
-                         preprocess="none", batch_size=4, max_steps=300, lr=1e-3, gan_mode="lsgan", n_epochs=1000,
-                         n_epochs_decay=0, log_every=50, sample_every=1000)
+    size = 128  # unet_128's input; its skips learn a colour mapping in far fewer steps than a ResNet's bottleneck
+    data = write_paired(tmp_path / "data", n_train=16, n_test=8, size=size, seed=1)
+    config = tiny_config("pix2pix", data=data, out=tmp_path / "run", netG="unet_128", norm="batch", dropout=False,
+                         load_size=size, crop_size=size, preprocess="none", batch_size=1, max_steps=80, lr=2e-3,
+                         gan_mode="lsgan", n_epochs=1000, n_epochs_decay=0, log_every=50, sample_every=1000)
     train(config)
     model = load(tmp_path / "run")
     import numpy as np
@@ -286,9 +289,10 @@ def test_pix2pix_learns_a_colour_mapping(tmp_path):
     l1_model, l1_identity = [], []
     for path in sorted((data / "test").glob("*.png")):
         pair = torch.from_numpy(np.array(Image.open(path).convert("RGB"))).permute(2, 0, 1).float() / 127.5 - 1
-        source, target = pair[:, :, :32][None], pair[:, :, 32:][None]
+        source, target = pair[:, :, :size][None], pair[:, :, size:][None]
         with torch.no_grad():
             l1_model.append((model(source) - target).abs().mean().item())
         l1_identity.append((source - target).abs().mean().item())
-    # Measured: about 0.25 of the identity's L1 after 300 steps (4x lower); 0.4 leaves room for noise.
-    assert sum(l1_model) / len(l1_model) < 0.4 * sum(l1_identity) / len(l1_identity)
+    # Measured: 0.14-0.27 of the identity's L1 after 80 steps (about 5x lower) over data seeds 1-3 and
+    # training seeds 0-2; 0.18 here. 0.4 leaves room for noise.
+    assert sum(l1_model) / len(l1_model) < 0.4 * sum(l1_identity) / len(l1_identity), (l1_model, l1_identity)

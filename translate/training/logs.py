@@ -10,7 +10,6 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from torchvision.utils import make_grid, save_image
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +59,10 @@ class RunLogger:
         """Save a grid with one row per visual (e.g. real_a, fake_b, rec_a), images in [-1, 1]."""
         if not self.enabled or not rows:
             return None
+        # Imported here: torchvision takes ~1 s to import, which every torchrun process would pay
+        # at start-up while only rank 0 writes samples.
+        from torchvision.utils import make_grid, save_image
+
         n = min(max_images, rows[0].shape[0])
         # Rows may differ in channel count (e.g. 1-channel input, 3-channel output): show all as RGB.
         tiles = [row[:n].detach().float().cpu().expand(-1, 3, -1, -1) if row.shape[1] == 1

@@ -25,7 +25,6 @@ from torch import Tensor, nn
 from translate.core.errors import InvalidCombinationError
 from translate.core.images import from_uint8, to_uint8
 from translate.data import ImageReadError, PreprocessConfig, load_image, prepare_image
-from translate.evaluation.metrics import DistributionScores, PairedScores
 from translate.training.config import TrainConfig, get_task
 
 logger = logging.getLogger(__name__)
@@ -106,6 +105,8 @@ class PeriodicEvaluator:
         self.inception = inception
         self.real_features: dict[str, list[Tensor]] = {}
         if inception is not None:
+            from translate.evaluation.metrics import DistributionScores  # here, not at the top: see `_score`
+
             for eval_set in self.sets:
                 scores = DistributionScores(inception, device)
                 self.real_features[eval_set.direction] = [
@@ -133,6 +134,10 @@ class PeriodicEvaluator:
         return results
 
     def _score(self, generator: nn.Module, eval_set: EvalSet) -> dict[str, float]:
+        # Imported here: the metrics load torchmetrics (~2 s), which runs without evaluation, and
+        # each torchrun process's start-up, need not pay for.
+        from translate.evaluation.metrics import DistributionScores, PairedScores
+
         paired = PairedScores() if eval_set.paired else None
         distribution = DistributionScores(self.inception, self.device) if self.inception is not None else None
         if distribution is not None:
