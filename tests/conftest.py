@@ -40,6 +40,19 @@ def reference_dir(shared_dir: Path) -> Path:
     return path
 
 
+@pytest.fixture(autouse=True, scope="session")
+def one_thread_per_test_process():
+    """Every test runs torch on one intra-op thread (subprocesses a test starts choose their own).
+
+    Tiny test networks gain nothing from threads, and on a busy 2-core machine OpenMP's
+    spin-waiting makes them 10-30x slower; tests that measure threading set their own count.
+    """
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 @pytest.fixture(scope="module")
 def single_thread():
     """Run the module's tests on one intra-op thread, restoring the count afterwards.
